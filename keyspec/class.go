@@ -1,0 +1,62 @@
+package keyspec
+
+import "time"
+
+// Defaults of a freshness class, applied to every field a policy file leaves
+// out.
+const (
+	// DefaultQueuePrefix is prefixed to a class name to name its asynq queue.
+	DefaultQueuePrefix = "invalidator-"
+	// DefaultMaxRetry is how often a task is retried before the dead letter.
+	DefaultMaxRetry = 10
+	// DefaultTimeout bounds one attempt of one task.
+	DefaultTimeout = 30 * time.Second
+	// DefaultBackoffBase is the delay before the first retry.
+	DefaultBackoffBase = 250 * time.Millisecond
+	// DefaultBackoffMax caps the retry delay.
+	DefaultBackoffMax = time.Minute
+	// DefaultClassName is the only class of the Default() policy.
+	DefaultClassName = "default"
+)
+
+// Class is a freshness class: how long entries of its families may live in
+// the cache, and how hard the worker tries to invalidate them. Families that
+// must never be stale for long (prices, permissions) belong to a class with a
+// short TTL and many retries on a queue of their own, so a backlog of bulk
+// invalidations cannot delay them.
+type Class struct {
+	// Name of the class, [a-z0-9_-]+.
+	Name string
+	// TTL is the default TTL of cache entries of families in this class; it
+	// bounds staleness if every invalidation were lost. 0 means no expiry.
+	TTL time.Duration
+	// Jitter is the fraction in [0, 0.5] by which TTLs are spread, so entries
+	// written together do not expire together. Default 0.
+	Jitter float64
+	// Queue is the asynq queue of the class's tasks. Default
+	// "invalidator-" + Name.
+	Queue string
+	// MaxRetry is how often a task is retried before it is archived to the
+	// dead letter. Default 10.
+	MaxRetry int
+	// Timeout bounds one attempt of one task. Default 30s.
+	Timeout time.Duration
+	// BackoffBase is the delay before the first retry; later retries double
+	// it. Default 250ms.
+	BackoffBase time.Duration
+	// BackoffMax caps the retry delay. Default 1m.
+	BackoffMax time.Duration
+}
+
+// NewClass returns a class with every default applied: no TTL, no jitter,
+// queue "invalidator-" + name, 10 retries, 30s timeout, backoff 250ms to 1m.
+func NewClass(name string) *Class {
+	return &Class{
+		Name:        name,
+		Queue:       DefaultQueuePrefix + name,
+		MaxRetry:    DefaultMaxRetry,
+		Timeout:     DefaultTimeout,
+		BackoffBase: DefaultBackoffBase,
+		BackoffMax:  DefaultBackoffMax,
+	}
+}

@@ -1,0 +1,264 @@
+package keyspec
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Strategy is how a family's cache entries are invalidated.
+type Strategy string
+
+const (
+	// StrategyDelete invalidates by deleting the keys (UNLINK, or SCAN MATCH
+	// plus UNLINK for a pattern).
+	StrategyDelete Strategy = "delete"
+	// StrategyVersion invalidates by advancing a version key: data lives at a
+	// key that includes the version, so a bump orphans old data at once, and
+	// the orphans expire by TTL. Use it when one write invalidates many keys
+	// (a feed's pages), where a pattern delete would be slow.
+	StrategyVersion Strategy = "version"
+)
+
+// valid reports whether s is a known strategy.
+func (s Strategy) valid() bool { return s == StrategyDelete || s == StrategyVersion }
+
+var (
+	familyNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	classNameRE  = regexp.MustCompile(`^[a-z0-9_-]+$`)
+)
+
+// MaxJitter is the largest allowed TTL jitter fraction. Beyond it the
+// shortest TTL would be less than a third of the longest, which hides a
+// misconfigured TTL rather than spreading expiry.
+const MaxJitter = 0.5
+
+// FamilyOptions are the optional settings of a family built in code with
+// NewFamily.
+type FamilyOptions struct {
+	// Class is the freshness class name; "" means the policy's default
+	// class.
+	Class string
+	// TTL of cache entries; 0 means no expiry. NewFamily does not inherit a
+	// class TTL: there is no policy to look it up in.
+	TTL time.Duration
+	// Jitter is the TTL jitter fraction in [0, 0.5].
+	Jitter float64
+	// Strategy defaults to StrategyDelete.
+	Strategy Strategy
+	// HashTag names the template parameter that becomes the Redis Cluster
+	// hash tag; "" for none.
+	HashTag string
+	// Owner is the team or person owning the key convention, for humans.
+	Owner string
+}
+
+// Family is a declared set of cache keys that share a template, such as every
+// "user:{id}:profile" key. Invalidations address a family plus parameter
+// values, never free-form patterns, so a pattern delete can only ever touch
+// keys of one declared shape. A Family is immutable after it is built and safe
+// for concurrent use; do not change its fields.
+type Family struct {
+	// Name of the family, [A-Za-z0-9_.-]+.
+	Name string
+	// Template renders the family's keys.
+	Template *Template
+	// Class is the name of the family's freshness class.
+	Class string
+	// TTL of cache entries, resolved at load: the family's own, else the
+	// class TTL. 0 means no expiry.
+	TTL time.Duration
+	// Jitter is the TTL jitter fraction, resolved like TTL.
+	Jitter float64
+	// Strategy is how the family is invalidated.
+	Strategy Strategy
+	// HashTag is the name of the template parameter that becomes the Redis
+	// Cluster hash tag: its value is wrapped in braces in the key, so all keys
+	// of one entity share a cluster slot. "" means none.
+	HashTag string
+	// Owner is the optional team or person owning the key convention.
+	Owner string
+}
+
+// NewFamily builds and validates a family outside a policy file, for code
+// and tests. The strategy defaults to delete.
+func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
+	if msg := checkFamilyName(name); msg != "" {
+		return nil, fmt.Errorf("family %q: %s", name, msg)
+	}
+	t, err := ParseTemplate(template)
+	if err != nil {
+		return nil, fmt.Errorf("family %q: %w", name, err)
+	}
+	if opts.Strategy == "" {
+		opts.Strategy = StrategyDelete
+	}
+	f := &Family{
+		Name:     name,
+		Template: t,
+		Class:    opts.Class,
+		TTL:      opts.TTL,
+		Jitter:   opts.Jitter,
+		Strategy: opts.Strategy,
+		HashTag:  opts.HashTag,
+		Owner:    opts.Owner,
+	}
+	if opts.Class != "" {
+		if msg := checkClassName(opts.Class); msg != "" {
+			return nil, fmt.Errorf("family %q: class: %s", name, msg)
+		}
+	}
+	for _, msg := range []string{
+		checkTTL(f.TTL),
+		checkJitter(f.Jitter),
+		checkStrategy(f.Strategy),
+		checkHashTagParam(t, f.HashTag),
+	} {
+		if msg != "" {
+			return nil, fmt.Errorf("family %q: %s", name, msg)
+		}
+	}
+	return f, nil
+}
+
+// Field checks shared by NewFamily and the policy loader. Each returns "" when
+// the value is fine, else a message that says how to fix it.
+
+func checkFamilyName(name string) string {
+	if !familyNameRE.MatchString(name) {
+		return fmt.Sprintf("invalid family name %q; use letters, digits, '_', '.' and '-'", name)
+	}
+	return ""
+}
+
+func checkClassName(name string) string {
+	if !classNameRE.MatchString(name) {
+		return fmt.Sprintf("invalid class name %q; use lowercase letters, digits, '_' and '-'", name)
+	}
+	return ""
+}
+
+func checkTTL(d time.Duration) string {
+	if d < 0 {
+		return fmt.Sprintf("ttl %s is negative; use 0 for no expiry", d)
+	}
+	return ""
+}
+
+func checkJitter(j float64) string {
+	// Written so that NaN fails too.
+	if !(j >= 0 && j <= MaxJitter) {
+		return fmt.Sprintf("jitter %v is outside [0, %v]; it is a fraction of the TTL, e.g. 0.1", j, MaxJitter)
+	}
+	return ""
+}
+
+func checkStrategy(s Strategy) string {
+	if !s.valid() {
+		return fmt.Sprintf("unknown strategy %q; use %q or %q", s, StrategyDelete, StrategyVersion)
+	}
+	return ""
+}
+
+func checkHashTagParam(t *Template, hashTag string) string {
+	if hashTag != "" && !t.HasParam(hashTag) {
+		return fmt.Sprintf("hash_tag %q is not a parameter of template %q (parameters: %s)",
+			hashTag, t.String(), paramList(t))
+	}
+	return ""
+}
+
+// paramList formats the template's parameters for error messages.
+func paramList(t *Template) string {
+	if len(t.params) == 0 {
+		return "none"
+	}
+	return strings.Join(t.params, ", ")
+}
+
+// Key renders the family's full key. Every template parameter must be given
+// (ErrMissingParam), no others (ErrUnknownParam), and none empty
+// (ErrEmptyParam). Values are inserted verbatim: a key is bytes, and any byte
+// is allowed in a value. The value of the HashTag parameter is wrapped in
+// braces, so "user:{id}:profile" with id=42 renders "user:{42}:profile".
+func (f *Family) Key(params map[string]string) (string, error) {
+	if err := f.checkParams("render", params, true); err != nil {
+		return "", err
+	}
+	return f.render(params), nil
+}
+
+// render builds the key of fully checked params.
+func (f *Family) render(params map[string]string) string {
+	var b strings.Builder
+	for _, s := range f.Template.segs {
+		switch {
+		case !s.isParam:
+			b.WriteString(s.text)
+		case s.text == f.HashTag:
+			b.WriteByte('{')
+			b.WriteString(params[s.text])
+			b.WriteByte('}')
+		default:
+			b.WriteString(params[s.text])
+		}
+	}
+	return b.String()
+}
+
+// checkParams refuses unknown parameters, empty values, values that would
+// move the hash tag and, when all is set, missing parameters. op names the
+// operation in error messages ("render", "pattern").
+func (f *Family) checkParams(op string, params map[string]string, all bool) error {
+	t := f.Template
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if !t.HasParam(name) {
+			return fmt.Errorf("%s family %q: %w %q: template %q has parameters %s",
+				op, f.Name, ErrUnknownParam, name, t.String(), paramList(t))
+		}
+	}
+	for _, name := range t.params {
+		v, ok := params[name]
+		if !ok {
+			if all {
+				return fmt.Errorf("%s family %q: %w %q: template %q needs %s",
+					op, f.Name, ErrMissingParam, name, t.String(), paramList(t))
+			}
+			continue
+		}
+		if v == "" {
+			return fmt.Errorf("%s family %q: %w for %q: give the value the cache key was written with",
+				op, f.Name, ErrEmptyParam, name)
+		}
+	}
+	return f.checkHashTag(op, params)
+}
+
+// checkHashTag makes sure the braces around the HashTag value are the ones
+// Redis Cluster hashes: the hash tag is the text between the first '{' and the
+// first '}' after it. A '{' in an earlier value or a '}' in the tagged value
+// would make Redis hash other bytes, so one entity's keys (and a version
+// family's version and data keys) could land in different slots.
+func (f *Family) checkHashTag(op string, params map[string]string) error {
+	if f.HashTag == "" {
+		return nil
+	}
+	for _, name := range f.Template.params {
+		v := params[name]
+		if name == f.HashTag {
+			if strings.Contains(v, "}") {
+				return fmt.Errorf("%s family %q: %w: the value of hash-tag parameter %q contains '}'",
+					op, f.Name, ErrUnsafeHashTag, name)
+			}
+			return nil
+		}
+		if strings.Contains(v, "{") {
+			return fmt.Errorf("%s family %q: %w: the value of %q contains '{' and comes before hash-tag parameter %q",
+				op, f.Name, ErrUnsafeHashTag, name, f.HashTag)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package keyspec
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Suffixes of a version family's keys. They differ after "#v", so a data key
+// can never be mistaken for the version key.
+const (
+	versionKeySuffix = "#ver"
+	dataKeyInfix     = "#v"
+)
+
+// VersionKey returns the key holding the current version of a version
+// family's entity, or ErrNotVersioned for a delete family.
+//
+// A Lua script reads the version key and the data key together, and in Redis
+// Cluster all keys of one script must live in one slot. So both keys start
+// with the same prefix P that carries the hash tag: with a HashTag parameter,
+// P is the rendered key, whose braces already hold the tag
+// ("feed:{42}" gives "feed:{42}#ver"); otherwise P wraps the whole key in
+// braces ("{catalog:shoes}#ver"). Redis hashes only the text between the
+// first '{' and the first '}' after it, which lies inside P in both cases.
+func (f *Family) VersionKey(params map[string]string) (string, error) {
+	p, err := f.versionPrefix("version key", params)
+	if err != nil {
+		return "", err
+	}
+	return p + versionKeySuffix, nil
+}
+
+// DataKey returns the key holding the data of version v of a version
+// family's entity: the VersionKey prefix plus "#v" and v in decimal. It
+// returns ErrNotVersioned for a delete family and refuses a negative version.
+func (f *Family) DataKey(params map[string]string, version int64) (string, error) {
+	if version < 0 {
+		return "", fmt.Errorf("data key family %q: version %d is negative; use the value read from the version key", f.Name, version)
+	}
+	p, err := f.versionPrefix("data key", params)
+	if err != nil {
+		return "", err
+	}
+	return p + dataKeyInfix + strconv.FormatInt(version, 10), nil
+}
+
+// versionPrefix returns P, the slot-carrying prefix of the version and data
+// keys (see VersionKey).
+func (f *Family) versionPrefix(op string, params map[string]string) (string, error) {
+	if f.Strategy != StrategyVersion {
+		return "", fmt.Errorf("%s family %q: %w: its strategy is %q; invalidate it by deleting keys, or declare strategy: version",
+			op, f.Name, ErrNotVersioned, f.Strategy)
+	}
+	if err := f.checkParams(op, params, true); err != nil {
+		return "", err
+	}
+	k := f.render(params)
+	p := k
+	if f.HashTag == "" {
+		p = "{" + k + "}"
+	}
+	// checkParams already keeps the tag of a HashTag family inside P; this
+	// also covers a key that starts with '}', which would make "{}" an empty
+	// tag and Redis hash each whole key to a different slot.
+	if _, end, ok := hashTagSpan(p); !ok || end >= len(p) {
+		return "", fmt.Errorf("%s family %q: %w: key %q gives no hash tag that the version and data keys share",
+			op, f.Name, ErrUnsafeHashTag, k)
+	}
+	return p, nil
+}
+
+// hashTagSpan finds the Redis Cluster hash tag of key: the bytes between the
+// first '{' and the first '}' after it. It returns the index of the first tag
+// byte and of the closing '}', and ok=false when the key has no such pair or
+// the tag is empty (Redis then hashes the whole key).
+func hashTagSpan(key string) (start, end int, ok bool) {
+	open := -1
+	for i := 0; i < len(key); i++ {
+		if key[i] == '{' {
+			open = i
+			break
+		}
+	}
+	if open < 0 {
+		return 0, 0, false
+	}
+	for i := open + 1; i < len(key); i++ {
+		if key[i] == '}' {
+			if i == open+1 {
+				return 0, 0, false
+			}
+			return open + 1, i, true
+		}
+	}
+	return 0, 0, false
+}

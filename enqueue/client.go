@@ -1,0 +1,188 @@
+package enqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/redisconn"
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// Config configures a Client. Zero values take the documented defaults.
+type Config struct {
+	// Policy supplies families and their classes. Default: keyspec.Default(),
+	// which knows no families, so only DeleteKeys works without a policy.
+	Policy *keyspec.Policy
+
+	// Target is the cache target stamped on every task; "" is the worker's
+	// default cache. Default: "".
+	Target string
+
+	// Now stamps tasks with their enqueue time. Default: time.Now.
+	Now func() time.Time
+}
+
+// Client enqueues invalidation tasks. It is safe for concurrent use.
+//
+// It never sets asynq's Unique or TaskID options to coalesce tasks: while a
+// task for key K is running, a matching new task would be refused as a
+// duplicate, yet the running task may already have deleted K before the new
+// write committed, so that write's invalidation would be silently lost.
+// Duplicates are harmless instead: invalidations only remove or advance.
+type Client struct {
+	aq     *asynq.Client
+	owned  redis.UniversalClient // closed by Close; nil when the caller owns the connection
+	policy *keyspec.Policy
+	target string
+	now    func() time.Time
+	opts   overrides
+}
+
+// New returns a Client that enqueues on the queue Redis rdb. The caller
+// keeps ownership of rdb.
+func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
+	if rdb == nil {
+		return nil, errors.New("enqueue: nil redis client (pass the queue Redis)")
+	}
+	return newClient(rdb, nil, cfg), nil
+}
+
+// NewFromURL connects to the queue Redis at url (see the README for the URL
+// forms) and returns a Client that owns that connection.
+func NewFromURL(url string, cfg Config) (*Client, error) {
+	rdb, err := redisconn.Open(url)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue: %w", err)
+	}
+	return newClient(rdb, rdb, cfg), nil
+}
+
+func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
+	if cfg.Policy == nil {
+		cfg.Policy = keyspec.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Client{
+		aq:     asynq.NewClientFromRedisClient(rdb),
+		owned:  owned,
+		policy: cfg.Policy,
+		target: cfg.Target,
+		now:    cfg.Now,
+	}
+}
+
+// Close releases the connection if the Client opened it (NewFromURL).
+// Clients derived with With share it, so close only the original.
+func (c *Client) Close() error {
+	if c.owned != nil {
+		return c.owned.Close()
+	}
+	return nil
+}
+
+// With returns a Client that applies opts to every task it enqueues, over
+// the class defaults. It shares the connection of c.
+//
+//	ids, err := c.With(enqueue.Queue("invalidator-critical")).DeleteKeys(ctx, "price:42")
+func (c *Client) With(opts ...Option) *Client {
+	d := *c
+	for _, o := range opts {
+		o(&d.opts)
+	}
+	return &d
+}
+
+// DeleteKeys enqueues the deletion of keys from the cache. Keys are bytes:
+// any byte string round-trips exactly. A call with more keys than one task
+// holds is split into several tasks; it returns every task ID. On error, the
+// IDs of the tasks already enqueued are returned with it; calling again with
+// all the keys is safe, because deletes are idempotent.
+func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, error) {
+	chunks, err := tasks.SplitKeys(keys)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue delete keys: %w", err)
+	}
+	class, err := c.policy.Class(c.policy.DefaultClass)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue delete keys: default class: %w", err)
+	}
+	ids := make([]string, 0, len(chunks))
+	now := c.now()
+	for i, chunk := range chunks {
+		id, err := c.enqueue(ctx, tasks.DeleteKeys{Keys: chunk, Target: c.target, EnqueuedAt: now}, class)
+		if err != nil {
+			return ids, fmt.Errorf("enqueue delete keys (task %d of %d): %w", i+1, len(chunks), err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// DeleteFamily enqueues a pattern delete of one family: every key of the
+// family whose parameters match params; parameters left out match any value.
+// The pattern is checked here, so an unknown family, an unknown parameter or
+// a delete that would be too wide fails at the write site, not in the worker.
+func (c *Client) DeleteFamily(ctx context.Context, family string, params map[string]string) (string, error) {
+	fam, class, err := c.family(family)
+	if err != nil {
+		return "", fmt.Errorf("enqueue delete family: %w", err)
+	}
+	if fam.Strategy == keyspec.StrategyVersion {
+		return "", fmt.Errorf("enqueue delete family %q: it uses the version strategy; call BumpVersion instead", family)
+	}
+	if _, err := fam.Pattern(params); err != nil {
+		return "", fmt.Errorf("enqueue delete family: %w", err)
+	}
+	t := tasks.DeleteFamily{Family: family, Params: params, Target: c.target, EnqueuedAt: c.now()}
+	id, err := c.enqueue(ctx, t, class)
+	if err != nil {
+		return "", fmt.Errorf("enqueue delete family %q: %w", family, err)
+	}
+	return id, nil
+}
+
+// BumpVersion enqueues a version bump of one instance of a version family.
+// Every parameter of the family's template must be given.
+func (c *Client) BumpVersion(ctx context.Context, family string, params map[string]string) (string, error) {
+	fam, class, err := c.family(family)
+	if err != nil {
+		return "", fmt.Errorf("enqueue bump version: %w", err)
+	}
+	if _, err := fam.VersionKey(params); err != nil {
+		return "", fmt.Errorf("enqueue bump version: %w", err)
+	}
+	t := tasks.BumpVersion{Family: family, Params: params, Target: c.target, EnqueuedAt: c.now()}
+	id, err := c.enqueue(ctx, t, class)
+	if err != nil {
+		return "", fmt.Errorf("enqueue bump version %q: %w", family, err)
+	}
+	return id, nil
+}
+
+func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
+	fam, err := c.policy.Family(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fam, c.policy.ClassOf(fam), nil
+}
+
+func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
+	payload, err := tasks.Marshal(t)
+	if err != nil {
+		return "", err
+	}
+	info, err := c.aq.EnqueueContext(ctx, asynq.NewTask(t.Kind(), payload), c.opts.asynqOptions(class)...)
+	if err != nil {
+		return "", err
+	}
+	return info.ID, nil
+}

@@ -1,0 +1,46 @@
+package enqueue
+
+import (
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// Option overrides a class default for the tasks of one Client (see With).
+type Option func(*overrides)
+
+type overrides struct {
+	queue    string
+	maxRetry *int
+	timeout  time.Duration
+}
+
+// Queue sends tasks to queue instead of their class's queue. A worker must
+// serve that queue, or the tasks wait there.
+func Queue(queue string) Option { return func(o *overrides) { o.queue = queue } }
+
+// MaxRetry sets how often a failed task is retried before the dead letter.
+func MaxRetry(n int) Option { return func(o *overrides) { o.maxRetry = &n } }
+
+// Timeout sets how long one attempt of a task may run.
+func Timeout(d time.Duration) Option { return func(o *overrides) { o.timeout = d } }
+
+func (o overrides) asynqOptions(c *keyspec.Class) []asynq.Option {
+	queue, maxRetry, timeout := c.Queue, c.MaxRetry, c.Timeout
+	if o.queue != "" {
+		queue = o.queue
+	}
+	if o.maxRetry != nil {
+		maxRetry = *o.maxRetry
+	}
+	if o.timeout > 0 {
+		timeout = o.timeout
+	}
+	opts := []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(maxRetry)}
+	if timeout > 0 {
+		opts = append(opts, asynq.Timeout(timeout))
+	}
+	return opts
+}

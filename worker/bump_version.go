@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// bumpScript advances a family's version. Versions come from Redis TIME, so
+// a version key lost to eviction or expiry restarts above every version
+// handed out before, and data cached under an old version stays orphaned.
+var bumpScript = redis.NewScript(`
+-- KEYS[1] -> version key of one family instance
+-- ARGV[1] -> TTL of the version key in milliseconds; "0" keeps it forever
+-- Output: the new version: max(current + 1, Redis TIME in milliseconds)
+local cur = tonumber(redis.call('GET', KEYS[1]))
+local t = redis.call('TIME')
+local v = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if cur and cur + 1 > v then
+  v = cur + 1
+end
+local s = string.format('%d', v)
+local ttl = tonumber(ARGV[1])
+if ttl and ttl > 0 then
+  redis.call('SET', KEYS[1], s, 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], s)
+end
+return v
+`)
+
+func (w *Worker) applyBumpVersion(ctx context.Context, t tasks.BumpVersion, log *slog.Logger) error {
+	fam, err := w.policy.Family(t.Family)
+	if err != nil {
+		return poison(err)
+	}
+	key, err := fam.VersionKey(t.Params)
+	if err != nil {
+		return poison(err)
+	}
+	cache, err := w.target(t.Target)
+	if err != nil {
+		return err
+	}
+	v, err := bumpScript.Run(ctx, cache, []string{key}, versionKeyTTL(fam).Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("bump version of family %q (key %q): %w", fam.Name, key, err)
+	}
+	log.Debug("version bumped", "family", fam.Name, "version", v)
+	return nil
+}
+
+// versionKeyTTL outlives the longest-lived data entry of the family, so the
+// version key does not expire under live data; 0 (no expiry) when the family
+// keeps data forever.
+func versionKeyTTL(f *keyspec.Family) time.Duration {
+	if f.TTL <= 0 {
+		return 0
+	}
+	longest := time.Duration(float64(f.TTL) * (1 + f.Jitter))
+	return 2 * longest
+}

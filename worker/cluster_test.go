@@ -1,0 +1,62 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/worker"
+)
+
+// The cache is a 3-master Redis Cluster; the queue Redis is standalone.
+func TestClusterCache(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cluster := redistest.Cluster(t)
+	ctx := context.Background()
+	p := redistest.Prefix(t)
+	b.startWorker(t, func(c *worker.Config) { c.Cache = cluster; c.ScanCount = 20 })
+
+	t.Run("keys across slots", func(t *testing.T) {
+		keys := make([]string, 300)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("%s:k:%d", p, i) // spread over every master
+		}
+		set(t, cluster, keys...)
+		_, err := b.client.DeleteKeys(ctx, keys...)
+		require.NoError(t, err)
+		requireGone(t, cluster, keys...)
+	})
+
+	t.Run("family on every master", func(t *testing.T) {
+		// product_page is hash-tagged by id: one entity lives in one slot.
+		// user_profile is not, so its keys spread over all masters.
+		var users, keep []string
+		for i := range 200 {
+			users = append(users, fmt.Sprintf("user:%s-%d:profile", p, i))
+			keep = append(keep, fmt.Sprintf("user:%s-%d:settings", p, i))
+		}
+		set(t, cluster, users...)
+		set(t, cluster, keep...)
+		// Delete every user's profile: id unfixed.
+		_, err := b.client.DeleteFamily(ctx, "user_profile", map[string]string{})
+		require.NoError(t, err)
+		requireGone(t, cluster, users...)
+		require.Equal(t, len(keep), count(t, cluster, keep...))
+	})
+
+	t.Run("bump version", func(t *testing.T) {
+		fam, err := b.policy.Family("feed")
+		require.NoError(t, err)
+		params := map[string]string{"user": p}
+		vkey, err := fam.VersionKey(params)
+		require.NoError(t, err)
+		_, err = b.client.BumpVersion(ctx, "feed", params)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return cluster.Exists(ctx, vkey).Val() == 1 }, 10*time.Second, time.Millisecond)
+	})
+}

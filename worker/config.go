@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultConcurrency      = 32
+	DefaultPollInterval     = 5 * time.Millisecond
+	DefaultRetryCheck       = time.Second
+	DefaultShutdownTimeout  = 10 * time.Second
+	DefaultDeleteChunk      = 500
+	DefaultScanCount        = 1000
+	DefaultCheckpointTTL    = 7 * 24 * time.Hour
+	defaultScanSliceReserve = 2 * time.Second
+)
+
+// Config configures a Worker. Zero values take the documented defaults.
+type Config struct {
+	// Queue is the Redis that holds the asynq queues. Required.
+	Queue redis.UniversalClient
+
+	// Cache is the Redis the invalidations are applied to: the target a task
+	// names with an empty Target. Default: Queue.
+	Cache redis.UniversalClient
+
+	// Targets are further named caches a task may address with Target.
+	// A task naming a target missing here fails and is retried, so that a
+	// worker of the fleet that has it configured (or this one, after a fix)
+	// can still apply it; it is never dropped.
+	Targets map[string]redis.UniversalClient
+
+	// Policy supplies the families, classes and queues. Default:
+	// keyspec.Default(), which serves key deletes only.
+	Policy *keyspec.Policy
+
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Concurrency is the number of tasks processed at once. Invalidations are
+	// I/O bound, so this is well above the core count. Default: 32.
+	Concurrency int
+
+	// PollInterval is how long an idle worker waits before it polls the
+	// queues again (asynq's TaskCheckInterval). It bounds the lag at low
+	// load, and each poll is one Lua call on the queue Redis. Default: 5ms
+	// (see README, "Latency").
+	PollInterval time.Duration
+
+	// RetryCheckInterval is how often due retries are moved back to their
+	// queue (asynq's DelayedTaskCheckInterval). Default: 1s.
+	RetryCheckInterval time.Duration
+
+	// ShutdownTimeout is how long in-flight tasks may run after a shutdown
+	// signal before they are handed back to the queue. Default: 10s.
+	ShutdownTimeout time.Duration
+
+	// DeleteChunk is the number of keys in one UNLINK. Default: 500.
+	DeleteChunk int
+
+	// ScanCount is the COUNT hint of each SCAN in a family delete. Default: 1000.
+	ScanCount int
+
+	// FamilyRateLimit caps the keys per second one worker deletes through
+	// family scans, to protect a busy cache. 0 means no limit. Default: 0.
+	FamilyRateLimit float64
+
+	// CheckpointTTL is how long the cursor of an unfinished family scan is
+	// kept for a retry to resume from. Default: 7 days.
+	CheckpointTTL time.Duration
+
+	// Rand is the random source for retry jitter. Default: a fresh PCG
+	// seeded from the runtime.
+	Rand keyspec.Rand
+}
+
+// errNoQueue is returned by Validate when Config.Queue is nil.
+var errNoQueue = errors.New("worker: Config.Queue is nil (pass the redis.UniversalClient of the queue Redis)")
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Cache == nil {
+		c.Cache = c.Queue
+	}
+	if c.Policy == nil {
+		c.Policy = keyspec.Default()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.RetryCheckInterval == 0 {
+		c.RetryCheckInterval = DefaultRetryCheck
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.DeleteChunk == 0 {
+		c.DeleteChunk = DefaultDeleteChunk
+	}
+	if c.ScanCount == 0 {
+		c.ScanCount = DefaultScanCount
+	}
+	if c.CheckpointTTL == 0 {
+		c.CheckpointTTL = DefaultCheckpointTTL
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return c
+}
+
+// Validate reports the first configuration problem, naming the field.
+func (c Config) Validate() error {
+	if c.Queue == nil {
+		return errNoQueue
+	}
+	switch {
+	case c.Concurrency < 0:
+		return fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
+	case c.PollInterval < 0:
+		return fmt.Errorf("worker: PollInterval %s is negative", c.PollInterval)
+	case c.RetryCheckInterval < 0:
+		return fmt.Errorf("worker: RetryCheckInterval %s is negative", c.RetryCheckInterval)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("worker: ShutdownTimeout %s is negative", c.ShutdownTimeout)
+	case c.DeleteChunk < 0:
+		return fmt.Errorf("worker: DeleteChunk %d is negative", c.DeleteChunk)
+	case c.ScanCount < 0:
+		return fmt.Errorf("worker: ScanCount %d is negative", c.ScanCount)
+	case c.FamilyRateLimit < 0:
+		return fmt.Errorf("worker: FamilyRateLimit %g is negative", c.FamilyRateLimit)
+	case c.CheckpointTTL < 0:
+		return fmt.Errorf("worker: CheckpointTTL %s is negative", c.CheckpointTTL)
+	}
+	for name, t := range c.Targets {
+		if name == "" {
+			return errors.New("worker: Targets has an empty name; the unnamed target is Config.Cache")
+		}
+		if t == nil {
+			return fmt.Errorf("worker: Targets[%q] is nil", name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/slot"
+	"github.com/invalidator/invalidator/tasks"
+)
+
+func (w *Worker) applyDeleteKeys(ctx context.Context, t tasks.DeleteKeys, log *slog.Logger) error {
+	cache, err := w.target(t.Target)
+	if err != nil {
+		return err
+	}
+	n, err := unlink(ctx, cache, t.Keys, w.cfg.DeleteChunk)
+	if err != nil {
+		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
+	}
+	log.Debug("keys deleted", "keys", len(t.Keys), "existed", n)
+	return nil
+}
+
+// unlink removes keys with pipelined multi-key UNLINKs of at most chunk keys
+// and returns how many existed. On a Redis Cluster client the keys are first
+// grouped by hash slot, because a multi-key command must not cross slots
+// (CROSSSLOT); a node client (from ForEachMaster) of a cluster rejects it too,
+// so grouping is done whenever the client may be a cluster member.
+func unlink(ctx context.Context, c redis.UniversalClient, keys []string, chunk int) (int64, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	var groups [][]string
+	if mayBeCluster(c) {
+		bySlot := slot.Group(keys)
+		slots := make([]int, 0, len(bySlot))
+		for s := range bySlot {
+			slots = append(slots, s)
+		}
+		slices.Sort(slots)
+		for _, s := range slots {
+			groups = append(groups, bySlot[s])
+		}
+	} else {
+		groups = [][]string{keys}
+	}
+	pipe := c.Pipeline()
+	var cmds []*redis.IntCmd
+	for _, g := range groups {
+		for i := 0; i < len(g); i += chunk {
+			cmds = append(cmds, pipe.Unlink(ctx, g[i:min(i+chunk, len(g))]...))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("unlink: %w", err)
+	}
+	var n int64
+	for _, cmd := range cmds {
+		n += cmd.Val()
+	}
+	return n, nil
+}
+
+// mayBeCluster reports whether c talks to a Redis Cluster. Node clients that
+// ClusterClient.ForEachMaster hands out are plain *redis.Client values, so
+// callers scanning nodes pass a clusterNode wrapper instead.
+func mayBeCluster(c redis.UniversalClient) bool {
+	switch c.(type) {
+	case *redis.ClusterClient, clusterNode:
+		return true
+	}
+	return false
+}
+
+// clusterNode marks a single master of a cluster.
+type clusterNode struct{ *redis.Client }

@@ -1,0 +1,38 @@
+// Package worker applies invalidation tasks to the cache.
+//
+// A Worker is an asynq.Handler plus the server settings that make
+// invalidation safe and quick:
+//
+//   - invalidate:keys: pipelined multi-key UNLINKs in chunks; on a Redis
+//     Cluster the keys are grouped by hash slot first, so no command crosses
+//     slots.
+//   - invalidate:family: SCAN MATCH on every master (ForEachMaster on a
+//     cluster) with chunked UNLINKs and an optional rate limit. The cursor is
+//     saved after each batch is deleted, so a run that times out or crashes
+//     resumes where it stopped; a scan near its deadline pauses on purpose
+//     and resumes at once without spending a retry.
+//   - invalidate:version: one Lua script sets the version to
+//     max(current+1, Redis TIME in ms), so versions never go backwards even
+//     when the version key was evicted.
+//
+// Failures are sorted. A poison task (undecodable payload, failed
+// validation, unknown family, a foreign kind in our queues) can never
+// succeed: it is archived at once with its reason (asynq.SkipRetry) and the
+// worker goes on. Anything else retries with capped exponential backoff and
+// jitter from its freshness class, then lands in the dead letter, from where
+// `invalidator dead retry` replays it. Replays are harmless: invalidations
+// only remove or advance.
+//
+// Example:
+//
+//	w, err := worker.New(worker.Config{
+//		Queue:  queueRedis, // redis.UniversalClient
+//		Cache:  cacheRedis, // may be the same client
+//		Policy: policy,     // from keyspec.Load
+//		Logger: slog.Default(),
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	return w.Run(ctx) // until ctx is cancelled, then a graceful shutdown
+package worker

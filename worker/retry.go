@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// poisonError marks a task that can never succeed (undecodable payload,
+// failed validation, unknown family or kind). It matches asynq.SkipRetry, so
+// asynq archives the task at once with this message as its reason.
+type poisonError struct{ cause error }
+
+func (e *poisonError) Error() string        { return "poison task: " + e.cause.Error() }
+func (e *poisonError) Unwrap() error        { return e.cause }
+func (e *poisonError) Is(target error) bool { return target == asynq.SkipRetry }
+
+func poison(err error) error { return &poisonError{cause: err} }
+
+// IsPoison reports whether err marks a task that is archived without retry.
+func IsPoison(err error) bool { return errors.Is(err, asynq.SkipRetry) }
+
+// retryError carries the delay the task's class asks for. The handler knows
+// the task's queue and so its class; asynq's RetryDelayFunc does not.
+type retryError struct {
+	cause error
+	delay time.Duration
+}
+
+func (e *retryError) Error() string { return e.cause.Error() }
+func (e *retryError) Unwrap() error { return e.cause }
+
+// progressError reports that a long task stopped early on purpose after
+// making progress (a family scan close to its deadline). It is not a failure:
+// the retry counter is not charged, and the task runs again at once and
+// resumes from its checkpoint.
+type progressError struct{ msg string }
+
+func (e *progressError) Error() string { return e.msg }
+
+// isFailure is asynq's IsFailure predicate.
+func isFailure(err error) bool {
+	var p *progressError
+	return !errors.As(err, &p)
+}
+
+// backoff is capped exponential backoff with equal jitter: half the delay is
+// fixed, so retries are never bunched at zero, and half is random, so a burst
+// of failures does not come back as a burst.
+func backoff(c *keyspec.Class, retried int, r keyspec.Rand) time.Duration {
+	base, ceiling := c.BackoffBase, c.BackoffMax
+	if base <= 0 {
+		base = 250 * time.Millisecond
+	}
+	if ceiling < base {
+		ceiling = base
+	}
+	d := base
+	for i := 0; i < retried && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	half := d / 2
+	return half + time.Duration(r.Float64()*float64(d-half))
+}

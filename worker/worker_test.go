@@ -48,7 +48,7 @@ type testBundle struct {
 	insp   *asynq.Inspector
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
 	policy, err := keyspec.Parse("test-policy.yaml", []byte(testPolicy))
@@ -59,7 +59,7 @@ func setup(t *testing.T) *testBundle {
 	return &testBundle{rdb: rdb, policy: policy, client: client, insp: insp}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -67,7 +67,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startWorker runs a worker until the test ends.
-func (b *testBundle) startWorker(t *testing.T, mutate func(*worker.Config)) {
+func (b *testBundle) startWorker(t testing.TB, mutate func(*worker.Config)) {
 	t.Helper()
 	cfg := worker.Config{Queue: b.rdb, Policy: b.policy, Logger: testLogger(t), PollInterval: time.Millisecond,
 		RetryCheckInterval: 100 * time.Millisecond, ShutdownTimeout: 2 * time.Second}

@@ -1,0 +1,44 @@
+# invalidator — `make help` lists the targets.
+GO          ?= go
+BIN         ?= bin/invalidator
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS        ?= ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/invalidator
+	$(GO) build -o $(BIN) ./cmd/invalidator
+
+.PHONY: test
+test: check-redis ## go vet + all tests with the race detector (needs redis-server)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+.PHONY: lint
+lint: ## go vet + staticcheck (config: staticcheck.conf)
+	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target FUZZTIME (default 200000x: count-based, see golang/go#75804)
+	$(GO) test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=$(or $(FUZZTIME),200000x) ./tasks/
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(or $(FUZZTIME),200000x) ./tasks/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTemplate$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
+
+.PHONY: check-redis
+check-redis: # tests start their own redis-server; make sure there is one
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server not found: the tests start a private one on a free port."; \
+	  echo "Install it: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS),"; \
+	  echo "or point INVALIDATOR_TEST_REDIS_URL at a Redis the tests may flush."; \
+	  [ -n "$$INVALIDATOR_TEST_REDIS_URL" ]; }
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

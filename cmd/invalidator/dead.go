@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// deadTask is one row of `invalidator dead list`.
+type deadTask struct {
+	ID       string    `json:"id"`
+	Queue    string    `json:"queue"`
+	Kind     string    `json:"kind"`
+	Reason   string    `json:"reason"`
+	FailedAt time.Time `json:"failed_at"`
+	Retried  int       `json:"retried"`
+	Summary  string    `json:"summary"`
+}
+
+func newDeadCmd(a *app) *cobra.Command {
+	var queue string
+	cmd := &cobra.Command{
+		Use:   "dead",
+		Short: "Inspect, retry and purge the dead letter (archived tasks)",
+		Long: `Tasks that failed their last retry, and poison tasks that can never succeed,
+are archived by asynq: that is the dead letter. Invalidations are idempotent,
+so retrying one is always safe. asynq keeps at most 10,000 archived tasks per
+queue and drops those older than 90 days.`,
+	}
+	cmd.PersistentFlags().StringVar(&queue, "queue", "", "only this queue (default: every queue)")
+	cmd.AddCommand(newDeadListCmd(a, &queue), newDeadRetryCmd(a, &queue), newDeadPurgeCmd(a, &queue))
+	return cmd
+}
+
+// inspector connects and returns the queues to work on.
+func (a *app) inspector(cmd *cobra.Command, only string) (*asynq.Inspector, []string, func(), error) {
+	rdb, err := a.queueRedis(cmd.Context())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	done := func() { _ = rdb.Close() }
+	names, err := insp.Queues()
+	if err != nil {
+		done()
+		return nil, nil, nil, fmt.Errorf("list queues: %w", err)
+	}
+	slices.Sort(names)
+	if only != "" {
+		if !slices.Contains(names, only) {
+			done()
+			return nil, nil, nil, usagef("queue %q not found (queues: %s)", only, strings.Join(names, ", "))
+		}
+		names = []string{only}
+	}
+	return insp, names, done, nil
+}
+
+func newDeadListCmd(a *app, queue *string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List archived tasks with their reason",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			insp, names, done, err := a.inspector(cmd, *queue)
+			if err != nil {
+				return err
+			}
+			defer done()
+			rows := []deadTask{}
+			for _, q := range names {
+				for page := 1; ; page++ {
+					infos, err := insp.ListArchivedTasks(q, asynq.PageSize(500), asynq.Page(page))
+					if err != nil {
+						return fmt.Errorf("list archived tasks of queue %q: %w", q, err)
+					}
+					for _, ti := range infos {
+						rows = append(rows, deadTask{
+							ID: ti.ID, Queue: q, Kind: ti.Type, Reason: ti.LastErr, FailedAt: ti.LastFailedAt,
+							Retried: ti.Retried, Summary: tasks.Describe(ti.Type, ti.Payload),
+						})
+					}
+					if len(infos) < 500 {
+						break
+					}
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(rows)
+			}
+			if len(rows) == 0 {
+				_, err := fmt.Fprintln(out, "the dead letter is empty")
+				return err
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tQUEUE\tKIND\tFAILED AT\tREASON\tSUMMARY")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Queue, r.Kind,
+					r.FailedAt.UTC().Format(time.RFC3339), oneLine(r.Reason, 100), oneLine(r.Summary, 60))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+// oneLine keeps a table cell on one line and at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// selection is what retry and purge act on: IDs or --all.
+func selection(args []string, all bool) error {
+	switch {
+	case all && len(args) > 0:
+		return usagef("give task IDs or --all, not both")
+	case !all && len(args) == 0:
+		return usagef("no task IDs given: pass IDs (see 'invalidator dead list') or --all")
+	}
+	return nil
+}
+
+// eachArchived calls fn with the queue of every ID; an ID in no queue's
+// dead letter is an error, reported after the others were handled.
+func eachArchived(insp *asynq.Inspector, queues, ids []string, fn func(queue, id string) error) error {
+	var errs []error
+	for _, id := range ids {
+		found := false
+		for _, q := range queues {
+			ti, err := insp.GetTaskInfo(q, id)
+			if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("task %s: %w", id, err)
+			}
+			if ti.State != asynq.TaskStateArchived {
+				errs = append(errs, fmt.Errorf("task %s in queue %q is %s, not archived", id, q, ti.State))
+				found = true
+				break
+			}
+			if err := fn(q, id); err != nil {
+				return fmt.Errorf("task %s in queue %q: %w", id, q, err)
+			}
+			found = true
+			break
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("task %s is in no queue's dead letter", id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newDeadRetryCmd(a *app, queue *string) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "retry ID...|--all",
+		Short: "Put archived tasks back on their queue to run again",
+		Example: `  invalidator dead retry 6f1c0c1e-...
+  invalidator dead retry --all --queue invalidator-critical`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := selection(args, all); err != nil {
+				return err
+			}
+			insp, names, done, err := a.inspector(cmd, *queue)
+			if err != nil {
+				return err
+			}
+			defer done()
+			out := cmd.OutOrStdout()
+			if all {
+				total := 0
+				for _, q := range names {
+					n, err := insp.RunAllArchivedTasks(q)
+					if err != nil {
+						return fmt.Errorf("retry archived tasks of queue %q: %w", q, err)
+					}
+					total += n
+				}
+				_, err := fmt.Fprintf(out, "%d tasks put back to run\n", total)
+				return err
+			}
+			n := 0
+			err = eachArchived(insp, names, args, func(q, id string) error {
+				n++
+				return insp.RunTask(q, id)
+			})
+			fmt.Fprintf(out, "%d tasks put back to run\n", n)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
+	return cmd
+}
+
+func newDeadPurgeCmd(a *app, queue *string) *cobra.Command {
+	var all, yes bool
+	cmd := &cobra.Command{
+		Use:   "purge ID...|--all",
+		Short: "Delete archived tasks for good",
+		Long: `Delete archived tasks for good. Their invalidations will never run: make sure
+the keys they name were dealt with some other way. On a terminal it asks
+first; elsewhere it needs --yes.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := selection(args, all); err != nil {
+				return err
+			}
+			insp, names, done, err := a.inspector(cmd, *queue)
+			if err != nil {
+				return err
+			}
+			defer done()
+			what := fmt.Sprintf("%d archived tasks", len(args))
+			if all {
+				what = "every archived task in " + strings.Join(names, ", ")
+			}
+			if !yes {
+				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), "Purge "+what+"? Their invalidations will never run."); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			if all {
+				total := 0
+				for _, q := range names {
+					n, err := insp.DeleteAllArchivedTasks(q)
+					if err != nil {
+						return fmt.Errorf("purge archived tasks of queue %q: %w", q, err)
+					}
+					total += n
+				}
+				_, err := fmt.Fprintf(out, "%d tasks purged\n", total)
+				return err
+			}
+			n := 0
+			err = eachArchived(insp, names, args, func(q, id string) error {
+				n++
+				return insp.DeleteTask(q, id)
+			})
+			fmt.Fprintf(out, "%d tasks purged\n", n)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+// confirm asks on a terminal; without one it refuses, since a script that
+// forgot --yes must not purge by accident.
+func confirm(in io.Reader, prompt io.Writer, question string) error {
+	f, ok := in.(*os.File)
+	if !ok || !isTerminal(f) {
+		return usagef("refusing to purge without --yes: standard input is not a terminal")
+	}
+	fmt.Fprintf(prompt, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return errors.New("purge cancelled")
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invalidator/invalidator/enqueue"
+)
+
+type enqueueOpts struct {
+	queue    string
+	maxRetry int
+	timeout  time.Duration
+	asJSON   bool
+}
+
+func newEnqueueCmd(a *app) *cobra.Command {
+	o := &enqueueOpts{}
+	cmd := &cobra.Command{
+		Use:   "enqueue",
+		Short: "Enqueue an invalidation by hand",
+		Long: `Enqueue an invalidation task, as application code does after a write.
+Queue, retries and timeout come from the class in the policy (--policy);
+the flags below override them. The new task IDs are printed, one per line.`,
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&o.queue, "queue", "", "queue to use instead of the class's")
+	f.IntVar(&o.maxRetry, "max-retry", -1, "retries before the dead letter, instead of the class's")
+	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's")
+	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...]} instead of one ID per line`)
+	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o))
+	return cmd
+}
+
+// client connects and applies the override flags.
+func (o *enqueueOpts) client(cmd *cobra.Command, a *app) (*enqueue.Client, func(), error) {
+	policy, err := a.loadPolicy()
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := a.queueRedis(cmd.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := enqueue.New(rdb, enqueue.Config{Policy: policy})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	var opts []enqueue.Option
+	if o.queue != "" {
+		opts = append(opts, enqueue.Queue(o.queue))
+	}
+	if o.maxRetry >= 0 {
+		opts = append(opts, enqueue.MaxRetry(o.maxRetry))
+	}
+	if o.timeout > 0 {
+		opts = append(opts, enqueue.Timeout(o.timeout))
+	}
+	return c.With(opts...), func() { _ = rdb.Close() }, nil
+}
+
+func (o *enqueueOpts) print(w io.Writer, ids []string) error {
+	if o.asJSON {
+		return json.NewEncoder(w).Encode(map[string][]string{"task_ids": ids})
+	}
+	for _, id := range ids {
+		if _, err := fmt.Fprintln(w, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
+	var fromStdin, isHex bool
+	cmd := &cobra.Command{
+		Use:   "keys [KEY...]",
+		Short: "Delete keys",
+		Example: `  invalidator enqueue keys user:42:profile user:42:sessions
+  printf 'a\nb\n' | invalidator enqueue keys --stdin
+  invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys := args
+			if fromStdin {
+				if len(args) > 0 {
+					return usagef("give keys as arguments or with --stdin, not both")
+				}
+				var err error
+				if keys, err = readLines(cmd.InOrStdin()); err != nil {
+					return err
+				}
+			}
+			if len(keys) == 0 {
+				return usagef("no keys given: pass them as arguments or with --stdin")
+			}
+			if isHex {
+				for i, k := range keys {
+					b, err := hex.DecodeString(k)
+					if err != nil {
+						return usagef("key %d is not hex (--hex): %v", i+1, err)
+					}
+					keys[i] = string(b)
+				}
+			}
+			c, done, err := o.client(cmd, a)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ids, err := c.DeleteKeys(cmd.Context(), keys...)
+			if perr := o.print(cmd.OutOrStdout(), ids); perr != nil && err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (blank lines skipped)")
+	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys")
+	return cmd
+}
+
+// readLines reads one key per line. Only "\n" ends a line: a key may end in
+// "\r", so nothing else is stripped; use --hex for keys with newlines.
+func readLines(r io.Reader) ([]string, error) {
+	br := bufio.NewReader(r)
+	var keys []string
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			line = line[:len(line)-1]
+		}
+		if line != "" {
+			keys = append(keys, line)
+		}
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read keys from stdin: %w", err)
+		}
+	}
+}
+
+func newEnqueueFamilyCmd(a *app, o *enqueueOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "family FAMILY [PARAM=VALUE...]",
+		Short: "Delete every key of a family that matches the given parameters",
+		Long: `Delete by pattern inside one family of the policy. Parameters left out match
+any value; values are matched literally (a value of * matches only "*").`,
+		Example: `  invalidator enqueue family product_page id=42 --policy examples/policy.yaml`,
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			params, err := parseParams(args[1:])
+			if err != nil {
+				return err
+			}
+			c, done, err := o.client(cmd, a)
+			if err != nil {
+				return err
+			}
+			defer done()
+			id, err := c.DeleteFamily(cmd.Context(), args[0], params)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), []string{id})
+		},
+	}
+}
+
+func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:     "bump FAMILY PARAM=VALUE...",
+		Short:   "Bump the version of a version family, orphaning its cached data",
+		Example: `  invalidator enqueue bump user_feed user=42 --policy examples/policy.yaml`,
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			params, err := parseParams(args[1:])
+			if err != nil {
+				return err
+			}
+			c, done, err := o.client(cmd, a)
+			if err != nil {
+				return err
+			}
+			defer done()
+			id, err := c.BumpVersion(cmd.Context(), args[0], params)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), []string{id})
+		},
+	}
+}

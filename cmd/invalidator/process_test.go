@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/redistest"
+)
+
+// TestProcess builds the binary and drives it as a user would: a worker
+// process, enqueues from other processes, and a SIGTERM at the end.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "invalidator")
+	build := exec.Command("go", "build", "-race", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	db := redistest.NewDB(t)
+	ctx := context.Background()
+	policy := writePolicy(t, cliPolicy)
+	env := append(os.Environ(), envRedisURL+"="+db.URL, envPolicy+"="+policy)
+
+	var logs syncBuffer
+	worker := exec.Command(bin, "worker", "--poll-interval", "1ms", "--log-level", "debug")
+	worker.Env = env
+	worker.Stderr = &logs
+	require.NoError(t, worker.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- worker.Wait() }()
+	t.Cleanup(func() {
+		if worker.ProcessState == nil {
+			_ = worker.Process.Kill()
+		}
+	})
+
+	cli := func(args ...string) string {
+		t.Helper()
+		c := exec.Command(bin, args...)
+		c.Env = env
+		out, err := c.CombinedOutput()
+		require.NoError(t, err, "invalidator %v: %s", args, out)
+		return string(out)
+	}
+	gone := func(keys ...string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		require.Eventually(t, func() bool { return db.Client.Exists(ctx, keys...).Val() == 0 },
+			20*time.Second, time.Millisecond, "worker logs:\n%s", &logs)
+		return time.Since(start)
+	}
+
+	// Keys, including a binary one; its near twin survives.
+	require.NoError(t, db.Client.MSet(ctx, "a", 1, "b", 1, "c", 1, "\x00\xff", 1, "\x00\xfe", 1).Err())
+	cli("enqueue", "keys", "a", "b", "c")
+	t.Logf("3 keys gone %s after enqueue returned", gone("a", "b", "c"))
+	cli("enqueue", "keys", "--hex", "00ff")
+	gone("\x00\xff")
+	require.Equal(t, int64(1), db.Client.Exists(ctx, "\x00\xfe").Val())
+
+	// A family of 2,000 among 20,000 keys; a literal "*" id stays literal.
+	pipe := db.Client.Pipeline()
+	var family, others []string
+	for i := range 20000 {
+		k := fmt.Sprintf("user:%d:settings", i)
+		if i%10 == 0 {
+			k = fmt.Sprintf("user:%d:profile", i)
+			family = append(family, k)
+		} else {
+			others = append(others, k)
+		}
+		pipe.Set(ctx, k, 1, 0)
+	}
+	pipe.Set(ctx, "user:*:profile", 1, 0)
+	_, err = pipe.Exec(ctx)
+	require.NoError(t, err)
+	cli("enqueue", "family", "user_profile", "id=*")
+	gone("user:*:profile")
+	require.Equal(t, int64(len(family)), db.Client.Exists(ctx, family...).Val(), "id=* must not widen the delete")
+	cli("enqueue", "family", "user_profile")
+	gone(family...)
+	require.Equal(t, int64(len(others)), db.Client.Exists(ctx, others...).Val(), "only the family may go")
+
+	// A garbage payload from a plain asynq client is archived; the worker goes on.
+	aq := asynq.NewClientFromRedisClient(db.Client)
+	info, err := aq.Enqueue(asynq.NewTask("invalidate:keys", []byte{0xde, 0xad}), asynq.Queue("invalidator-standard"))
+	require.NoError(t, err)
+	require.NoError(t, db.Client.Set(ctx, "after", 1, 0).Err())
+	cli("enqueue", "keys", "after")
+	gone("after")
+	insp := asynq.NewInspectorFromRedisClient(db.Client)
+	require.Eventually(t, func() bool {
+		ti, err := insp.GetTaskInfo("invalidator-standard", info.ID)
+		return err == nil && ti.State == asynq.TaskStateArchived
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Contains(t, cli("dead", "list"), info.ID)
+
+	// SIGTERM: a clean, prompt exit.
+	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "worker logs:\n%s", &logs)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("worker did not stop after SIGTERM; logs:\n%s", &logs)
+	}
+	require.Contains(t, logs.String(), "worker stopped")
+	require.Contains(t, logs.String(), "task moved to dead letter")
+}
+
+// syncBuffer is a bytes.Buffer that the process's output copier and the
+// test can use at the same time.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/invalidator/invalidator/internal/redisconn"
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// Exit codes. Scripts can tell a typo from an outage.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the operation failed, or lint found problems
+	exitUsage       = 2 // bad flags, arguments, URL or policy file
+	exitUnreachable = 3 // a Redis server did not answer
+)
+
+// Environment variables read when the matching flag is not set.
+const (
+	envRedisURL      = "INVALIDATOR_REDIS_URL"
+	envCacheRedisURL = "INVALIDATOR_CACHE_REDIS_URL"
+	envPolicy        = "INVALIDATOR_POLICY"
+	envLogLevel      = "INVALIDATOR_LOG_LEVEL"
+	defaultRedisURL  = "redis://127.0.0.1:6379/0"
+)
+
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// usageError is a mistake in how the command was called.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
+
+// unreachableError is a Redis server that did not answer.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// app holds what every command shares: streams, environment and the
+// global flags. It lives for one run; nothing is package-level.
+type app struct {
+	streams
+	getenv   func(string) string
+	redisURL string
+	policy   string
+	logLevel string
+	logJSON  bool
+}
+
+func run(ctx context.Context, args []string, s streams, getenv func(string) string) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a := &app{streams: s, getenv: getenv}
+	root := newRootCmd(a)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(s.err, "invalidator: %v\n", err)
+	var ue *usageError
+	var re *unreachableError
+	switch {
+	case errors.As(err, &ue), isInputError(err):
+		fmt.Fprintf(s.err, "Try '%s --help'.\n", cmd.CommandPath())
+		return exitUsage
+	case errors.As(err, &re):
+		return exitUnreachable
+	}
+	return exitFailure
+}
+
+// isInputError reports errors caused by what the user typed (an unknown
+// family, a bad parameter, an unknown command) rather than by the system.
+func isInputError(err error) bool {
+	for _, target := range []error{
+		keyspec.ErrUnknownFamily, keyspec.ErrUnknownClass, keyspec.ErrMissingParam, keyspec.ErrUnknownParam,
+		keyspec.ErrEmptyParam, keyspec.ErrUnsafePattern, keyspec.ErrNotVersioned, keyspec.ErrVersioned,
+		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, tasks.ErrInvalid,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return strings.HasPrefix(err.Error(), "unknown command ")
+}
+
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "invalidator",
+		Short: "Background cache invalidation for services that cache in Redis",
+		Long: `invalidator applies typed cache-invalidation tasks from Redis-backed asynq
+queues: key deletes, family (pattern) deletes and version bumps, with retries
+and a dead letter.
+
+Redis URLs: redis://[user:password@]host:port[/db], rediss:// for TLS,
+redis+cluster://host:port[,host:port...] for Redis Cluster,
+redis+sentinel://host:port[,...]/master-name for Sentinel.
+
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
+		Version:       version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(a.in)
+	root.SetOut(a.out)
+	root.SetErr(a.err)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	f := root.PersistentFlags()
+	f.StringVar(&a.redisURL, "redis", "", "queue Redis URL (env "+envRedisURL+"; default "+defaultRedisURL+")")
+	f.StringVar(&a.policy, "policy", "", "policy file with classes and families (env "+envPolicy+")")
+	f.StringVar(&a.logLevel, "log-level", "", "debug, info, warn or error (env "+envLogLevel+"; default info)")
+	f.BoolVar(&a.logJSON, "log-json", false, "log as JSON lines instead of text")
+
+	root.AddCommand(
+		newWorkerCmd(a),
+		newEnqueueCmd(a),
+		newQueuesCmd(a),
+		newDeadCmd(a),
+		newPolicyCmd(a),
+	)
+	return root
+}
+
+// env returns the flag value, else the environment variable, else def.
+func (a *app) env(flag, name, def string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := a.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) logger() (*slog.Logger, error) {
+	var level slog.Level
+	switch l := strings.ToLower(a.env(a.logLevel, envLogLevel, "info")); l {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		return nil, usagef("unknown log level %q: use debug, info, warn or error", l)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if a.logJSON {
+		return slog.New(slog.NewJSONHandler(a.err, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(a.err, opts)), nil
+}
+
+// connect opens and pings the Redis at url; role names it in errors
+// ("queue Redis"). The password never appears in an error.
+func (a *app) connect(ctx context.Context, role, url string) (redis.UniversalClient, error) {
+	c, err := redisconn.Open(url)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("%s: %w", role, err)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := redisconn.Ping(pctx, c, role, url); err != nil {
+		_ = c.Close()
+		return nil, &unreachableError{err}
+	}
+	return c, nil
+}
+
+func (a *app) queueRedis(ctx context.Context) (redis.UniversalClient, error) {
+	return a.connect(ctx, "queue Redis", a.env(a.redisURL, envRedisURL, defaultRedisURL))
+}
+
+// loadPolicy loads --policy, or the built-in default policy when none is set.
+func (a *app) loadPolicy() (*keyspec.Policy, error) {
+	path := a.env(a.policy, envPolicy, "")
+	if path == "" {
+		return keyspec.Default(), nil
+	}
+	p, err := keyspec.Load(path)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+	}
+	return p, nil
+}
+
+// parseParams turns k=v arguments into template parameters.
+func parseParams(args []string) (map[string]string, error) {
+	params := make(map[string]string, len(args))
+	for _, arg := range args {
+		k, v, ok := strings.Cut(arg, "=")
+		if !ok || k == "" {
+			return nil, usagef("parameter %q is not name=value", arg)
+		}
+		if _, dup := params[k]; dup {
+			return nil, usagef("parameter %q given twice", k)
+		}
+		params[k] = v
+	}
+	return params, nil
+}

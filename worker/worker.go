@@ -217,6 +217,12 @@ func (w *Worker) handleError(ctx context.Context, at *asynq.Task, err error) {
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
 	var pe *progressError
 	switch {
+	case errors.As(err, &pe) && retried >= maxRetry:
+		// asynq archives a task on its last attempt whatever the error, so a
+		// pause there ends in the dead letter; the cursor stays saved.
+		log.Error("task paused on its last attempt and moved to dead letter; its scan checkpoint is kept, "+
+			"so `invalidator dead retry "+id+"` resumes it (raise the class's timeout or max_retry to avoid this)",
+			"reason", err.Error())
 	case errors.As(err, &pe):
 		log.Info("task paused, resuming from checkpoint", "reason", err.Error())
 	case IsPoison(err):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -108,6 +109,15 @@ func TestProcess(t *testing.T) {
 		return err == nil && ti.State == asynq.TaskStateArchived
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Contains(t, cli("dead", "list"), info.ID)
+
+	// A dead-lettered invalidation put back with `dead retry --all` runs.
+	require.NoError(t, db.Client.Set(ctx, "revived", 1, 0).Err())
+	require.NoError(t, insp.PauseQueue("invalidator-standard"))
+	revived := cli("enqueue", "keys", "revived")
+	require.NoError(t, insp.ArchiveTask("invalidator-standard", strings.TrimSpace(revived)))
+	require.NoError(t, insp.UnpauseQueue("invalidator-standard"))
+	require.Contains(t, cli("dead", "retry", "--all"), "2 tasks put back") // with the poison one
+	gone("revived")
 
 	// SIGTERM: a clean, prompt exit.
 	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))

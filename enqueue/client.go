@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,6 +15,10 @@ import (
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
+
+// ErrUnknownQueue is returned for a Queue override that names no class's
+// queue: no worker would ever take the task.
+var ErrUnknownQueue = errors.New("unknown queue")
 
 // Config configures a Client. Zero values take the documented defaults.
 type Config struct {
@@ -176,6 +182,11 @@ func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
 }
 
 func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
+	if q := c.opts.queue; q != "" && !slices.Contains(c.policy.Queues(), q) {
+		// A task on a queue no worker serves would wait there forever.
+		return "", fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
+			q, strings.Join(c.policy.Queues(), ", "), ErrUnknownQueue)
+	}
 	payload, err := tasks.Marshal(t)
 	if err != nil {
 		return "", err

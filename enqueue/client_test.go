@@ -108,12 +108,16 @@ func TestFamilyTasksUseTheirClass(t *testing.T) {
 func TestOverrides(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c := b.client.With(enqueue.Queue("urgent"), enqueue.MaxRetry(0), enqueue.Timeout(time.Second))
+	c := b.client.With(enqueue.Queue("prices"), enqueue.MaxRetry(0), enqueue.Timeout(time.Second))
 	ids, err := c.DeleteKeys(context.Background(), "a")
 	require.NoError(t, err)
-	ti, _ := b.task(t, "urgent", ids[0])
+	ti, _ := b.task(t, "prices", ids[0])
 	require.Equal(t, 0, ti.MaxRetry)
 	require.Equal(t, time.Second, ti.Timeout)
+
+	// A queue that no class has would never be served.
+	_, err = b.client.With(enqueue.Queue("urgent")).DeleteKeys(context.Background(), "a")
+	require.ErrorContains(t, err, `queue "urgent" belongs to no class`)
 
 	// The original client is unchanged.
 	ids, err = b.client.DeleteKeys(context.Background(), "a")

@@ -17,8 +17,10 @@ type overrides struct {
 	timeout  time.Duration
 }
 
-// Queue sends tasks to queue instead of their class's queue. A worker must
-// serve that queue, or the tasks wait there.
+// Queue sends tasks to queue instead of their class's queue, e.g. a raw key
+// delete to the critical class's queue. It must be the queue of a class of
+// the policy, since those are the queues workers serve; enqueueing refuses
+// any other.
 func Queue(queue string) Option { return func(o *overrides) { o.queue = queue } }
 
 // MaxRetry sets how often a failed task is retried before the dead letter.

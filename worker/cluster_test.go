@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/redistest"
@@ -55,8 +56,24 @@ func TestClusterCache(t *testing.T) {
 		params := map[string]string{"user": p}
 		vkey, err := fam.VersionKey(params)
 		require.NoError(t, err)
+		version := func() int64 { v, _ := cluster.Get(ctx, vkey).Int64(); return v }
+		require.NoError(t, cluster.Set(ctx, vkey, 5_000_000_000_000, 0).Err()) // far ahead of Redis TIME
 		_, err = b.client.BumpVersion(ctx, "feed", params)
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { return cluster.Exists(ctx, vkey).Val() == 1 }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return version() == 5_000_000_000_001 }, 10*time.Second, time.Millisecond)
 	})
+}
+
+// A plain client on one node of a cluster would scan a fraction of the
+// keyspace and report success: the worker refuses to start with one.
+func TestRefusesSingleNodeClientOfCluster(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	node := redis.NewClient(&redis.Options{Addr: redistest.ClusterAddrs(t)[0]})
+	t.Cleanup(func() { _ = node.Close() })
+	w, err := worker.New(worker.Config{Queue: b.rdb, Cache: node, Policy: b.policy, Logger: testLogger(t)})
+	require.NoError(t, err)
+	err = w.Run(context.Background())
+	require.ErrorContains(t, err, "cache Redis is a node of a Redis Cluster")
+	require.ErrorContains(t, err, "redis+cluster://")
 }

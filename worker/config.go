@@ -16,7 +16,7 @@ import (
 const (
 	DefaultConcurrency      = 32
 	DefaultPollInterval     = 5 * time.Millisecond
-	DefaultRetryCheck       = time.Second
+	DefaultRetryCheck       = 250 * time.Millisecond
 	DefaultShutdownTimeout  = 10 * time.Second
 	DefaultDeleteChunk      = 500
 	DefaultScanCount        = 1000
@@ -57,7 +57,9 @@ type Config struct {
 	PollInterval time.Duration
 
 	// RetryCheckInterval is how often due retries are moved back to their
-	// queue (asynq's DelayedTaskCheckInterval). Default: 1s.
+	// queue (asynq's DelayedTaskCheckInterval, 5s by default there). A retry
+	// waits its backoff plus up to this long; asynq stores retry times in
+	// whole seconds. Each check is one Lua call per queue. Default: 250ms.
 	RetryCheckInterval time.Duration
 
 	// ShutdownTimeout is how long in-flight tasks may run after a shutdown

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -46,55 +47,106 @@ func fill(t *testing.T, rdb redis.UniversalClient, n int, format string) []strin
 	return keys
 }
 
-// A family delete that reaches its soft deadline saves its cursor, reports
-// progress (not a failure), and the next run resumes instead of restarting.
-func TestDeleteFamilyPausesAndResumes(t *testing.T) {
+// A family delete that reaches its soft deadline saves its cursor and
+// enqueues a continuation that shares the checkpoint; the continuation
+// resumes instead of restarting.
+func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
 	ctx := context.Background()
 	family := fill(t, rdb, 5000, "item:s1:%d")
 	others := fill(t, rdb, 500, "item:s2:%d")
-	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), ScanCount: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), ScanCount: 100, Logger: quiet()})
 	require.NoError(t, err)
 	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
-	log := w.log
+	payload, err := tasks.Marshal(task)
+	require.NoError(t, err)
 
 	// First run: the clock says the deadline is near after one batch.
 	w.now = func() time.Time { return time.Now().Add(time.Hour) }
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = w.applyDeleteFamily(runCtx, task, "task-1", log)
+	err = w.applyDeleteFamily(runCtx, task, asynq.NewTask(tasks.KindDeleteFamily, payload), "task-1", w.log)
 	cancel()
-	var progress *progressError
-	require.ErrorAs(t, err, &progress)
-	require.False(t, isFailure(err), "a pause must not count as a failed attempt")
-	cursor := rdb.HGet(ctx, checkpointKey("task-1"), "standalone").Val()
-	require.NotEmpty(t, cursor)
-	require.NotEqual(t, "0", cursor)
-	require.NotEqual(t, cursorDone, cursor)
-	left := rdb.Exists(ctx, family...).Val()
-	require.Less(t, left, int64(len(family)), "the first slice deleted nothing")
-	require.Greater(t, left, int64(0), "the first slice was meant to stop early")
+	require.NoError(t, err, "a pause hands over to a continuation; it is no failure")
+	cp, err := w.loadCheckpoint(ctx, checkpointKey("task-1"), "standalone")
+	require.NoError(t, err)
+	require.NotZero(t, cp.cursor)
+	require.False(t, cp.done)
+	left := count(t, rdb, family...)
+	require.Less(t, left, len(family), "the first slice deleted nothing")
+	require.Positive(t, left, "the first slice was meant to stop early")
 
-	// Second run resumes from the cursor and finishes.
+	// The continuation is queued on the class's queue and names the checkpoint.
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	pending, err := insp.ListPendingTasks("invalidator-standard")
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, payload, pending[0].Payload)
+	require.Equal(t, "task-1", pending[0].Headers[scanHeader])
+
+	// Running it resumes from the cursor and finishes.
 	w.now = time.Now
-	require.NoError(t, w.applyDeleteFamily(ctx, task, "task-1", log))
-	require.Zero(t, rdb.Exists(ctx, family...).Val())
-	require.Equal(t, int64(len(others)), rdb.Exists(ctx, others...).Val())
+	cont := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, payload, pending[0].Headers)
+	require.NoError(t, w.applyDeleteFamily(ctx, task, cont, pending[0].ID, w.log))
+	require.Zero(t, count(t, rdb, family...))
+	require.Equal(t, len(others), count(t, rdb, others...))
 	require.Zero(t, rdb.Exists(ctx, checkpointKey("task-1")).Val())
 }
 
-// A resumed run starts at the saved cursor: a node marked done is skipped,
-// so its keys (re-created after the first pass) are not scanned again.
+// A node marked done by the same Redis process is skipped on resume.
 func TestDeleteFamilySkipsFinishedNodes(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
 	ctx := context.Background()
 	keys := fill(t, rdb, 10, "item:s1:%d")
-	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), Logger: quiet()})
 	require.NoError(t, err)
-	require.NoError(t, w.saveCursor(ctx, checkpointKey("t2"), "standalone", cursorDone))
-	require.NoError(t, w.applyDeleteFamily(ctx, tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}, "t2", w.log))
-	require.Equal(t, int64(len(keys)), rdb.Exists(ctx, keys...).Val())
+	runID, err := serverRunID(ctx, rdb)
+	require.NoError(t, err)
+	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}))
+	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
+	require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
+	require.Equal(t, len(keys), count(t, rdb, keys...))
+}
+
+// A cursor saved by another Redis process (before a restart or failover)
+// means nothing to this one: the scan starts again from zero.
+func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	keys := fill(t, rdb, 2000, "item:s1:%d")
+	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), Logger: quiet()})
+	require.NoError(t, err)
+	for _, cp := range []checkpoint{{runID: "another-process", cursor: 1 << 40}, {runID: "another-process", done: true}} {
+		fill(t, rdb, 2000, "item:s1:%d")
+		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp))
+		task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
+		require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t3", w.log))
+		require.Zero(t, count(t, rdb, keys...), "checkpoint %v was trusted", cp)
+	}
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, cp := range []checkpoint{{runID: "abc", cursor: 0}, {runID: "abc", cursor: 1<<64 - 1}, {runID: "abc", done: true}} {
+		got, ok := parseCheckpoint(cp.String())
+		require.True(t, ok)
+		require.Equal(t, cp, got)
+	}
+	for _, bad := range []string{"", "12", " 12", "abc x", "abc -1", "abc 99999999999999999999999"} {
+		_, ok := parseCheckpoint(bad)
+		require.False(t, ok, "%q", bad)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func count(t *testing.T, rdb redis.UniversalClient, keys ...string) int {
+	t.Helper()
+	n, err := rdb.Exists(context.Background(), keys...).Result()
+	require.NoError(t, err)
+	return int(n)
 }
 
 func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {

@@ -33,20 +33,6 @@ type retryError struct {
 func (e *retryError) Error() string { return e.cause.Error() }
 func (e *retryError) Unwrap() error { return e.cause }
 
-// progressError reports that a long task stopped early on purpose after
-// making progress (a family scan close to its deadline). It is not a failure:
-// the retry counter is not charged, and the task runs again at once and
-// resumes from its checkpoint.
-type progressError struct{ msg string }
-
-func (e *progressError) Error() string { return e.msg }
-
-// isFailure is asynq's IsFailure predicate.
-func isFailure(err error) bool {
-	var p *progressError
-	return !errors.As(err, &p)
-}
-
 // backoff is capped exponential backoff with equal jitter: half the delay is
 // fixed, so retries are never bunched at zero, and half is random, so a burst
 // of failures does not come back as a burst.

@@ -9,6 +9,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -49,4 +52,38 @@ func TestShutdownHandsTaskBackAndNextWorkerResumes(t *testing.T) {
 
 	b.startWorker(t, nil)
 	requireGone(t, b.rdb, keys...)
+}
+
+// A scan that needs several task timeouts finishes through continuations,
+// even in a class with no retries at all: pauses are not failures.
+func TestLongScanContinuesAcrossTimeouts(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	policy, err := keyspec.Parse("p.yaml", []byte(`
+version: 1
+classes:
+  tight: {ttl: 1m, timeout: 1s, max_retry: 0}
+families:
+  item:
+    template: "item:{id}"
+    class: tight
+`))
+	require.NoError(t, err)
+	b := &testBundle{rdb: rdb, policy: policy, insp: asynq.NewInspectorFromRedisClient(rdb)}
+	b.client, err = enqueue.New(rdb, enqueue.Config{Policy: policy})
+	require.NoError(t, err)
+	keys := make([]string, 2500)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("item:%d", i)
+	}
+	set(t, rdb, keys...)
+	// 1000 keys/s (burst 1000) against a 1s timeout: at least two slices.
+	b.startWorker(t, func(c *worker.Config) { c.FamilyRateLimit = 1000; c.ScanCount = 100; c.DeleteChunk = 100 })
+	_, err = b.client.DeleteFamily(context.Background(), "item", nil)
+	require.NoError(t, err)
+	requireGone(t, rdb, keys...)
+	info, err := b.insp.GetQueueInfo("invalidator-tight")
+	require.NoError(t, err)
+	require.Zero(t, info.Archived, "a paused scan must not reach the dead letter")
+	require.GreaterOrEqual(t, info.ProcessedTotal, 2, "the scan was expected to take several slices")
 }

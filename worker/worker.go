@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,7 @@ type Worker struct {
 	classOf map[string]*keyspec.Class // queue -> class, for retry backoff
 	rand    *lockedRand
 	limiter *rate.Limiter // nil: family scans unthrottled
+	aq      *asynq.Client // enqueues continuations of long family scans
 	now     func() time.Time
 }
 
@@ -43,14 +47,16 @@ func New(cfg Config) (*Worker, error) {
 		queues:  make(map[string]int),
 		classOf: make(map[string]*keyspec.Class),
 		rand:    &lockedRand{r: cfg.Rand},
+		aq:      asynq.NewClientFromRedisClient(cfg.Queue),
 		now:     time.Now,
 	}
 	for _, q := range cfg.Policy.Queues() {
 		w.queues[q] = 1
 	}
-	// Sorted iteration would be nicer to read, but any class of a queue
-	// gives a sound backoff; the first one seen wins.
-	for _, c := range cfg.Policy.Classes {
+	// Classes sharing a queue: the first by name sets its backoff.
+	names := slices.Sorted(maps.Keys(cfg.Policy.Classes))
+	for _, name := range names {
+		c := cfg.Policy.Classes[name]
 		if _, ok := w.classOf[c.Queue]; !ok {
 			w.classOf[c.Queue] = c
 		}
@@ -82,7 +88,6 @@ func (w *Worker) ServerConfig() asynq.Config {
 		DelayedTaskCheckInterval: w.cfg.RetryCheckInterval,
 		ShutdownTimeout:          w.cfg.ShutdownTimeout,
 		RetryDelayFunc:           w.retryDelay,
-		IsFailure:                isFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
 		Logger:                   asynqLogger{l: w.log.With("component", "asynq")},
 		// asynq logs every idle poll at debug level; at a 5ms poll interval
@@ -95,6 +100,9 @@ func (w *Worker) ServerConfig() asynq.Config {
 // no new tasks are taken, in-flight ones get Config.ShutdownTimeout to
 // finish, and the rest go back to their queue for another worker.
 func (w *Worker) Run(ctx context.Context) error {
+	if err := w.checkTopology(ctx); err != nil {
+		return err
+	}
 	srv := asynq.NewServerFromRedisClient(w.cfg.Queue, w.ServerConfig())
 	if err := srv.Start(w); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -112,6 +120,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// checkTopology refuses a plain client connected to one node of a Redis
+// Cluster: a family scan through it would see only that node's keys and
+// report success with the rest of the family still cached.
+func (w *Worker) checkTopology(ctx context.Context) error {
+	clients := map[string]redis.UniversalClient{"queue Redis": w.cfg.Queue, "cache Redis": w.cfg.Cache}
+	for name, c := range w.cfg.Targets {
+		clients[fmt.Sprintf("cache target %q", name)] = c
+	}
+	for role, c := range clients {
+		if _, ok := c.(*redis.ClusterClient); ok {
+			continue
+		}
+		info, err := c.Info(ctx, "cluster").Result()
+		if err != nil {
+			return fmt.Errorf("check %s: %w", role, err)
+		}
+		if strings.Contains(info, "cluster_enabled:1") {
+			return fmt.Errorf("%s is a node of a Redis Cluster but was opened as a single server: "+
+				"use a cluster client (URL redis+cluster://host:port,...) so that every master is scanned", role)
+		}
+	}
+	return nil
+}
+
 // ProcessTask implements asynq.Handler. It decodes the task, applies it,
 // and sorts failures: poison tasks go to the dead letter at once, the rest
 // retry with their class's backoff.
@@ -122,9 +154,7 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
 
 	err := w.apply(ctx, at, id, log)
-	var progress *progressError
-	switch {
-	case err == nil, IsPoison(err), errors.As(err, &progress):
+	if err == nil || IsPoison(err) {
 		return err
 	}
 	class, ok := w.classOf[queue]
@@ -153,7 +183,7 @@ func (w *Worker) apply(ctx context.Context, at *asynq.Task, id string, log *slog
 		err = w.applyDeleteKeys(ctx, t, log)
 		logApplied(log, err, start, t.EnqueuedAt)
 	case tasks.DeleteFamily:
-		err = w.applyDeleteFamily(ctx, t, id, log)
+		err = w.applyDeleteFamily(ctx, t, at, id, log)
 		logApplied(log, err, start, t.EnqueuedAt)
 	case tasks.BumpVersion:
 		err = w.applyBumpVersion(ctx, t, log)
@@ -199,10 +229,6 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.As(err, &re) {
 		return re.delay
 	}
-	var pe *progressError
-	if errors.As(err, &pe) {
-		return 0
-	}
 	// Lease expiry and timeouts come from asynq itself, not the handler.
 	return backoff(w.defaultClass(), n, w.rand)
 }
@@ -215,16 +241,7 @@ func (w *Worker) handleError(ctx context.Context, at *asynq.Task, err error) {
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
-	var pe *progressError
 	switch {
-	case errors.As(err, &pe) && retried >= maxRetry:
-		// asynq archives a task on its last attempt whatever the error, so a
-		// pause there ends in the dead letter; the cursor stays saved.
-		log.Error("task paused on its last attempt and moved to dead letter; its scan checkpoint is kept, "+
-			"so `invalidator dead retry "+id+"` resumes it (raise the class's timeout or max_retry to avoid this)",
-			"reason", err.Error())
-	case errors.As(err, &pe):
-		log.Info("task paused, resuming from checkpoint", "reason", err.Error())
 	case IsPoison(err):
 		log.Error("task moved to dead letter", "reason", err.Error(), "summary", tasks.Describe(at.Type(), at.Payload()))
 	case retried >= maxRetry:

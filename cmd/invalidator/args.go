@@ -26,3 +26,16 @@ func asUsage(cmd *cobra.Command, err error) error {
 	}
 	return &usageError{fmt.Errorf("%w; usage: %s", err, cmd.UseLine())}
 }
+
+// group makes a command that only holds subcommands answer an unknown
+// subcommand with a usage error (exit 2) rather than its help and exit 0.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
+	return cmd
+}

@@ -53,6 +53,9 @@ func TestUsageErrors(t *testing.T) {
 		"bad param":       {"enqueue", "family", "user_profile", "id"},
 		"lint no file":    {"policy", "lint"},
 		"retry nothing":   {"dead", "retry"},
+		"typo in group":   {"dead", "retyr", "x"},
+		"typo in enqueue": {"enqueue", "frob"},
+		"bad log level":   {"queues", "--log-level", "loud"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := invoke(t, nil, "", args...)

@@ -36,12 +36,13 @@ func newDeadCmd(a *app) *cobra.Command {
 		Short: "Inspect, retry and purge the dead letter (archived tasks)",
 		Long: `Tasks that failed their last retry, and poison tasks that can never succeed,
 are archived by asynq: that is the dead letter. Invalidations are idempotent,
-so retrying one is always safe. asynq keeps at most 10,000 archived tasks per
-queue and drops those older than 90 days.`,
+so retrying one is always safe; it gets one more attempt. asynq keeps at most
+10,000 archived tasks per queue and drops those older than 90 days: their
+invalidations are lost, so do not let the dead letter grow.`,
 	}
 	cmd.PersistentFlags().StringVar(&queue, "queue", "", "only this queue (default: every queue)")
 	cmd.AddCommand(newDeadListCmd(a, &queue), newDeadRetryCmd(a, &queue), newDeadPurgeCmd(a, &queue))
-	return cmd
+	return group(cmd)
 }
 
 // inspector connects and returns the queues to work on.
@@ -171,6 +172,42 @@ func eachArchived(insp *asynq.Inspector, queues, ids []string, fn func(queue, id
 	return errors.Join(errs...)
 }
 
+// deadAction is what retry and purge do to archived tasks.
+type deadAction struct {
+	done string                          // past tense, for the report
+	all  func(queue string) (int, error) // every archived task of a queue
+	one  func(queue, id string) error    // one archived task
+}
+
+// apply runs the action on every queue (all) or on the given IDs, and
+// reports how many tasks it handled, also when some IDs failed.
+func (d deadAction) apply(out io.Writer, insp *asynq.Inspector, queues, ids []string, all bool) error {
+	n := 0
+	var err error
+	if all {
+		for _, q := range queues {
+			k, qerr := d.all(q)
+			if qerr != nil {
+				err = fmt.Errorf("queue %q: %w", q, qerr)
+				break
+			}
+			n += k
+		}
+	} else {
+		err = eachArchived(insp, queues, ids, func(q, id string) error {
+			if err := d.one(q, id); err != nil {
+				return err
+			}
+			n++
+			return nil
+		})
+	}
+	if _, werr := fmt.Fprintf(out, "%d tasks %s\n", n, d.done); err == nil {
+		err = werr
+	}
+	return err
+}
+
 func newDeadRetryCmd(a *app, queue *string) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -187,26 +224,11 @@ func newDeadRetryCmd(a *app, queue *string) *cobra.Command {
 				return err
 			}
 			defer done()
-			out := cmd.OutOrStdout()
-			if all {
-				total := 0
-				for _, q := range names {
-					n, err := insp.RunAllArchivedTasks(q)
-					if err != nil {
-						return fmt.Errorf("retry archived tasks of queue %q: %w", q, err)
-					}
-					total += n
-				}
-				_, err := fmt.Fprintf(out, "%d tasks put back to run\n", total)
-				return err
-			}
-			n := 0
-			err = eachArchived(insp, names, args, func(q, id string) error {
-				n++
-				return insp.RunTask(q, id)
-			})
-			fmt.Fprintf(out, "%d tasks put back to run\n", n)
-			return err
+			return deadAction{
+				done: "put back to run",
+				all:  insp.RunAllArchivedTasks,
+				one:  insp.RunTask,
+			}.apply(cmd.OutOrStdout(), insp, names, args, all)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
@@ -239,26 +261,11 @@ first; elsewhere it needs --yes.`,
 					return err
 				}
 			}
-			out := cmd.OutOrStdout()
-			if all {
-				total := 0
-				for _, q := range names {
-					n, err := insp.DeleteAllArchivedTasks(q)
-					if err != nil {
-						return fmt.Errorf("purge archived tasks of queue %q: %w", q, err)
-					}
-					total += n
-				}
-				_, err := fmt.Fprintf(out, "%d tasks purged\n", total)
-				return err
-			}
-			n := 0
-			err = eachArchived(insp, names, args, func(q, id string) error {
-				n++
-				return insp.DeleteTask(q, id)
-			})
-			fmt.Fprintf(out, "%d tasks purged\n", n)
-			return err
+			return deadAction{
+				done: "purged",
+				all:  insp.DeleteAllArchivedTasks,
+				one:  insp.DeleteTask,
+			}.apply(cmd.OutOrStdout(), insp, names, args, all)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,7 @@ the flags below override them. The new task IDs are printed, one per line.`,
 	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's")
 	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...]} instead of one ID per line`)
 	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o))
-	return cmd
+	return group(cmd)
 }
 
 // client connects and applies the override flags.
@@ -150,53 +151,48 @@ func readLines(r io.Reader) ([]string, error) {
 }
 
 func newEnqueueFamilyCmd(a *app, o *enqueueOpts) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "family FAMILY [PARAM=VALUE...]",
 		Short: "Delete every key of a family that matches the given parameters",
 		Long: `Delete by pattern inside one family of the policy. Parameters left out match
 any value; values are matched literally (a value of * matches only "*").`,
-		Example: `  invalidator enqueue family product_page id=42 --policy examples/policy.yaml`,
-		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			params, err := parseParams(args[1:])
-			if err != nil {
-				return err
-			}
-			c, done, err := o.client(cmd, a)
-			if err != nil {
-				return err
-			}
-			defer done()
-			id, err := c.DeleteFamily(cmd.Context(), args[0], params)
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), []string{id})
-		},
+		Example: `  invalidator enqueue family product_price sku=42 --policy examples/policy.yaml`,
 	}
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).DeleteFamily)
+	return cmd
 }
 
 func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "bump FAMILY PARAM=VALUE...",
 		Short:   "Bump the version of a version family, orphaning its cached data",
-		Example: `  invalidator enqueue bump user_feed user=42 --policy examples/policy.yaml`,
-		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			params, err := parseParams(args[1:])
-			if err != nil {
-				return err
-			}
-			c, done, err := o.client(cmd, a)
-			if err != nil {
-				return err
-			}
-			defer done()
-			id, err := c.BumpVersion(cmd.Context(), args[0], params)
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), []string{id})
-		},
+		Example: `  invalidator enqueue bump user_feed user_id=42 --policy examples/policy.yaml`,
+	}
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).BumpVersion)
+	return cmd
+}
+
+// familyRunE runs a FAMILY PARAM=VALUE... command through one Client method.
+func familyRunE(a *app, o *enqueueOpts,
+	call func(*enqueue.Client, context.Context, string, map[string]string) (string, error),
+) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := minArgs(1)(cmd, args); err != nil {
+			return err
+		}
+		params, err := parseParams(args[1:])
+		if err != nil {
+			return err
+		}
+		c, done, err := o.client(cmd, a)
+		if err != nil {
+			return err
+		}
+		defer done()
+		id, err := call(c, cmd.Context(), args[0], params)
+		if err != nil {
+			return err
+		}
+		return o.print(cmd.OutOrStdout(), []string{id})
 	}
 }

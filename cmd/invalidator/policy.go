@@ -37,5 +37,5 @@ is wrong, not just the first. Exit code 1 when there are problems.`,
 			return err
 		},
 	})
-	return cmd
+	return group(cmd)
 }

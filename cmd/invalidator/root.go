@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
@@ -65,6 +66,7 @@ type app struct {
 	policy   string
 	logLevel string
 	logJSON  bool
+	log      *slog.Logger // set before any command runs
 }
 
 func run(ctx context.Context, args []string, s streams, getenv func(string) string) int {
@@ -96,7 +98,7 @@ func isInputError(err error) bool {
 	for _, target := range []error{
 		keyspec.ErrUnknownFamily, keyspec.ErrUnknownClass, keyspec.ErrMissingParam, keyspec.ErrUnknownParam,
 		keyspec.ErrEmptyParam, keyspec.ErrUnsafePattern, keyspec.ErrNotVersioned, keyspec.ErrVersioned,
-		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, tasks.ErrInvalid,
+		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, tasks.ErrInvalid, enqueue.ErrUnknownQueue,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -126,6 +128,11 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 	root.SetOut(a.out)
 	root.SetErr(a.err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		log, err := a.newLogger()
+		a.log = log
+		return err
+	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.redisURL, "redis", "", "queue Redis URL (env "+envRedisURL+"; default "+defaultRedisURL+")")
 	f.StringVar(&a.policy, "policy", "", "policy file with classes and families (env "+envPolicy+")")
@@ -153,7 +160,8 @@ func (a *app) env(flag, name, def string) string {
 	return def
 }
 
-func (a *app) logger() (*slog.Logger, error) {
+// newLogger builds the logger of --log-level and --log-json.
+func (a *app) newLogger() (*slog.Logger, error) {
 	var level slog.Level
 	switch l := strings.ToLower(a.env(a.logLevel, envLogLevel, "info")); l {
 	case "debug":

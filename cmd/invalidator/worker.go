@@ -13,6 +13,7 @@ type workerOpts struct {
 	concurrency     int
 	pollInterval    time.Duration
 	shutdownTimeout time.Duration
+	retryCheck      time.Duration
 	scanCount       int
 	familyRate      float64
 }
@@ -23,6 +24,8 @@ func (o *workerOpts) validate() error {
 		return usagef("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.pollInterval <= 0:
 		return usagef("--poll-interval must be positive, got %s", o.pollInterval)
+	case o.retryCheck <= 0:
+		return usagef("--retry-check-interval must be positive, got %s", o.retryCheck)
 	case o.shutdownTimeout <= 0:
 		return usagef("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
 	case o.scanCount < 1:
@@ -49,10 +52,6 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 			if err := o.validate(); err != nil {
 				return err
 			}
-			log, err := a.logger()
-			if err != nil {
-				return err
-			}
 			policy, err := a.loadPolicy()
 			if err != nil {
 				return err
@@ -71,15 +70,16 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 				defer cache.Close()
 			}
 			w, err := worker.New(worker.Config{
-				Queue:           queue,
-				Cache:           cache,
-				Policy:          policy,
-				Logger:          log,
-				Concurrency:     o.concurrency,
-				PollInterval:    o.pollInterval,
-				ShutdownTimeout: o.shutdownTimeout,
-				ScanCount:       o.scanCount,
-				FamilyRateLimit: o.familyRate,
+				Queue:              queue,
+				Cache:              cache,
+				Policy:             policy,
+				Logger:             a.log,
+				Concurrency:        o.concurrency,
+				PollInterval:       o.pollInterval,
+				RetryCheckInterval: o.retryCheck,
+				ShutdownTimeout:    o.shutdownTimeout,
+				ScanCount:          o.scanCount,
+				FamilyRateLimit:    o.familyRate,
 			})
 			if err != nil {
 				return err
@@ -91,6 +91,7 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 	f.StringVar(&o.cacheURL, "cache-redis", "", "cache Redis URL, if not the queue Redis (env "+envCacheRedisURL+")")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "tasks processed at once")
 	f.DurationVar(&o.pollInterval, "poll-interval", worker.DefaultPollInterval, "wait between polls of idle queues; bounds the lag at low load")
+	f.DurationVar(&o.retryCheck, "retry-check-interval", worker.DefaultRetryCheck, "how often due retries go back to their queue")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")
 	f.IntVar(&o.scanCount, "scan-count", worker.DefaultScanCount, "COUNT hint of each SCAN in family deletes")
 	f.Float64Var(&o.familyRate, "family-rate-limit", 0, "max keys/s deleted by family scans on this worker (0: no limit)")

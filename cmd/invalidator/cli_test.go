@@ -195,3 +195,20 @@ func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
 	r = invoke(t, env, "", "dead", "list", "--queue", "nope")
 	require.Equal(t, exitUsage, r.code)
 }
+
+func TestBenchJSON(t *testing.T) {
+	t.Parallel()
+	db := redistest.NewDB(t)
+	r := invoke(t, map[string]string{envRedisURL: db.URL}, "", "bench", "throughput", "--keys", "500", "--keys-per-call", "10", "--producers", "2", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var res map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &res))
+	require.Equal(t, "throughput", res["scenario"])
+	for _, k := range []string{"keys_per_sec", "baselines", "ratios"} {
+		require.Contains(t, res, k)
+	}
+	require.Contains(t, r.stderr, "baseline", "progress goes to stderr")
+
+	r = invoke(t, map[string]string{envRedisURL: db.URL}, "", "bench", "nope")
+	require.Equal(t, exitUsage, r.code)
+}

@@ -145,6 +145,7 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 		newQueuesCmd(a),
 		newDeadCmd(a),
 		newPolicyCmd(a),
+		newBenchCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/worker"
+)
+
+// Env is where a scenario runs. Queue and cache are the same Redis.
+type Env struct {
+	// Redis is the server under test. Required. Benchmarks write and delete
+	// keys under a "bench:<run>:" prefix and asynq queues named
+	// "invalidator-bench*"; use a throwaway server.
+	Redis redis.UniversalClient
+
+	// URL of Redis, for worker processes (Workers > 0).
+	URL string
+
+	// Workers runs that many `invalidator worker` processes of Exe instead
+	// of one worker in this process. Default: 0 (in-process).
+	Workers int
+
+	// Exe is the invalidator binary for worker processes. Default: this
+	// executable.
+	Exe string
+
+	// PollInterval of the workers. Default: worker.DefaultPollInterval.
+	PollInterval time.Duration
+
+	// Progress receives one line a second while a scenario runs; nil for
+	// none.
+	Progress io.Writer
+
+	// Logger for the in-process worker. Default: discard.
+	Logger *slog.Logger
+}
+
+// Result is what a scenario measured. Figures that do not apply are zero
+// and left out of JSON.
+type Result struct {
+	Scenario   string         `json:"scenario"`
+	Params     map[string]any `json:"params"`
+	Keys       int64          `json:"keys"`
+	Seconds    float64        `json:"seconds"`
+	KeysPerSec float64        `json:"keys_per_sec"`
+
+	LagP50Ms float64 `json:"lag_p50_ms,omitempty"`
+	LagP90Ms float64 `json:"lag_p90_ms,omitempty"`
+	LagP99Ms float64 `json:"lag_p99_ms,omitempty"`
+	LagMaxMs float64 `json:"lag_max_ms,omitempty"`
+
+	// EnqueueP99Ms is the p99 duration of one enqueue call.
+	EnqueueP99Ms float64 `json:"enqueue_p99_ms,omitempty"`
+
+	// Baselines are keys/s of the baselines, measured in the same run.
+	Baselines map[string]float64 `json:"baselines"`
+	// Ratios are KeysPerSec / baseline, per baseline.
+	Ratios map[string]float64 `json:"ratios"`
+}
+
+func (r *Result) ratios() {
+	r.Ratios = make(map[string]float64, len(r.Baselines))
+	for name, b := range r.Baselines {
+		if b > 0 {
+			r.Ratios[name] = r.KeysPerSec / b
+		}
+	}
+}
+
+const benchQueue = "invalidator-bench"
+
+// policyYAML is the built-in policy of the benchmarks: one class on its own
+// queue, one family for the family scenario.
+const policyYAML = `version: 1
+classes:
+  bench: {ttl: 1m, queue: ` + benchQueue + `, max_retry: 3, timeout: 5m}
+families:
+  bench_item:
+    template: "bench:{run}:item:{group}:{id}"
+    class: bench
+`
+
+func policy() (*keyspec.Policy, error) { return keyspec.Parse("bench-policy.yaml", []byte(policyYAML)) }
+
+func (e Env) progressf(format string, args ...any) {
+	if e.Progress != nil {
+		fmt.Fprintf(e.Progress, format+"\n", args...)
+	}
+}
+
+// runID names one run's keys, so runs never see each other's.
+func runID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startWorkers starts the workers of Env and returns a stop function that
+// waits for them.
+func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile string) (func(), error) {
+	poll := e.PollInterval
+	if poll == 0 {
+		poll = worker.DefaultPollInterval
+	}
+	if e.Workers <= 0 {
+		log := e.Logger
+		if log == nil {
+			log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: log, PollInterval: poll})
+		if err != nil {
+			return nil, err
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		return func() { cancel(); <-done }, nil
+	}
+	exe := e.Exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the invalidator binary for worker processes: %w", err)
+		}
+	}
+	if e.URL == "" {
+		return nil, errors.New("worker processes need the Redis URL")
+	}
+	var procs []*exec.Cmd
+	stop := func() {
+		for _, c := range procs {
+			_ = c.Process.Signal(os.Interrupt)
+		}
+		for _, c := range procs {
+			_ = c.Wait()
+		}
+	}
+	for range e.Workers {
+		c := exec.Command(exe, "worker", "--redis", e.URL, "--policy", policyFile,
+			"--poll-interval", poll.String(), "--log-level", "error")
+		c.Stderr = os.Stderr
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("start worker process: %w", err)
+		}
+		procs = append(procs, c)
+	}
+	return stop, nil
+}
+
+// writePolicy writes the bench policy for worker processes.
+func writePolicy(dir string) (string, error) {
+	path := filepath.Join(dir, "bench-policy.yaml")
+	return path, os.WriteFile(path, []byte(policyYAML), 0o600)
+}
+
+// fill sets n keys named by key(i), pipelined.
+func fill(ctx context.Context, rdb redis.UniversalClient, n int, key func(int) string) error {
+	const batch = 5000
+	for start := 0; start < n; start += batch {
+		pipe := rdb.Pipeline()
+		for i := start; i < min(start+batch, n); i++ {
+			pipe.Set(ctx, key(i), "1", 0)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("fill keys: %w", err)
+		}
+	}
+	return nil
+}
+
+// percentiles returns the p50, p90, p99 and max of ds in milliseconds.
+func percentiles(ds []time.Duration) (p50, p90, p99, maxMs float64) {
+	if len(ds) == 0 {
+		return 0, 0, 0, 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	at := func(q float64) float64 { return ms(ds[int(q*float64(len(ds)-1))]) }
+	return at(0.5), at(0.9), at(0.99), ms(ds[len(ds)-1])
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,449 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// setup loads the bench policy and starts the workers.
+func (e Env) setup(ctx context.Context) (*keyspec.Policy, func(), error) {
+	if e.Redis == nil {
+		return nil, nil, errors.New("bench: Env.Redis is nil")
+	}
+	p, err := policy()
+	if err != nil {
+		return nil, nil, err
+	}
+	file := ""
+	if e.Workers > 0 {
+		dir, err := os.MkdirTemp("", "invalidator-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(dir)
+			}
+		}()
+		if file, err = writePolicy(dir); err != nil {
+			return nil, nil, err
+		}
+		stop, err := e.startWorkers(ctx, p, file)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, func() { stop(); _ = os.RemoveAll(dir) }, nil
+	}
+	stop, err := e.startWorkers(ctx, p, file)
+	return p, stop, err
+}
+
+// LagOptions configures Lag.
+type LagOptions struct {
+	Rate     int           // invalidations per second; default 1000
+	Duration time.Duration // default 10s
+}
+
+// Lag enqueues one single-key invalidation at a time at Rate per second and
+// measures, for each, the time from the start of the enqueue call to the
+// key's deletion, as Redis reports it through a keyspace notification.
+func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
+	if o.Rate <= 0 {
+		o.Rate = 1000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	n := int(float64(o.Rate) * o.Duration.Seconds())
+	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers}}
+	var err error
+	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
+		return nil, err
+	}
+	p, stop, err := e.setup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
+	if err != nil {
+		return nil, err
+	}
+	run := runID()
+	key := func(i int) string { return fmt.Sprintf("bench:%s:lag:%d", run, i) }
+	if err := fill(ctx, e.Redis, n, key); err != nil {
+		return nil, err
+	}
+
+	restore, err := notifyDeletes(ctx, e.Redis)
+	if err != nil {
+		return nil, err
+	}
+	defer restore()
+	sub := e.Redis.PSubscribe(ctx, "__keyevent@*__:del")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
+		return nil, fmt.Errorf("subscribe to keyspace notifications: %w", err)
+	}
+	prefix := fmt.Sprintf("bench:%s:lag:", run)
+	gone := make(map[string]time.Time, n)
+	var goneMu sync.Mutex
+	allGone := make(chan struct{})
+	go func() {
+		for msg := range sub.Channel() {
+			if !strings.HasPrefix(msg.Payload, prefix) {
+				continue
+			}
+			now := time.Now()
+			goneMu.Lock()
+			gone[msg.Payload] = now
+			complete := len(gone) == n
+			goneMu.Unlock()
+			if complete {
+				close(allGone)
+				return
+			}
+		}
+	}()
+
+	sent := make([]time.Time, n)
+	calls := make([]time.Duration, n)
+	var sendErr error
+	var errOnce sync.Once
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 { // enough callers that a slow call does not delay the schedule
+		wg.Go(func() {
+			for i := range next {
+				t0 := time.Now()
+				if _, err := client.DeleteKeys(ctx, key(i)); err != nil {
+					errOnce.Do(func() { sendErr = err })
+				}
+				sent[i], calls[i] = t0, time.Since(t0)
+			}
+		})
+	}
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(float64(i) / float64(o.Rate) * float64(time.Second)))); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case <-tick.C:
+			goneMu.Lock()
+			e.progressf("lag: %d/%d enqueued, %d gone", i, n, len(gone))
+			goneMu.Unlock()
+		default:
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if sendErr != nil {
+		return nil, fmt.Errorf("enqueue: %w", sendErr)
+	}
+	select {
+	case <-allGone:
+	case <-time.After(30 * time.Second):
+		goneMu.Lock()
+		defer goneMu.Unlock()
+		return nil, fmt.Errorf("only %d of %d keys were deleted within 30s of the last enqueue", len(gone), n)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+
+	goneMu.Lock()
+	defer goneMu.Unlock()
+	lags := make([]time.Duration, n)
+	var last time.Time
+	for i := range n {
+		g := gone[key(i)]
+		lags[i] = g.Sub(sent[i])
+		if g.After(last) {
+			last = g
+		}
+	}
+	res.LagP50Ms, res.LagP90Ms, res.LagP99Ms, res.LagMaxMs = percentiles(lags)
+	_, _, res.EnqueueP99Ms, _ = percentiles(calls)
+	res.Keys = int64(n)
+	res.Seconds = last.Sub(start).Seconds()
+	res.KeysPerSec = float64(n) / res.Seconds
+	res.ratios()
+	return res, nil
+}
+
+// notifyDeletes turns on keyspace notifications for generic commands (DEL
+// and UNLINK among them) and returns a function that restores the setting.
+func notifyDeletes(ctx context.Context, rdb redis.UniversalClient) (func(), error) {
+	old, err := rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return nil, fmt.Errorf("read notify-keyspace-events (the lag scenario needs CONFIG): %w", err)
+	}
+	if err := rdb.ConfigSet(ctx, "notify-keyspace-events", "Eg").Err(); err != nil {
+		return nil, fmt.Errorf("enable keyspace notifications (the lag scenario needs CONFIG SET): %w", err)
+	}
+	return func() {
+		_ = rdb.ConfigSet(context.Background(), "notify-keyspace-events", old["notify-keyspace-events"]).Err()
+	}, nil
+}
+
+// ThroughputOptions configures Throughput.
+type ThroughputOptions struct {
+	Producers   int // concurrent callers; default 32
+	KeysPerCall int // default 1
+	Keys        int // total keys; default 200,000
+}
+
+// Throughput has Producers callers delete Keys keys, KeysPerCall per
+// DeleteKeys call, as fast as they can, and measures keys/s from the first
+// call until the queue is drained and every key is gone.
+func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error) {
+	if o.Producers <= 0 {
+		o.Producers = 32
+	}
+	if o.KeysPerCall <= 0 {
+		o.KeysPerCall = 1
+	}
+	if o.Keys <= 0 {
+		o.Keys = 200000
+	}
+	res := &Result{Scenario: "throughput", Params: map[string]any{
+		"producers": o.Producers, "keys_per_call": o.KeysPerCall, "keys": o.Keys, "workers": e.Workers}}
+	var err error
+	if res.Baselines, err = baselines(ctx, e, o.Keys); err != nil {
+		return nil, err
+	}
+	p, stop, err := e.setup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
+	if err != nil {
+		return nil, err
+	}
+	run := runID()
+	key := func(i int) string { return fmt.Sprintf("bench:%s:tp:%d", run, i) }
+	if err := fill(ctx, e.Redis, o.Keys, key); err != nil {
+		return nil, err
+	}
+	calls := (o.Keys + o.KeysPerCall - 1) / o.KeysPerCall
+	next := make(chan int, o.Producers)
+	var sendErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range o.Producers {
+		wg.Go(func() {
+			for c := range next {
+				keys := make([]string, 0, o.KeysPerCall)
+				for i := c * o.KeysPerCall; i < min((c+1)*o.KeysPerCall, o.Keys); i++ {
+					keys = append(keys, key(i))
+				}
+				if _, err := client.DeleteKeys(ctx, keys...); err != nil {
+					errOnce.Do(func() { sendErr = err })
+				}
+			}
+		})
+	}
+	for c := range calls {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+	if sendErr != nil {
+		return nil, fmt.Errorf("enqueue: %w", sendErr)
+	}
+	e.progressf("throughput: %d calls enqueued in %s; draining", calls, time.Since(start).Round(time.Millisecond))
+	if err := drain(ctx, e, benchQueue); err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if left, err := countExisting(ctx, e.Redis, o.Keys, key); err != nil || left > 0 {
+		return nil, errors.Join(err, fmt.Errorf("%d keys were not deleted", left))
+	}
+	res.Keys = int64(o.Keys)
+	res.KeysPerSec = float64(o.Keys) / res.Seconds
+	res.ratios()
+	return res, nil
+}
+
+// drain waits until queue has no pending, active or retrying task.
+func drain(ctx context.Context, e Env, queue string) error {
+	insp := asynq.NewInspectorFromRedisClient(e.Redis)
+	deadline := time.Now().Add(5 * time.Minute)
+	last := time.Now()
+	for time.Now().Before(deadline) {
+		info, err := insp.GetQueueInfo(queue)
+		if err != nil {
+			return fmt.Errorf("queue %s: %w", queue, err)
+		}
+		if info.Pending+info.Active+info.Retry+info.Scheduled == 0 {
+			if info.Archived > 0 {
+				return fmt.Errorf("queue %s: %d tasks in the dead letter", queue, info.Archived)
+			}
+			return nil
+		}
+		if time.Since(last) > time.Second {
+			e.progressf("draining: %d pending, %d active, %d retry", info.Pending, info.Active, info.Retry)
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("queue %s did not drain within 5 minutes", queue)
+}
+
+// countExisting counts which of the n keys still exist.
+func countExisting(ctx context.Context, rdb redis.UniversalClient, n int, key func(int) string) (int, error) {
+	left := 0
+	for start := 0; start < n; start += 1000 {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.IntCmd, 0, 1000)
+		for i := start; i < min(start+1000, n); i++ {
+			cmds = append(cmds, pipe.Exists(ctx, key(i)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, err
+		}
+		for _, c := range cmds {
+			left += int(c.Val())
+		}
+	}
+	return left, nil
+}
+
+// FamilyOptions configures Family.
+type FamilyOptions struct {
+	FamilySize int // keys in the family; default 100,000
+	Keyspace   int // keys in the database in all; default 1,000,000
+}
+
+// BaselineRawScan is the family scenario's own limit: one SCAN MATCH loop
+// with pipelined UNLINKs, no queue.
+const BaselineRawScan = "raw_scan_unlink"
+
+// Family deletes a family of FamilySize keys among Keyspace keys through
+// the worker, and compares it with a plain SCAN+UNLINK loop on the same
+// layout.
+func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
+	if o.FamilySize <= 0 {
+		o.FamilySize = 100000
+	}
+	if o.Keyspace < o.FamilySize {
+		o.Keyspace = max(o.FamilySize, 1000000)
+	}
+	res := &Result{Scenario: "family", Params: map[string]any{"family_size": o.FamilySize, "keyspace": o.Keyspace, "workers": e.Workers}}
+	var err error
+	if res.Baselines, err = baselines(ctx, e, min(o.FamilySize, 100000)); err != nil {
+		return nil, err
+	}
+	// Both runs see the same layout: every tenth key (or fewer) is the family's.
+	layout := func(run string) func(int) string {
+		every := max(o.Keyspace/o.FamilySize, 1)
+		return func(i int) string {
+			if i%every == 0 && i/every < o.FamilySize {
+				return fmt.Sprintf("bench:%s:item:fam:%d", run, i)
+			}
+			return fmt.Sprintf("bench:%s:item:other:%d", run, i)
+		}
+	}
+
+	rawRun := runID()
+	e.progressf("baseline %s: filling %d keys", BaselineRawScan, o.Keyspace)
+	if err := fill(ctx, e.Redis, o.Keyspace, layout(rawRun)); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	deleted, err := scanUnlink(ctx, e.Redis, fmt.Sprintf("bench:%s:item:fam:*", rawRun))
+	if err != nil {
+		return nil, err
+	}
+	res.Baselines[BaselineRawScan] = float64(deleted) / time.Since(start).Seconds()
+	if err := cleanup(ctx, e.Redis, "bench:"+rawRun+":*"); err != nil {
+		return nil, err
+	}
+
+	p, stop, err := e.setup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
+	if err != nil {
+		return nil, err
+	}
+	run := runID()
+	e.progressf("family: filling %d keys", o.Keyspace)
+	if err := fill(ctx, e.Redis, o.Keyspace, layout(run)); err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	if _, err := client.DeleteFamily(ctx, "bench_item", map[string]string{"run": run, "group": "fam"}); err != nil {
+		return nil, err
+	}
+	if err := drain(ctx, e, benchQueue); err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	left, err := cleanupCount(ctx, e.Redis, fmt.Sprintf("bench:%s:item:fam:*", run))
+	if err != nil || left > 0 {
+		return nil, errors.Join(err, fmt.Errorf("%d family keys were not deleted", left))
+	}
+	if err := cleanup(ctx, e.Redis, "bench:"+run+":*"); err != nil {
+		return nil, err
+	}
+	res.Keys = int64(o.FamilySize)
+	res.KeysPerSec = float64(o.FamilySize) / res.Seconds
+	res.ratios()
+	return res, nil
+}
+
+// scanUnlink is SCAN MATCH with pipelined UNLINKs, the plain way.
+func scanUnlink(ctx context.Context, rdb redis.UniversalClient, pattern string) (int64, error) {
+	var cursor uint64
+	var n int64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return n, err
+		}
+		if len(keys) > 0 {
+			d, err := rdb.Unlink(ctx, keys...).Result()
+			if err != nil {
+				return n, err
+			}
+			n += d
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
+}
+
+// cleanup removes a run's leftover keys.
+func cleanup(ctx context.Context, rdb redis.UniversalClient, pattern string) error {
+	_, err := scanUnlink(ctx, rdb, pattern)
+	return err
+}
+
+// cleanupCount counts keys matching pattern, and removes them.
+func cleanupCount(ctx context.Context, rdb redis.UniversalClient, pattern string) (int64, error) {
+	return scanUnlink(ctx, rdb, pattern)
+}

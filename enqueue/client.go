@@ -16,9 +16,14 @@ import (
 	"github.com/invalidator/invalidator/tasks"
 )
 
-// ErrUnknownQueue is returned for a Queue override that names no class's
-// queue: no worker would ever take the task.
-var ErrUnknownQueue = errors.New("unknown queue")
+var (
+	// ErrUnknownQueue is returned for a Queue override that names no class's
+	// queue: no worker would ever take the task.
+	ErrUnknownQueue = errors.New("unknown queue")
+	// ErrClosed is returned by DeleteKeys on a coalescing Client after Close:
+	// its batches have been flushed and no new one would be.
+	ErrClosed = errors.New("enqueue client is closed")
+)
 
 // Config configures a Client. Zero values take the documented defaults.
 type Config struct {
@@ -32,6 +37,19 @@ type Config struct {
 
 	// Now stamps tasks with their enqueue time. Default: time.Now.
 	Now func() time.Time
+
+	// Coalesce, when set, merges concurrent DeleteKeys calls into shared
+	// tasks; see CoalesceConfig. Default: nil, every call makes its own.
+	Coalesce *CoalesceConfig
+}
+
+func (cfg *Config) validate() error {
+	if cfg.Coalesce != nil {
+		if err := cfg.Coalesce.validate(); err != nil {
+			return fmt.Errorf("enqueue: config: %w", err)
+		}
+	}
+	return nil
 }
 
 // Client enqueues invalidation tasks. It is safe for concurrent use.
@@ -48,6 +66,7 @@ type Client struct {
 	target string
 	now    func() time.Time
 	opts   overrides
+	co     *coalescer // nil unless Config.Coalesce is set; shared with With
 }
 
 // New returns a Client that enqueues on the queue Redis rdb. The caller
@@ -56,12 +75,18 @@ func New(rdb redis.UniversalClient, cfg Config) (*Client, error) {
 	if rdb == nil {
 		return nil, errors.New("enqueue: nil redis client (pass the queue Redis)")
 	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	return newClient(rdb, nil, cfg), nil
 }
 
 // NewFromURL connects to the queue Redis at url (see the README for the URL
 // forms) and returns a Client that owns that connection.
 func NewFromURL(url string, cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	rdb, err := redisconn.Open(url)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
@@ -76,22 +101,34 @@ func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{
+	c := &Client{
 		aq:     asynq.NewClientFromRedisClient(rdb),
 		owned:  owned,
 		policy: cfg.Policy,
 		target: cfg.Target,
 		now:    cfg.Now,
 	}
+	if cfg.Coalesce != nil {
+		c.co = newCoalescer(*cfg.Coalesce)
+	}
+	return c
 }
 
 // Close releases the connection if the Client opened it (NewFromURL).
 // Clients derived with With share it, so close only the original.
+//
+// A coalescing Client first enqueues its pending batches and waits for them,
+// so every DeleteKeys call in flight gets its result; later DeleteKeys calls
+// fail with ErrClosed.
 func (c *Client) Close() error {
-	if c.owned != nil {
-		return c.owned.Close()
+	var err error
+	if c.co != nil {
+		err = c.co.close()
 	}
-	return nil
+	if c.owned != nil {
+		err = errors.Join(err, c.owned.Close())
+	}
+	return err
 }
 
 // With returns a Client that applies opts to every task it enqueues, over
@@ -111,6 +148,10 @@ func (c *Client) With(opts ...Option) *Client {
 // holds is split into several tasks; it returns every task ID. On error, the
 // IDs of the tasks already enqueued are returned with it; calling again with
 // all the keys is safe, because deletes are idempotent.
+//
+// With Config.Coalesce set, a call of up to CoalesceConfig.MaxKeys keys
+// shares one task with the concurrent calls of the same overrides (see
+// CoalesceConfig) and returns that task's ID.
 func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, error) {
 	chunks, err := tasks.SplitKeys(keys)
 	if err != nil {
@@ -119,6 +160,18 @@ func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, erro
 	class, err := c.policy.Class(c.policy.DefaultClass)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue delete keys: default class: %w", err)
+	}
+	if c.co != nil {
+		if size, ok := c.co.fits(keys); ok && len(chunks) == 1 {
+			// Refuse a bad queue now rather than after the window.
+			if err := c.checkQueue(); err != nil {
+				return nil, fmt.Errorf("enqueue delete keys: %w", err)
+			}
+			return c.co.deleteKeys(ctx, c, class, keys, size)
+		}
+		if c.co.isClosed() {
+			return nil, fmt.Errorf("enqueue delete keys: %w", ErrClosed)
+		}
 	}
 	ids := make([]string, 0, len(chunks))
 	now := c.now()
@@ -181,11 +234,19 @@ func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
 	return fam, c.policy.ClassOf(fam), nil
 }
 
-func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
+// checkQueue refuses a Queue override that no class has: a task on a queue
+// no worker serves would wait there forever.
+func (c *Client) checkQueue() error {
 	if q := c.opts.queue; q != "" && !slices.Contains(c.policy.Queues(), q) {
-		// A task on a queue no worker serves would wait there forever.
-		return "", fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
+		return fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
 			q, strings.Join(c.policy.Queues(), ", "), ErrUnknownQueue)
+	}
+	return nil
+}
+
+func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
+	if err := c.checkQueue(); err != nil {
+		return "", err
 	}
 	payload, err := tasks.Marshal(t)
 	if err != nil {

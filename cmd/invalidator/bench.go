@@ -55,7 +55,7 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 	tpCmd := &cobra.Command{
 		Use:     "throughput",
 		Short:   "Keys deleted per second with concurrent producers",
-		Example: "  invalidator bench throughput --producers 32 --keys-per-call 100",
+		Example: "  invalidator bench throughput --producers 32 --keys-per-call 100\n  invalidator bench throughput --producers 256 --coalesce 1ms",
 		Args:    noArgs,
 		RunE: o.run(a, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Throughput(ctx, e, tp)
@@ -64,6 +64,7 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 	tpCmd.Flags().IntVar(&tp.Producers, "producers", 32, "concurrent DeleteKeys callers")
 	tpCmd.Flags().IntVar(&tp.KeysPerCall, "keys-per-call", 1, "keys in each DeleteKeys call")
 	tpCmd.Flags().IntVar(&tp.Keys, "keys", 200000, "keys to delete in all")
+	tpCmd.Flags().DurationVar(&tp.Coalesce, "coalesce", 0, "producer coalescing window, e.g. 1ms (0: off)")
 
 	var fam bench.FamilyOptions
 	famCmd := &cobra.Command{

@@ -47,6 +47,9 @@ func TestThroughput(t *testing.T) {
 	r, err := bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 4, KeysPerCall: 7, Keys: 3000})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 3000)
+	r, err = bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 8, Keys: 2000, Coalesce: time.Millisecond})
+	require.NoError(t, err)
+	requireSane(t, r, "throughput", 2000)
 }
 
 func TestFamily(t *testing.T) {

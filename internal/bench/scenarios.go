@@ -205,6 +205,8 @@ type ThroughputOptions struct {
 	Producers   int // concurrent callers; default 32
 	KeysPerCall int // default 1
 	Keys        int // total keys; default 200,000
+	// Coalesce turns on producer coalescing with this window; 0 is off.
+	Coalesce time.Duration
 }
 
 // Throughput has Producers callers delete Keys keys, KeysPerCall per
@@ -221,7 +223,8 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 		o.Keys = 200000
 	}
 	res := &Result{Scenario: "throughput", Params: map[string]any{
-		"producers": o.Producers, "keys_per_call": o.KeysPerCall, "keys": o.Keys, "workers": e.Workers}}
+		"producers": o.Producers, "keys_per_call": o.KeysPerCall, "keys": o.Keys, "workers": e.Workers,
+		"coalesce": o.Coalesce.String()}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, o.Keys); err != nil {
 		return nil, err
@@ -231,10 +234,15 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 		return nil, err
 	}
 	defer stop()
-	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
+	cfg := enqueue.Config{Policy: p}
+	if o.Coalesce > 0 {
+		cfg.Coalesce = &enqueue.CoalesceConfig{Window: o.Coalesce}
+	}
+	client, err := enqueue.New(e.Redis, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer client.Close()
 	run := runID()
 	key := func(i int) string { return fmt.Sprintf("bench:%s:tp:%d", run, i) }
 	if err := fill(ctx, e.Redis, o.Keys, key); err != nil {

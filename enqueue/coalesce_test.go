@@ -1,0 +1,542 @@
+package enqueue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// These tests live in package enqueue so they can end windows by hand
+// (manualTimers) instead of racing real timers on a loaded machine.
+
+const coalescePolicy = `
+version: 1
+default_class: standard
+classes:
+  standard: {ttl: 10m, max_retry: 5, timeout: 20s}
+  critical: {ttl: 1m, max_retry: 25, timeout: 5s, queue: prices}
+`
+
+// waitFor bounds every wait for a result; generous, since it only ever
+// catches a hang.
+const waitFor = 10 * time.Second
+
+type coalesceBundle struct {
+	db     *redistest.DB
+	client *Client
+	timers *manualTimers // nil with real timers
+	insp   *asynq.Inspector
+	base   time.Time
+}
+
+// coalesceSetup returns a coalescing Client whose windows end only when the
+// test fires them (real timers with realTimers). Now returns base+1ms,
+// base+2ms, ... so the earliest caller is known.
+func coalesceSetup(t *testing.T, cc CoalesceConfig, realTimers bool) *coalesceBundle {
+	t.Helper()
+	db := redistest.NewDB(t)
+	return coalesceSetupOn(t, db, db.Client, cc, realTimers)
+}
+
+func coalesceSetupOn(t *testing.T, db *redistest.DB, rdb redis.UniversalClient, cc CoalesceConfig, realTimers bool) *coalesceBundle {
+	t.Helper()
+	policy, err := keyspec.Parse("p.yaml", []byte(coalescePolicy))
+	require.NoError(t, err)
+	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var ticks atomic.Int64
+	now := func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Millisecond) }
+	c, err := New(rdb, Config{Policy: policy, Now: now, Coalesce: &cc})
+	require.NoError(t, err)
+	b := &coalesceBundle{db: db, client: c, insp: asynq.NewInspectorFromRedisClient(db.Client), base: base}
+	if !realTimers {
+		b.timers = &manualTimers{}
+		c.co.afterFunc = b.timers.afterFunc
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return b
+}
+
+// keysOf returns the keys of the DeleteKeys task id in queue.
+func (b *coalesceBundle) keysOf(t *testing.T, queue, id string) (tasks.DeleteKeys, *asynq.TaskInfo) {
+	t.Helper()
+	ti, err := b.insp.GetTaskInfo(queue, id)
+	require.NoError(t, err)
+	decoded, err := tasks.Unmarshal(ti.Type, ti.Payload)
+	require.NoError(t, err)
+	return decoded.(tasks.DeleteKeys), ti
+}
+
+func (b *coalesceBundle) pending(t *testing.T, queue string) int {
+	t.Helper()
+	info, err := b.insp.GetQueueInfo(queue)
+	require.NoError(t, err)
+	return info.Pending
+}
+
+// pendingCalls counts the calls waiting in open batches.
+func (co *coalescer) pendingCalls() int {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	n := 0
+	for _, b := range co.batches {
+		n += b.calls
+	}
+	return n
+}
+
+func (b *coalesceBundle) waitPending(t *testing.T, calls int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.client.co.pendingCalls() == calls },
+		waitFor, time.Millisecond, "want %d calls waiting in open batches", calls)
+}
+
+type result struct {
+	ids []string
+	err error
+}
+
+// call runs DeleteKeys in a goroutine and returns where its result arrives.
+func call(ctx context.Context, c *Client, keys ...string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		ids, err := c.DeleteKeys(ctx, keys...)
+		ch <- result{ids, err}
+	}()
+	return ch
+}
+
+func await(t *testing.T, ch <-chan result) result {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitFor):
+		t.Fatal("DeleteKeys did not return")
+		return result{}
+	}
+}
+
+func requireWaiting(t *testing.T, ch <-chan result) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Fatalf("DeleteKeys returned %v, %v before its window ended", r.ids, r.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+// manualTimers stands in for time.AfterFunc: a window ends when fire is
+// called.
+type manualTimers struct {
+	mu     sync.Mutex
+	timers []*manualTimer
+}
+
+type manualTimer struct {
+	d       time.Duration
+	f       func()
+	stopped bool
+}
+
+func (m *manualTimers) afterFunc(d time.Duration, f func()) func() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := &manualTimer{d: d, f: f}
+	m.timers = append(m.timers, mt)
+	return func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		was := !mt.stopped
+		mt.stopped = true
+		return was
+	}
+}
+
+func (m *manualTimers) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.timers)
+}
+
+func (m *manualTimers) window(i int) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.timers[i].d
+}
+
+func (m *manualTimers) stopped(i int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.timers[i].stopped
+}
+
+// fire runs timer i's function, even if it was stopped: a real timer can
+// fire just as the batch is detached, and that must be harmless.
+func (m *manualTimers) fire(i int) {
+	m.mu.Lock()
+	f := m.timers[i].f
+	m.mu.Unlock()
+	f()
+}
+
+func TestCoalesceConfigIsValidated(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	for _, tc := range []struct {
+		cc   CoalesceConfig
+		want string
+	}{
+		{CoalesceConfig{}, "coalesce window 0s is outside (0, 10ms]"},
+		{CoalesceConfig{Window: -time.Millisecond}, "coalesce window -1ms is outside"},
+		{CoalesceConfig{Window: 11 * time.Millisecond}, "coalesce window 11ms is outside"},
+		{CoalesceConfig{Window: time.Millisecond, MaxKeys: -1}, "coalesce max keys -1 is outside [1, 1000]"},
+		{CoalesceConfig{Window: time.Millisecond, MaxKeys: tasks.MaxKeysPerTask + 1}, "coalesce max keys 1001"},
+	} {
+		_, err := New(rdb, Config{Coalesce: &tc.cc})
+		require.ErrorContains(t, err, tc.want)
+		// Refused before connecting: nothing to leak.
+		_, err = NewFromURL("redis://127.0.0.1:1/0", Config{Coalesce: &tc.cc})
+		require.ErrorContains(t, err, tc.want)
+	}
+	c, err := New(rdb, Config{Coalesce: &CoalesceConfig{Window: MaxCoalesceWindow}})
+	require.NoError(t, err)
+	require.Equal(t, tasks.MaxKeysPerTask, c.co.maxKeys)
+	require.NoError(t, c.Close())
+}
+
+func TestCoalesceConcurrentCallsShareOneTask(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	const n = 20
+	var want []string
+	chans := make([]<-chan result, n)
+	for i := range n {
+		keys := []string{fmt.Sprintf("k%02d", i), fmt.Sprintf("k%02d\xff", i)}
+		want = append(want, keys...)
+		chans[i] = call(context.Background(), b.client, keys...)
+	}
+	b.waitPending(t, n)
+	require.Equal(t, 1, b.timers.count(), "only the first call of a batch starts a window")
+	require.Equal(t, 2*time.Millisecond, b.timers.window(0))
+	requireWaiting(t, chans[0])
+
+	b.timers.fire(0)
+	var id string
+	for i, ch := range chans {
+		r := await(t, ch)
+		require.NoError(t, r.err)
+		require.Len(t, r.ids, 1)
+		if i == 0 {
+			id = r.ids[0]
+		}
+		require.Equal(t, id, r.ids[0], "every caller gets the ID of the shared task")
+	}
+	require.Equal(t, 1, b.pending(t, "invalidator-standard"))
+	dk, ti := b.keysOf(t, "invalidator-standard", id)
+	require.ElementsMatch(t, want, dk.Keys)
+	require.True(t, b.base.Add(time.Millisecond).Equal(dk.EnqueuedAt), "EnqueuedAt is the earliest caller's time, got %v", dk.EnqueuedAt)
+	require.Equal(t, 5, ti.MaxRetry)
+}
+
+func TestCoalesceFullBatchFlushesAtOnce(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 5}, false)
+	ctx := context.Background()
+	var chans []<-chan result
+	for i := range 5 {
+		chans = append(chans, call(ctx, b.client, fmt.Sprint("full", i)))
+	}
+	// No window is ever fired here.
+	var ids []string
+	for _, ch := range chans {
+		r := await(t, ch)
+		require.NoError(t, r.err)
+		ids = append(ids, r.ids...)
+	}
+	require.Len(t, ids, 5)
+	for _, id := range ids {
+		require.Equal(t, ids[0], id)
+	}
+	require.True(t, b.timers.stopped(0), "a full batch stops its window's timer")
+	dk, _ := b.keysOf(t, "invalidator-standard", ids[0])
+	require.Len(t, dk.Keys, 5)
+
+	// A call that would overflow the open batch flushes it at once and
+	// opens the next.
+	first := call(ctx, b.client, "a1", "a2", "a3")
+	b.waitPending(t, 1)
+	second := call(ctx, b.client, "b1", "b2", "b3")
+	r1 := await(t, first)
+	require.NoError(t, r1.err)
+	b.waitPending(t, 1)
+	requireWaiting(t, second)
+	b.timers.fire(b.timers.count() - 1)
+	r2 := await(t, second)
+	require.NoError(t, r2.err)
+	require.NotEqual(t, r1.ids, r2.ids)
+	dk, _ = b.keysOf(t, "invalidator-standard", r1.ids[0])
+	require.Equal(t, []string{"a1", "a2", "a3"}, dk.Keys)
+	dk, _ = b.keysOf(t, "invalidator-standard", r2.ids[0])
+	require.Equal(t, []string{"b1", "b2", "b3"}, dk.Keys)
+}
+
+func TestCoalesceLargeAndInvalidCallsAreNotCoalesced(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 2}, false)
+	ctx := context.Background()
+
+	// More keys than MaxKeys: enqueued at once, no window.
+	ids, err := b.client.DeleteKeys(ctx, "x", "y", "z")
+	require.NoError(t, err)
+	require.Len(t, ids, 1)
+	dk, _ := b.keysOf(t, "invalidator-standard", ids[0])
+	require.Equal(t, []string{"x", "y", "z"}, dk.Keys)
+
+	// Refusals come at once too, without waiting for a window.
+	_, err = b.client.DeleteKeys(ctx, "ok", "")
+	require.ErrorIs(t, err, tasks.ErrInvalid)
+	_, err = b.client.With(Queue("urgent")).DeleteKeys(ctx, "k")
+	require.ErrorIs(t, err, ErrUnknownQueue)
+	ctxDone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = b.client.DeleteKeys(ctxDone, "k")
+	require.ErrorIs(t, err, context.Canceled)
+
+	require.Zero(t, b.timers.count())
+	require.Equal(t, 1, b.pending(t, "invalidator-standard"))
+}
+
+// Batches are bounded in bytes as well as keys, so each one is one valid task.
+func TestCoalesceBatchesStayWithinOnePayload(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	co := b.client.co
+	class, err := b.client.policy.Class("standard")
+	require.NoError(t, err)
+
+	const n = 70 // 70 keys of 16 KiB exceed one 1 MiB payload
+	var batches []*batch
+	for i := range n {
+		key := fmt.Sprintf("%05d", i) + strings.Repeat("v", tasks.MaxKeyBytes-5)
+		size, ok := co.fits([]string{key})
+		require.True(t, ok)
+		bt, err := co.join(b.client, class, []string{key}, size, b.base)
+		require.NoError(t, err)
+		if len(batches) == 0 || batches[len(batches)-1] != bt {
+			batches = append(batches, bt)
+		}
+	}
+	require.Len(t, batches, 2)
+	require.NoError(t, b.client.Close()) // flushes the open one
+	total := 0
+	for _, bt := range batches {
+		<-bt.done
+		require.NoError(t, bt.err)
+		dk, _ := b.keysOf(t, "invalidator-standard", bt.id)
+		require.Equal(t, bt.keys, dk.Keys)
+		total += len(dk.Keys)
+	}
+	require.Equal(t, n, total)
+}
+
+func TestCoalesceOverridesAreNotMerged(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	ctx := context.Background()
+	plain := call(ctx, b.client, "plain")
+	retry1 := call(ctx, b.client.With(MaxRetry(3)), "retry1")
+	retry2 := call(ctx, b.client.With(MaxRetry(3)), "retry2")
+	prices := call(ctx, b.client.With(Queue("prices")), "prices")
+	timeout := call(ctx, b.client.With(Timeout(time.Second)), "timeout")
+	b.waitPending(t, 5)
+	require.Equal(t, 4, b.timers.count())
+	for i := range 4 {
+		b.timers.fire(i)
+	}
+	rPlain, rRetry1, rRetry2, rPrices, rTimeout := await(t, plain), await(t, retry1), await(t, retry2), await(t, prices), await(t, timeout)
+	for _, r := range []result{rPlain, rRetry1, rRetry2, rPrices, rTimeout} {
+		require.NoError(t, r.err)
+		require.Len(t, r.ids, 1)
+	}
+	require.Equal(t, rRetry1.ids, rRetry2.ids)
+
+	dk, ti := b.keysOf(t, "invalidator-standard", rPlain.ids[0])
+	require.Equal(t, []string{"plain"}, dk.Keys)
+	require.Equal(t, 5, ti.MaxRetry)
+	dk, ti = b.keysOf(t, "invalidator-standard", rRetry1.ids[0])
+	require.ElementsMatch(t, []string{"retry1", "retry2"}, dk.Keys)
+	require.Equal(t, 3, ti.MaxRetry)
+	dk, _ = b.keysOf(t, "prices", rPrices.ids[0])
+	require.Equal(t, []string{"prices"}, dk.Keys)
+	dk, ti = b.keysOf(t, "invalidator-standard", rTimeout.ids[0])
+	require.Equal(t, []string{"timeout"}, dk.Keys)
+	require.Equal(t, time.Second, ti.Timeout)
+	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
+}
+
+func TestCoalesceLoneCallerReturnsAfterTheWindow(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, true)
+	start := time.Now()
+	ids, err := b.client.DeleteKeys(context.Background(), "alone")
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), waitFor, "a lone caller waits for its window, not for company")
+	dk, _ := b.keysOf(t, "invalidator-standard", ids[0])
+	require.Equal(t, []string{"alone"}, dk.Keys)
+}
+
+func TestCoalesceCloseFlushesAndRefusesLaterCalls(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 3}, false)
+	ctx := context.Background()
+	waiting := call(ctx, b.client, "pending")
+	b.waitPending(t, 1)
+
+	require.NoError(t, b.client.Close())
+	r := await(t, waiting)
+	require.NoError(t, r.err)
+	dk, _ := b.keysOf(t, "invalidator-standard", r.ids[0])
+	require.Equal(t, []string{"pending"}, dk.Keys)
+	require.True(t, b.timers.stopped(0))
+	require.Zero(t, b.client.co.pendingCalls())
+
+	_, err := b.client.DeleteKeys(ctx, "late")
+	require.ErrorIs(t, err, ErrClosed)
+	_, err = b.client.With(MaxRetry(1)).DeleteKeys(ctx, "late", "and", "large", "call")
+	require.ErrorIs(t, err, ErrClosed)
+
+	// A window that ends after Close finds its batch flushed already.
+	b.timers.fire(0)
+	require.NoError(t, b.client.Close())
+	require.Equal(t, 1, b.pending(t, "invalidator-standard"))
+}
+
+func TestCoalesceEnqueueErrorReachesEveryCaller(t *testing.T) {
+	t.Parallel()
+	db := redistest.NewDB(t)
+	opts, err := redis.ParseURL(db.URL)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	b := coalesceSetupOn(t, db, rdb, CoalesceConfig{Window: time.Millisecond}, false)
+
+	const n = 5
+	chans := make([]<-chan result, n)
+	for i := range n {
+		chans[i] = call(context.Background(), b.client, fmt.Sprint("doomed", i))
+	}
+	b.waitPending(t, n)
+	require.NoError(t, rdb.Close())
+	b.timers.fire(0)
+	for _, ch := range chans {
+		r := await(t, ch)
+		require.ErrorContains(t, r.err, "client is closed")
+		require.ErrorContains(t, r.err, "coalesced: 5 calls, 5 keys in one task")
+		require.Empty(t, r.ids)
+	}
+}
+
+// A caller that gives up gets its context's error at once; its keys stay in
+// the batch and are enqueued with it, and the others are unaffected.
+func TestCoalesceCancelledCallerKeepsItsKeysInTheBatch(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	quitter := call(ctx, b.client, "quitter")
+	stayer := call(context.Background(), b.client, "stayer")
+	b.waitPending(t, 2)
+
+	cancel()
+	r := await(t, quitter)
+	require.ErrorIs(t, r.err, context.Canceled)
+	requireWaiting(t, stayer)
+
+	b.timers.fire(0)
+	r = await(t, stayer)
+	require.NoError(t, r.err)
+	dk, _ := b.keysOf(t, "invalidator-standard", r.ids[0])
+	require.ElementsMatch(t, []string{"quitter", "stayer"}, dk.Keys)
+}
+
+// Many producers with real timers: whatever the batching, every caller's
+// ID names a task holding its keys, and every key is enqueued exactly once.
+func TestCoalesceHammer(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 7}, true)
+	const producers, calls = 8, 40
+	type sent struct {
+		keys []string
+		id   string
+	}
+	out := make([][]sent, producers)
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range calls {
+				keys := make([]string, 1+i%3)
+				for j := range keys {
+					keys[j] = fmt.Sprintf("p%d:c%d:k%d", p, i, j)
+				}
+				c := b.client
+				if i%5 == 0 {
+					c = c.With(MaxRetry(2))
+				}
+				ids, err := c.DeleteKeys(context.Background(), keys...)
+				if !assertNoError(t, err) {
+					return
+				}
+				out[p] = append(out[p], sent{keys, ids[0]})
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, b.client.Close())
+
+	all := map[string]int{}
+	tasksByID := map[string][]string{}
+	for _, s := range out {
+		require.Len(t, s, calls)
+		for _, c := range s {
+			keys, ok := tasksByID[c.id]
+			if !ok {
+				dk, _ := b.keysOf(t, "invalidator-standard", c.id)
+				keys = dk.Keys
+				tasksByID[c.id] = keys
+				require.LessOrEqual(t, len(keys), 7)
+				for _, k := range keys {
+					all[k]++
+				}
+			}
+			require.Subset(t, keys, c.keys)
+		}
+	}
+	wantKeys := 0
+	for i := range calls {
+		wantKeys += producers * (1 + i%3)
+	}
+	require.Len(t, all, wantKeys)
+	for k, n := range all {
+		require.Equal(t, 1, n, "key %q enqueued %d times", k, n)
+	}
+	require.Equal(t, len(tasksByID), b.pending(t, "invalidator-standard"))
+}
+
+// assertNoError reports err from a goroutine other than the test's.
+func assertNoError(t *testing.T, err error) bool {
+	if err != nil {
+		t.Errorf("DeleteKeys: %v", err)
+		return false
+	}
+	return true
+}

@@ -19,6 +19,8 @@ const (
 	DefaultRetryCheck       = 250 * time.Millisecond
 	DefaultShutdownTimeout  = 10 * time.Second
 	DefaultDeleteChunk      = 500
+	DefaultBatchMaxKeys     = 1000
+	DefaultBatchInFlight    = 4
 	DefaultScanCount        = 1000
 	DefaultCheckpointTTL    = 7 * 24 * time.Hour
 	defaultScanSliceReserve = 2 * time.Second
@@ -69,6 +71,19 @@ type Config struct {
 	// DeleteChunk is the number of keys in one UNLINK. Default: 500.
 	DeleteChunk int
 
+	// BatchMaxKeys caps the keys of one micro-batch: the keys of concurrently
+	// running key deletes for the same cache target that go out together in
+	// one pipeline of UNLINKs (of at most DeleteChunk keys each). A task with
+	// more keys than this is sent as a batch of its own. Default: 1000.
+	BatchMaxKeys int
+
+	// BatchInFlight is how many micro-batches per cache target may be on the
+	// wire at once; while they are, the keys of new tasks gather into the
+	// next batch. A batch never waits for more keys: with a slot free, a
+	// task's keys are sent at once. 1 merges the most, higher values trade
+	// merging for latency under load. Default: 4.
+	BatchInFlight int
+
 	// ScanCount is the COUNT hint of each SCAN in a family delete. Default: 1000.
 	ScanCount int
 
@@ -114,6 +129,12 @@ func (c Config) withDefaults() Config {
 	if c.DeleteChunk == 0 {
 		c.DeleteChunk = DefaultDeleteChunk
 	}
+	if c.BatchMaxKeys == 0 {
+		c.BatchMaxKeys = DefaultBatchMaxKeys
+	}
+	if c.BatchInFlight == 0 {
+		c.BatchInFlight = DefaultBatchInFlight
+	}
 	if c.ScanCount == 0 {
 		c.ScanCount = DefaultScanCount
 	}
@@ -142,6 +163,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: ShutdownTimeout %s is negative", c.ShutdownTimeout)
 	case c.DeleteChunk < 0:
 		return fmt.Errorf("worker: DeleteChunk %d is negative", c.DeleteChunk)
+	case c.BatchMaxKeys < 0:
+		return fmt.Errorf("worker: BatchMaxKeys %d is negative", c.BatchMaxKeys)
+	case c.BatchInFlight < 0:
+		return fmt.Errorf("worker: BatchInFlight %d is negative", c.BatchInFlight)
 	case c.ScanCount < 0:
 		return fmt.Errorf("worker: ScanCount %d is negative", c.ScanCount)
 	case c.FamilyRateLimit < 0:

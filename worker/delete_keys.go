@@ -13,20 +13,21 @@ import (
 )
 
 func (w *Worker) applyDeleteKeys(ctx context.Context, t tasks.DeleteKeys, log *slog.Logger) error {
-	cache, err := w.target(t.Target)
-	if err != nil {
+	if _, err := w.target(t.Target); err != nil {
 		return err
 	}
-	n, err := unlink(ctx, cache, t.Keys, w.cfg.DeleteChunk)
-	if err != nil {
+	// The batcher merges these keys with those of other running tasks and
+	// returns once this task's own keys are gone.
+	if err := w.batchers[t.Target].unlink(ctx, t.Keys); err != nil {
 		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
 	}
-	log.Debug("keys deleted", "keys", len(t.Keys), "existed", n)
+	log.Debug("keys deleted", "keys", len(t.Keys))
 	return nil
 }
 
 // unlink removes keys with pipelined multi-key UNLINKs of at most chunk keys
-// and returns how many existed. On a Redis Cluster client the keys are first
+// and returns how many existed. Family scans use it per SCAN page; key
+// deletes go through the batcher. On a Redis Cluster client the keys are first
 // grouped by hash slot, because a multi-key command must not cross slots
 // (CROSSSLOT); a node client (from ForEachMaster) of a cluster rejects it too,
 // so grouping is done whenever the client may be a cluster member.

@@ -3,9 +3,16 @@
 // A Worker is an asynq.Handler plus the server settings that make
 // invalidation safe and quick:
 //
-//   - invalidate:keys: pipelined multi-key UNLINKs in chunks; on a Redis
-//     Cluster the keys are grouped by hash slot first, so no command crosses
-//     slots.
+//   - invalidate:keys: a micro-batcher per cache target merges the keys of
+//     concurrently running tasks into pipelined multi-key UNLINKs of at most
+//     DeleteChunk keys; on a Redis Cluster the keys are grouped by hash slot
+//     first, so no command crosses slots. A batch goes out as soon as one of
+//     BatchInFlight slots is free, never after a timer, so at low load a
+//     task's keys are sent at once and under load batches grow up to
+//     BatchMaxKeys. Each task returns only when its own keys are gone; a
+//     failed command fails (and retries) only the tasks whose keys it
+//     carried. The batcher keeps no goroutine while idle, so ProcessTask
+//     works without Run and a Worker needs no Close.
 //   - invalidate:family: SCAN MATCH on every master (ForEachMaster on a
 //     cluster) with chunked UNLINKs and an optional rate limit. The cursor is
 //     saved after each batch is deleted, so a run that times out or crashes

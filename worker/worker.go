@@ -32,6 +32,10 @@ type Worker struct {
 	limiter *rate.Limiter // nil: family scans unthrottled
 	aq      *asynq.Client // enqueues continuations of long family scans
 	now     func() time.Time
+
+	// batchers merge key deletes per cache target ("" is Config.Cache).
+	// They hold no goroutine while idle, so the Worker needs no Close.
+	batchers map[string]*batcher
 }
 
 // New validates cfg and returns a Worker.
@@ -52,6 +56,10 @@ func New(cfg Config) (*Worker, error) {
 	}
 	for _, q := range cfg.Policy.Queues() {
 		w.queues[q] = 1
+	}
+	w.batchers = map[string]*batcher{"": newBatcher(cfg.Cache, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)}
+	for name, c := range cfg.Targets {
+		w.batchers[name] = newBatcher(c, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)
 	}
 	// Classes sharing a queue: the first by name sets its backoff.
 	names := slices.Sorted(maps.Keys(cfg.Policy.Classes))

@@ -1,0 +1,233 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/slot"
+)
+
+// errBatchFailed stands in for a command error when a pipeline reports a
+// failure that no single command carries, so that no task is told its keys
+// are gone when that is not known.
+var errBatchFailed = errors.New("pipeline failed without a command error; the keys may still exist")
+
+// batcher merges the keys of concurrently running DeleteKeys tasks for one
+// cache target into pipelined multi-key UNLINKs.
+//
+// There is no timer and no background goroutine. A submit that finds a free
+// in-flight slot starts a sender at once, so at low load a task's keys go out
+// immediately. While every slot is busy, submits queue up; a sender that
+// finishes its batch takes everything waiting (up to maxKeys) as its next
+// batch. Batches thus grow with the load and never wait for more keys, and a
+// sender goroutine lives only while it has something to send, so an idle
+// batcher holds no goroutine and needs no Close.
+//
+// Each submit returns when the commands that carried its own keys have
+// succeeded, or with the error of one that failed; the other tasks of the
+// batch are unaffected.
+type batcher struct {
+	client   redis.UniversalClient
+	cluster  bool // group by hash slot: no multi-key command may cross slots
+	maxKeys  int  // keys taken into one batch, unless one request alone is larger
+	chunk    int  // keys in one UNLINK
+	inFlight int  // batches sent at once
+
+	mu      sync.Mutex // guards pending and senders
+	pending []*deleteRequest
+	senders int // batches in flight, at most inFlight
+}
+
+// deleteRequest is one task's keys, waiting to be sent or in flight.
+type deleteRequest struct {
+	ctx  context.Context // only its deadline is used: it bounds the batch
+	keys []string
+	done chan error // buffered: a sender never blocks on a task that left
+}
+
+func newBatcher(c redis.UniversalClient, maxKeys, chunk, inFlight int) *batcher {
+	return &batcher{
+		client:   c,
+		cluster:  mayBeCluster(c),
+		maxKeys:  maxKeys,
+		chunk:    chunk,
+		inFlight: inFlight,
+	}
+}
+
+// unlink deletes keys together with those of other concurrent callers and
+// returns once its own keys are gone, or with the error of a command that
+// carried some of them. A cancelled ctx returns ctx.Err() at once; its keys
+// may still be sent, which is harmless.
+func (b *batcher) unlink(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &deleteRequest{ctx: ctx, keys: keys, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	var batch []*deleteRequest
+	if b.senders < b.inFlight {
+		b.senders++
+		batch = b.takeLocked()
+	}
+	b.mu.Unlock()
+	if batch != nil {
+		// A goroutine of its own, so that this task can still leave on
+		// cancellation while its batch is on the wire.
+		go b.send(batch)
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// takeLocked removes the next batch from pending: requests in arrival order
+// up to maxKeys keys, and at least one request. b.mu must be held.
+func (b *batcher) takeLocked() []*deleteRequest {
+	n, keys := 0, 0
+	for n < len(b.pending) && (n == 0 || keys+len(b.pending[n].keys) <= b.maxKeys) {
+		keys += len(b.pending[n].keys)
+		n++
+	}
+	batch := slices.Clone(b.pending[:n])
+	clear(b.pending[:n]) // let the sent requests be collected
+	b.pending = b.pending[n:]
+	if len(b.pending) == 0 {
+		b.pending = nil // drop the grown backing array once the burst is over
+	}
+	return batch
+}
+
+// send flushes batch, then keeps its in-flight slot for whatever queued up
+// meanwhile, and gives the slot back once nothing is waiting.
+func (b *batcher) send(batch []*deleteRequest) {
+	for {
+		b.flush(batch)
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.senders--
+			b.mu.Unlock()
+			return
+		}
+		batch = b.takeLocked()
+		b.mu.Unlock()
+	}
+}
+
+// flush sends one batch as a single pipeline and answers each request with
+// the first error among the commands that carried its keys.
+func (b *batcher) flush(batch []*deleteRequest) {
+	cmds, owners := b.commands(batch)
+	ctx, cancel := batchContext(batch)
+	defer cancel()
+	pipe := b.client.Pipeline()
+	unlinks := make([]*redis.IntCmd, len(cmds))
+	for i, keys := range cmds {
+		unlinks[i] = pipe.Unlink(ctx, keys...)
+	}
+	_, execErr := pipe.Exec(ctx)
+	// A pipeline error with no command error cannot be pinned on a command:
+	// every request of the batch fails rather than trust a success.
+	unattributed := execErr != nil && !slices.ContainsFunc(unlinks, func(c *redis.IntCmd) bool { return c.Err() != nil })
+	errs := make([]error, len(batch))
+	for i, cmd := range unlinks {
+		err := cmd.Err()
+		if err == nil && unattributed {
+			err = fmt.Errorf("%w: %w", errBatchFailed, execErr)
+		}
+		if err == nil {
+			continue
+		}
+		for _, o := range owners[i] {
+			if errs[o] == nil {
+				errs[o] = fmt.Errorf("unlink: %w", err)
+			}
+		}
+	}
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+}
+
+// commands splits the keys of batch into UNLINK argument lists of at most
+// chunk keys, within one hash slot on a cluster, and names for each list the
+// requests (indexes into batch) whose keys it carries.
+func (b *batcher) commands(batch []*deleteRequest) (cmds [][]string, owners [][]int) {
+	type owned struct {
+		key   string
+		owner int
+	}
+	var groups [][]owned
+	if b.cluster {
+		bySlot := make(map[int][]owned)
+		for i, r := range batch {
+			for _, k := range r.keys {
+				s := slot.Of(k)
+				bySlot[s] = append(bySlot[s], owned{k, i})
+			}
+		}
+		for _, s := range slices.Sorted(maps.Keys(bySlot)) {
+			groups = append(groups, bySlot[s])
+		}
+	} else {
+		n := 0
+		for _, r := range batch {
+			n += len(r.keys)
+		}
+		all := make([]owned, 0, n)
+		for i, r := range batch {
+			for _, k := range r.keys {
+				all = append(all, owned{k, i})
+			}
+		}
+		groups = [][]owned{all}
+	}
+	for _, g := range groups {
+		for lo := 0; lo < len(g); lo += b.chunk {
+			part := g[lo:min(lo+b.chunk, len(g))]
+			keys := make([]string, len(part))
+			var who []int
+			for j, e := range part {
+				keys[j] = e.key
+				// Owners arrive in ascending order within a group.
+				if len(who) == 0 || who[len(who)-1] != e.owner {
+					who = append(who, e.owner)
+				}
+			}
+			cmds = append(cmds, keys)
+			owners = append(owners, who)
+		}
+	}
+	return cmds, owners
+}
+
+// batchContext bounds a batch by the latest deadline among its requests:
+// past that, no task waits for the answer. It is never cancelled by a
+// request leaving early, since the other requests still wait for it.
+func batchContext(batch []*deleteRequest) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, r := range batch {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			return context.Background(), func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}

@@ -24,6 +24,12 @@ const (
 	DefaultScanCount        = 1000
 	DefaultCheckpointTTL    = 7 * 24 * time.Hour
 	defaultScanSliceReserve = 2 * time.Second
+
+	// defaultCheckpointInterval is how often a family scan saves its cursor.
+	defaultCheckpointInterval = 100 * time.Millisecond
+	// checkpointSaveTimeout bounds the cursor save on the way out of a
+	// cancelled scan.
+	checkpointSaveTimeout = 2 * time.Second
 )
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -84,7 +90,10 @@ type Config struct {
 	// merging for latency under load. Default: 4.
 	BatchInFlight int
 
-	// ScanCount is the COUNT hint of each SCAN in a family delete. Default: 1000.
+	// ScanCount is the COUNT hint of each SCAN in a family delete. A larger
+	// one does not make a scan faster (Redis pays per key it walks, about a
+	// microsecond), but each SCAN blocks Redis longer: ~1ms at 1000, ~13ms at
+	// 10000 in a 1M keyspace. Default: 1000.
 	ScanCount int
 
 	// FamilyRateLimit caps the keys per second one worker deletes through
@@ -98,6 +107,10 @@ type Config struct {
 	// Rand is the random source for retry jitter. Default: a fresh PCG
 	// seeded from the runtime.
 	Rand keyspec.Rand
+
+	// checkpointInterval is how often a family scan saves its cursor; tests
+	// shorten it to check every save. Default: defaultCheckpointInterval.
+	checkpointInterval time.Duration
 }
 
 // errNoQueue is returned by Validate when Config.Queue is nil.
@@ -140,6 +153,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointTTL == 0 {
 		c.CheckpointTTL = DefaultCheckpointTTL
+	}
+	if c.checkpointInterval == 0 {
+		c.checkpointInterval = defaultCheckpointInterval
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

@@ -106,39 +106,15 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 		if err != nil {
 			return err
 		}
-		var cur uint64
+		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, pattern: pattern, ck: ck,
+			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted}
 		if cp.runID == runID {
 			if cp.done {
 				return nil
 			}
-			cur = cp.cursor
+			s.safe, s.saved = cp.cursor, cp.cursor
 		}
-		for {
-			keys, next, err := node.Scan(ctx, cur, pattern, int64(w.cfg.ScanCount)).Result()
-			if err != nil {
-				return fmt.Errorf("scan node %s at cursor %d: %w", nodeID, cur, err)
-			}
-			scanned.Add(int64(len(keys)))
-			if err := w.throttle(ctx, softDeadline, len(keys)); err != nil {
-				return err
-			}
-			n, err := unlink(ctx, node, keys, w.cfg.DeleteChunk)
-			if err != nil {
-				return fmt.Errorf("node %s: %w", nodeID, err)
-			}
-			deleted.Add(n)
-			// The cursor is saved only after the keys it passed are gone.
-			if err := w.saveCheckpoint(ctx, ck, nodeID, checkpoint{runID: runID, cursor: next, done: next == 0}); err != nil {
-				return err
-			}
-			if next == 0 {
-				return nil
-			}
-			cur = next
-			if !softDeadline.IsZero() && w.now().After(softDeadline) {
-				return errPaused
-			}
-		}
+		return s.run(ctx)
 	}
 
 	start := time.Now()
@@ -168,6 +144,142 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 		log.Warn("could not remove scan checkpoint", "key", ck, "err", err)
 	}
 	log.Info("family deleted", attrs...)
+	return nil
+}
+
+// scanAhead is how many SCAN pages a node's scanner may hold ready while
+// the deleter is busy. One page is enough to keep the next SCAN on the wire
+// during an UNLINK; more only buys memory.
+const scanAhead = 1
+
+// scanPage is one SCAN reply: the keys it matched and the cursor after it.
+type scanPage struct {
+	keys []string
+	next uint64
+}
+
+// nodeScan deletes the family's keys on one node. A scanner goroutine runs
+// one SCAN page ahead of the deleter, so a SCAN and the UNLINKs of the page
+// before it are on the wire together. Only the deleter moves the checkpoint,
+// and only to the cursor after a page whose keys are all confirmed gone:
+// pages are deleted in scan order, so every key the cursor has passed is
+// gone, and a crash costs a rescan of at most the pages since the last save,
+// never a skipped key.
+type nodeScan struct {
+	w            *Worker
+	node         redis.UniversalClient
+	nodeID       string
+	runID        string
+	pattern      string
+	ck           string
+	softDeadline time.Time
+	scanned      *atomic.Int64
+	deleted      *atomic.Int64
+
+	safe  uint64 // every key before this cursor is deleted
+	saved uint64 // the cursor in the checkpoint
+}
+
+func (s *nodeScan) run(ctx context.Context) error {
+	sctx, stop := context.WithCancel(ctx)
+	pages := make(chan scanPage, scanAhead)
+	var scanErr error // written before pages is closed
+	go func() {
+		defer close(pages)
+		scanErr = s.scan(sctx, pages)
+	}()
+	// The scanner is stopped and waited for on every way out, so that it
+	// never outlives the task.
+	finish := func(err error) error {
+		stop()
+		for range pages {
+		}
+		return s.stopAt(ctx, err)
+	}
+
+	lastSave := time.Now()
+	for p := range pages {
+		s.scanned.Add(int64(len(p.keys)))
+		if err := s.w.throttle(ctx, s.softDeadline, len(p.keys)); err != nil {
+			return finish(err)
+		}
+		n, err := unlink(ctx, s.node, p.keys, s.w.cfg.DeleteChunk)
+		if err != nil {
+			return finish(fmt.Errorf("node %s: %w", s.nodeID, err))
+		}
+		s.deleted.Add(n)
+		s.safe = p.next
+		if p.next == 0 {
+			stop()
+			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true})
+		}
+		// Saving every page would put a round trip to the queue Redis in
+		// every page's path; every checkpointInterval costs a crash at most
+		// that much rescanning.
+		if time.Since(lastSave) >= s.w.cfg.checkpointInterval {
+			if err := s.save(ctx); err != nil {
+				return finish(err)
+			}
+			lastSave = time.Now()
+		}
+		if !s.softDeadline.IsZero() && s.w.now().After(s.softDeadline) {
+			return finish(errPaused)
+		}
+	}
+	// The scanner gave up before the last page.
+	if scanErr == nil {
+		scanErr = ctx.Err()
+	}
+	return finish(scanErr)
+}
+
+// scan sends the pages from s.safe on to pages until the cursor returns to
+// zero, an error, or ctx ends.
+func (s *nodeScan) scan(ctx context.Context, pages chan<- scanPage) error {
+	cur := s.safe
+	for {
+		keys, next, err := s.node.Scan(ctx, cur, s.pattern, int64(s.w.cfg.ScanCount)).Result()
+		if err != nil {
+			return fmt.Errorf("scan node %s at cursor %d: %w", s.nodeID, cur, err)
+		}
+		select {
+		case pages <- scanPage{keys: keys, next: next}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if next == 0 {
+			return nil
+		}
+		cur = next
+	}
+}
+
+// stopAt saves the progress made since the last checkpoint on the way out
+// of an unfinished scan, even when ctx was cancelled (a shutdown), so that
+// the next run resumes there. At a pause the save must succeed: the
+// continuation would otherwise rescan what this slice deleted, and it is
+// cheaper to retry the task.
+func (s *nodeScan) stopAt(ctx context.Context, err error) error {
+	if s.safe == s.saved {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointSaveTimeout)
+	defer cancel()
+	serr := s.save(sctx)
+	if serr == nil {
+		return err
+	}
+	if errors.Is(err, errPaused) {
+		return serr
+	}
+	return errors.Join(err, serr)
+}
+
+func (s *nodeScan) save(ctx context.Context) error {
+	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}); err != nil {
+		return err
+	}
+	s.saved = s.safe
 	return nil
 }
 

@@ -11,10 +11,10 @@ import (
 	"github.com/invalidator/invalidator/tasks"
 )
 
-// MaxCoalesceWindow bounds CoalesceConfig.Window. Every caller of a batch
-// may wait up to the window, and the wait adds to the staleness window, so
-// longer windows are refused rather than silently trading correctness for
-// throughput.
+// MaxCoalesceWindow bounds CoalesceConfig.Window. A call that arrives while
+// a flush is in flight may wait up to the window, and the wait adds to the
+// staleness window, so longer windows are refused rather than silently
+// trading correctness for throughput.
 const MaxCoalesceWindow = 10 * time.Millisecond
 
 // coalesceMaxBytes bounds the summed encoded size of one batch's keys. It
@@ -23,14 +23,24 @@ const MaxCoalesceWindow = 10 * time.Millisecond
 // whatever the target and time.
 const coalesceMaxBytes = tasks.MaxPayloadBytes - 1024
 
-// CoalesceConfig turns on producer coalescing: DeleteKeys calls made within
-// Window of the first one of a batch become one task. This is how
-// single-key invalidations from many request handlers get past the queue's
-// per-task ceiling (about 17k tasks/s for one asynq worker process).
+// coalesceMaxInFlight is how many flushes of one batch key may be in flight
+// before new calls wait for one to finish. One is group commit: a round
+// trip's worth of calls gathers behind each flush, so batches grow with the
+// load and a lone call pays no wait at all.
+const coalesceMaxInFlight = 1
+
+// CoalesceConfig turns on producer coalescing (group commit): a DeleteKeys
+// call is enqueued at once when no task of its overrides is being enqueued;
+// calls that arrive while one is gather into one batch, enqueued as one task
+// as soon as that enqueue finishes. This is how single-key invalidations
+// from many request handlers get past the queue's per-task ceiling (about
+// 17k tasks/s for one asynq worker process).
 type CoalesceConfig struct {
-	// Window is how long the first call of a batch waits for others to
-	// join; no call waits longer than Window plus the enqueue round trip.
-	// Required: 0 < Window <= MaxCoalesceWindow; 1 to 2 ms is typical.
+	// Window bounds how long a batch waits for the enqueue in flight: it is
+	// enqueued when the window, started by its first call, ends, even if
+	// that enqueue is still in flight. So no call waits longer than Window
+	// plus the enqueue round trip. Required: 0 < Window <= MaxCoalesceWindow;
+	// 1 to 2 ms is typical.
 	Window time.Duration
 
 	// MaxKeys flushes a batch at once when it holds this many keys. A call
@@ -52,25 +62,33 @@ func (cc *CoalesceConfig) validate() error {
 	return nil
 }
 
-// coalescer gathers concurrent DeleteKeys calls into batches, one open batch
-// per distinct set of overrides, and enqueues each batch as one task. It is
-// shared by a Client and every Client derived from it with With.
+// coalescer gathers concurrent DeleteKeys calls into batches by group
+// commit, per distinct set of overrides (batch key), and enqueues each batch
+// as one task. It is shared by a Client and every Client derived from it
+// with With.
 //
-// A batch lives in three stages: open (in batches, taking keys, its timer
-// running), detached (removed from batches by exactly one of: its timer,
-// the call that fills it, Close; then flushed in its own goroutine) and done
-// (result set, done closed). Nothing runs while no batch is open.
+// A batch lives in three stages: open (in batches, taking keys, its window's
+// timer running), detached (flushed in its own goroutine) and done (result
+// set, done closed). A call whose key has no flush in flight makes a batch
+// that is detached at once and never open. Otherwise its keys join the open
+// batch, which is detached by exactly one of: the end of the flush in flight,
+// its timer, the call that fills it, Close. Nothing runs while no call is
+// waiting.
 type coalescer struct {
 	window  time.Duration
 	maxKeys int
 	// afterFunc runs f after d and returns a function that cancels it, like
 	// time.AfterFunc(d, f).Stop. Tests replace it to end windows by hand.
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
+	// send enqueues a detached batch; enqueueBatch but in tests, which
+	// replace it to hold a flush in flight.
+	send func(b *batch) (string, error)
 
-	mu      sync.Mutex
-	closed  bool                // guarded by mu
-	batches map[batchKey]*batch // guarded by mu; the open batches
-	flushes sync.WaitGroup      // detached batches not yet done; Add under mu
+	mu       sync.Mutex
+	closed   bool                // guarded by mu
+	batches  map[batchKey]*batch // guarded by mu; the open batches
+	inFlight map[batchKey]int    // guarded by mu; detached batches not yet done, no zero entries
+	flushes  sync.WaitGroup      // detached batches not yet done; Add under mu
 }
 
 // batchKey separates calls that must not share a task: those made through
@@ -92,8 +110,8 @@ type batch struct {
 	keys     []string
 	bytes    int
 	calls    int
-	at       time.Time // the earliest caller's time, so lag is never under-reported
-	stop     func() bool
+	at       time.Time   // the earliest caller's time, so lag is never under-reported
+	stop     func() bool // stops the window's timer; nil for a batch never open
 	detached bool
 
 	done chan struct{}
@@ -111,7 +129,9 @@ func newCoalescer(cc CoalesceConfig) *coalescer {
 		afterFunc: func(d time.Duration, f func()) func() bool {
 			return time.AfterFunc(d, f).Stop
 		},
-		batches: make(map[batchKey]*batch),
+		send:     enqueueBatch,
+		batches:  make(map[batchKey]*batch),
+		inFlight: make(map[batchKey]int),
 	}
 }
 
@@ -125,7 +145,7 @@ func (co *coalescer) fits(keys []string) (int, bool) {
 	return n, n <= coalesceMaxBytes
 }
 
-// deleteKeys adds keys to the open batch of c's overrides and waits for that
+// deleteKeys adds keys to a batch of c's overrides and waits for that
 // batch's task. keys are valid and fit one batch (see fits).
 func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.Class, keys []string, size int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
@@ -148,10 +168,11 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 	return []string{b.id}, nil
 }
 
-// join adds keys to the open batch of c's overrides, opening one (and
-// starting its window) if there is none. A batch that keys would overflow is
-// flushed at once and keys open the next; a batch that keys fill is flushed
-// at once too.
+// join adds keys to a batch of c's overrides and returns it. With no flush
+// of those overrides in flight, the batch is flushed at once. Otherwise keys
+// join the open batch, opening one (and starting its window) if there is
+// none; a batch that keys would overflow is flushed at once and keys open
+// the next, and a batch that keys fill is flushed at once too.
 func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size int, at time.Time) (*batch, error) {
 	key := batchKey{queue: c.opts.queue, timeout: c.opts.timeout}
 	if c.opts.maxRetry != nil {
@@ -176,8 +197,12 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 			at:     at,
 			done:   make(chan struct{}),
 		}
-		co.batches[key] = b
-		b.stop = co.afterFunc(co.window, func() { co.expire(key, b) })
+		// Open it only behind a flush in flight: there is nothing else
+		// to wait for, and a lone caller must not pay a window.
+		if co.inFlight[key] >= coalesceMaxInFlight {
+			co.batches[key] = b
+			b.stop = co.afterFunc(co.window, func() { co.expire(key, b) })
+		}
 	}
 	b.keys = append(b.keys, keys...)
 	b.bytes += size
@@ -185,7 +210,7 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 	if at.Before(b.at) {
 		b.at = at
 	}
-	if len(b.keys) == co.maxKeys {
+	if b.stop == nil || len(b.keys) == co.maxKeys {
 		co.detachLocked(key, b)
 	}
 	return b, nil
@@ -197,7 +222,8 @@ func (co *coalescer) isClosed() bool {
 	return co.closed
 }
 
-// expire ends the window of b, unless b was already detached.
+// expire ends the window of b, unless b was already detached: the window
+// bounds the wait even while the flush ahead of b is stuck.
 func (co *coalescer) expire(key batchKey, b *batch) {
 	co.mu.Lock()
 	defer co.mu.Unlock()
@@ -208,28 +234,52 @@ func (co *coalescer) expire(key batchKey, b *batch) {
 
 // detachLocked closes b to new keys and flushes it in its own goroutine, so
 // no caller's context or wait decides the fate of the others' keys. co.mu
-// must be held and b must be open.
+// must be held and b must not be detached yet.
 func (co *coalescer) detachLocked(key batchKey, b *batch) {
 	b.detached = true
-	b.stop()
-	delete(co.batches, key)
+	if b.stop != nil {
+		b.stop()
+	}
+	if co.batches[key] == b {
+		delete(co.batches, key)
+	}
+	co.inFlight[key]++
 	co.flushes.Add(1)
-	go co.flush(b)
+	go co.flush(key, b)
 }
 
-// flush enqueues b as one task and hands the result to its callers. It uses
-// a context of its own: a caller that gives up must not fail the others, and
-// the Redis client's timeouts bound the round trip.
-func (co *coalescer) flush(b *batch) {
-	defer co.flushes.Done()
-	t := tasks.DeleteKeys{Keys: b.keys, Target: b.client.target, EnqueuedAt: b.at}
-	b.id, b.err = b.client.enqueue(context.Background(), t, b.class)
+// flush enqueues b as one task, hands the result to its callers, and then
+// flushes the batch that gathered behind it, if any.
+func (co *coalescer) flush(key batchKey, b *batch) {
+	defer co.flushes.Done() // last: the next batch's Add happens before it
+	b.id, b.err = co.send(b)
 	close(b.done)
+
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	n := co.inFlight[key] - 1
+	if n == 0 {
+		delete(co.inFlight, key) // keeps the map as small as the load
+	} else {
+		co.inFlight[key] = n
+	}
+	if next := co.batches[key]; next != nil && n < coalesceMaxInFlight {
+		co.detachLocked(key, next)
+	}
 }
 
-// close refuses new calls, flushes the open batches and waits until every
-// batch has been enqueued. It returns the errors of the batches it flushed;
-// their callers get them too.
+// enqueueBatch enqueues b as one task. It uses a context of its own: a
+// caller that gives up must not fail the others, and the Redis client's
+// timeouts bound the round trip.
+func enqueueBatch(b *batch) (string, error) {
+	t := tasks.DeleteKeys{Keys: b.keys, Target: b.client.target, EnqueuedAt: b.at}
+	return b.client.enqueue(context.Background(), t, b.class)
+}
+
+// close refuses new calls, flushes the open batches at once (not waiting for
+// the flushes in flight ahead of them) and waits until every batch has been
+// enqueued. It returns the errors of the batches it flushed; their callers
+// get them too.
 func (co *coalescer) close() error {
 	co.mu.Lock()
 	if co.closed {

@@ -132,7 +132,7 @@ func requireWaiting(t *testing.T, ch <-chan result) {
 	t.Helper()
 	select {
 	case r := <-ch:
-		t.Fatalf("DeleteKeys returned %v, %v before its window ended", r.ids, r.err)
+		t.Fatalf("DeleteKeys returned %v, %v before its batch was flushed", r.ids, r.err)
 	case <-time.After(20 * time.Millisecond):
 	}
 }
@@ -191,6 +191,79 @@ func (m *manualTimers) fire(i int) {
 	f()
 }
 
+// flushGate holds every flush in flight until the test releases it, so a
+// test can decide when a round trip ends. It is installed as the
+// coalescer's send.
+type flushGate struct {
+	entered chan heldFlush
+	done    chan struct{} // closed by passAll: flushes no longer wait
+	once    sync.Once
+}
+
+// heldFlush is one flush waiting at the gate: the batch it carries and the
+// channel that lets it go on to Redis.
+type heldFlush struct {
+	b       *batch
+	release chan struct{}
+}
+
+// holdFlushes makes every later flush of b's client wait for the test. At
+// cleanup, before Close, the gate opens, so a failed test never hangs.
+func (b *coalesceBundle) holdFlushes(t *testing.T) *flushGate {
+	t.Helper()
+	g := &flushGate{entered: make(chan heldFlush, 64), done: make(chan struct{})}
+	send := b.client.co.send
+	b.client.co.send = func(bt *batch) (string, error) {
+		h := heldFlush{b: bt, release: make(chan struct{})}
+		select {
+		case g.entered <- h:
+			select {
+			case <-h.release:
+			case <-g.done:
+			}
+		case <-g.done: // nobody may be reading entered any more
+		}
+		return send(bt)
+	}
+	t.Cleanup(g.passAll)
+	return g
+}
+
+// next returns the next flush to reach the gate.
+func (g *flushGate) next(t *testing.T) heldFlush {
+	t.Helper()
+	select {
+	case h := <-g.entered:
+		return h
+	case <-time.After(waitFor):
+		t.Fatal("no flush started")
+		return heldFlush{}
+	}
+}
+
+// requireNone checks that no flush reaches the gate for a while.
+func (g *flushGate) requireNone(t *testing.T) {
+	t.Helper()
+	select {
+	case h := <-g.entered:
+		t.Fatalf("unexpected flush of %d calls with keys %q", h.b.calls, h.b.keys)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+// passAll lets every held and later flush go on.
+func (g *flushGate) passAll() { g.once.Do(func() { close(g.done) }) }
+
+// lead makes one call with keys through c and waits until its flush is held
+// at the gate: from then on, calls of c's overrides gather in an open batch.
+func (b *coalesceBundle) lead(t *testing.T, g *flushGate, c *Client, keys ...string) (<-chan result, heldFlush) {
+	t.Helper()
+	ch := call(context.Background(), c, keys...)
+	h := g.next(t)
+	require.Equal(t, keys, h.b.keys, "a call with no flush in flight is flushed alone, at once")
+	return ch, h
+}
+
 func TestCoalesceConfigIsValidated(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
@@ -216,9 +289,32 @@ func TestCoalesceConfigIsValidated(t *testing.T) {
 	require.NoError(t, c.Close())
 }
 
-func TestCoalesceConcurrentCallsShareOneTask(t *testing.T) {
+func TestCoalesceLoneCallerIsFlushedAtOnce(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: MaxCoalesceWindow}, false)
+	ctx := context.Background()
+	for i := range 3 {
+		// No timer is ever fired here: each call, alone, goes out at once.
+		r := await(t, call(ctx, b.client, fmt.Sprint("alone", i)))
+		require.NoError(t, r.err)
+		require.Len(t, r.ids, 1)
+		dk, _ := b.keysOf(t, "invalidator-standard", r.ids[0])
+		require.Equal(t, []string{fmt.Sprint("alone", i)}, dk.Keys)
+		require.True(t, b.base.Add(time.Duration(i+1)*time.Millisecond).Equal(dk.EnqueuedAt))
+	}
+	require.Zero(t, b.timers.count(), "a lone call opens no window")
+	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
+}
+
+// Group commit: calls that arrive while a flush is in flight gather in one
+// batch, which goes out as soon as that flush ends, without waiting for its
+// window.
+func TestCoalesceCallsDuringAFlushGoOutTogetherRightAfterIt(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "lead")
+
 	const n = 20
 	var want []string
 	chans := make([]<-chan result, n)
@@ -228,11 +324,19 @@ func TestCoalesceConcurrentCallsShareOneTask(t *testing.T) {
 		chans[i] = call(context.Background(), b.client, keys...)
 	}
 	b.waitPending(t, n)
-	require.Equal(t, 1, b.timers.count(), "only the first call of a batch starts a window")
+	require.Equal(t, 1, b.timers.count(), "only the first call of an open batch starts a window")
 	require.Equal(t, 2*time.Millisecond, b.timers.window(0))
+	g.requireNone(t) // one flush in flight at a time
 	requireWaiting(t, chans[0])
 
-	b.timers.fire(0)
+	close(held.release)
+	rLead := await(t, lead)
+	require.NoError(t, rLead.err)
+	next := g.next(t) // no window was fired
+	require.Equal(t, n, next.b.calls)
+	require.True(t, b.timers.stopped(0), "a batch flushed after the one ahead of it stops its window's timer")
+	close(next.release)
+
 	var id string
 	for i, ch := range chans {
 		r := await(t, ch)
@@ -243,22 +347,70 @@ func TestCoalesceConcurrentCallsShareOneTask(t *testing.T) {
 		}
 		require.Equal(t, id, r.ids[0], "every caller gets the ID of the shared task")
 	}
-	require.Equal(t, 1, b.pending(t, "invalidator-standard"))
+	require.NotEqual(t, rLead.ids[0], id)
+	require.Equal(t, 2, b.pending(t, "invalidator-standard"))
 	dk, ti := b.keysOf(t, "invalidator-standard", id)
 	require.ElementsMatch(t, want, dk.Keys)
-	require.True(t, b.base.Add(time.Millisecond).Equal(dk.EnqueuedAt), "EnqueuedAt is the earliest caller's time, got %v", dk.EnqueuedAt)
+	// The lead took base+1ms; the earliest of the others took base+2ms,
+	// whatever order they joined in.
+	require.True(t, b.base.Add(2*time.Millisecond).Equal(dk.EnqueuedAt), "EnqueuedAt is the earliest caller's time, got %v", dk.EnqueuedAt)
 	require.Equal(t, 5, ti.MaxRetry)
+	require.Zero(t, b.client.co.pendingCalls())
+}
+
+// The window bounds the wait: a batch goes out when its window ends even if
+// the flush ahead of it never finishes.
+func TestCoalesceWindowBoundsABatchWhileAFlushIsStuck(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "stuck")
+
+	first := call(context.Background(), b.client, "w1")
+	second := call(context.Background(), b.client, "w2", "w3")
+	b.waitPending(t, 2)
+	requireWaiting(t, first)
+
+	b.timers.fire(0)
+	h := g.next(t) // while "stuck" is still held
+	require.ElementsMatch(t, []string{"w1", "w2", "w3"}, h.b.keys)
+	close(h.release)
+	r1, r2 := await(t, first), await(t, second)
+	require.NoError(t, r1.err)
+	require.NoError(t, r2.err)
+	require.Equal(t, r1.ids, r2.ids)
+	dk, _ := b.keysOf(t, "invalidator-standard", r1.ids[0])
+	require.ElementsMatch(t, []string{"w1", "w2", "w3"}, dk.Keys)
+	requireWaiting(t, lead)
+
+	// Two flushes are in flight now that the window cut in; the next batch
+	// waits for the stuck one, then goes out right after it.
+	third := call(context.Background(), b.client, "w4")
+	b.waitPending(t, 1)
+	close(held.release)
+	require.NoError(t, await(t, lead).err)
+	h = g.next(t)
+	require.Equal(t, []string{"w4"}, h.b.keys)
+	close(h.release)
+	require.NoError(t, await(t, third).err)
+	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
 }
 
 func TestCoalesceFullBatchFlushesAtOnce(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 5}, false)
+	g := b.holdFlushes(t)
 	ctx := context.Background()
+	lead, held := b.lead(t, g, b.client, "lead")
+
 	var chans []<-chan result
 	for i := range 5 {
 		chans = append(chans, call(ctx, b.client, fmt.Sprint("full", i)))
 	}
-	// No window is ever fired here.
+	// No window is ever fired here, and the lead's flush is still held.
+	h := g.next(t)
+	require.Len(t, h.b.keys, 5)
+	close(h.release)
 	var ids []string
 	for _, ch := range chans {
 		r := await(t, ch)
@@ -278,11 +430,17 @@ func TestCoalesceFullBatchFlushesAtOnce(t *testing.T) {
 	first := call(ctx, b.client, "a1", "a2", "a3")
 	b.waitPending(t, 1)
 	second := call(ctx, b.client, "b1", "b2", "b3")
+	h = g.next(t)
+	require.Equal(t, []string{"a1", "a2", "a3"}, h.b.keys)
+	close(h.release)
 	r1 := await(t, first)
 	require.NoError(t, r1.err)
 	b.waitPending(t, 1)
 	requireWaiting(t, second)
 	b.timers.fire(b.timers.count() - 1)
+	h = g.next(t)
+	require.Equal(t, []string{"b1", "b2", "b3"}, h.b.keys)
+	close(h.release)
 	r2 := await(t, second)
 	require.NoError(t, r2.err)
 	require.NotEqual(t, r1.ids, r2.ids)
@@ -290,6 +448,9 @@ func TestCoalesceFullBatchFlushesAtOnce(t *testing.T) {
 	require.Equal(t, []string{"a1", "a2", "a3"}, dk.Keys)
 	dk, _ = b.keysOf(t, "invalidator-standard", r2.ids[0])
 	require.Equal(t, []string{"b1", "b2", "b3"}, dk.Keys)
+
+	close(held.release)
+	require.NoError(t, await(t, lead).err)
 }
 
 func TestCoalesceLargeAndInvalidCallsAreNotCoalesced(t *testing.T) {
@@ -322,6 +483,8 @@ func TestCoalesceLargeAndInvalidCallsAreNotCoalesced(t *testing.T) {
 func TestCoalesceBatchesStayWithinOnePayload(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, _ := b.lead(t, g, b.client, "lead")
 	co := b.client.co
 	class, err := b.client.policy.Class("standard")
 	require.NoError(t, err)
@@ -339,7 +502,9 @@ func TestCoalesceBatchesStayWithinOnePayload(t *testing.T) {
 		}
 	}
 	require.Len(t, batches, 2)
-	require.NoError(t, b.client.Close()) // flushes the open one
+	g.passAll()
+	require.NoError(t, await(t, lead).err)
+	require.NoError(t, b.client.Close()) // flushes the open one, if still open
 	total := 0
 	for _, bt := range batches {
 		<-bt.done
@@ -354,16 +519,29 @@ func TestCoalesceBatchesStayWithinOnePayload(t *testing.T) {
 func TestCoalesceOverridesAreNotMerged(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
 	ctx := context.Background()
-	plain := call(ctx, b.client, "plain")
-	retry1 := call(ctx, b.client.With(MaxRetry(3)), "retry1")
+	plainC, retryC := b.client, b.client.With(MaxRetry(3))
+	pricesC, timeoutC := b.client.With(Queue("prices")), b.client.With(Timeout(time.Second))
+	// A flush in flight holds back only calls of its own overrides: each
+	// lead goes out at once while the others are held.
+	var leads []<-chan result
+	for _, c := range []*Client{plainC, retryC, pricesC, timeoutC} {
+		ch, _ := b.lead(t, g, c, "lead")
+		leads = append(leads, ch)
+	}
+	require.Zero(t, b.timers.count())
+
+	plain := call(ctx, plainC, "plain")
+	retry1 := call(ctx, retryC, "retry1")
 	retry2 := call(ctx, b.client.With(MaxRetry(3)), "retry2")
-	prices := call(ctx, b.client.With(Queue("prices")), "prices")
-	timeout := call(ctx, b.client.With(Timeout(time.Second)), "timeout")
+	prices := call(ctx, pricesC, "prices")
+	timeout := call(ctx, timeoutC, "timeout")
 	b.waitPending(t, 5)
 	require.Equal(t, 4, b.timers.count())
-	for i := range 4 {
-		b.timers.fire(i)
+	g.passAll()
+	for _, ch := range leads {
+		require.NoError(t, await(t, ch).err)
 	}
 	rPlain, rRetry1, rRetry2, rPrices, rTimeout := await(t, plain), await(t, retry1), await(t, retry2), await(t, prices), await(t, timeout)
 	for _, r := range []result{rPlain, rRetry1, rRetry2, rPrices, rTimeout} {
@@ -383,34 +561,43 @@ func TestCoalesceOverridesAreNotMerged(t *testing.T) {
 	dk, ti = b.keysOf(t, "invalidator-standard", rTimeout.ids[0])
 	require.Equal(t, []string{"timeout"}, dk.Keys)
 	require.Equal(t, time.Second, ti.Timeout)
-	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
-}
-
-func TestCoalesceLoneCallerReturnsAfterTheWindow(t *testing.T) {
-	t.Parallel()
-	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, true)
-	start := time.Now()
-	ids, err := b.client.DeleteKeys(context.Background(), "alone")
-	require.NoError(t, err)
-	require.Less(t, time.Since(start), waitFor, "a lone caller waits for its window, not for company")
-	dk, _ := b.keysOf(t, "invalidator-standard", ids[0])
-	require.Equal(t, []string{"alone"}, dk.Keys)
+	require.Equal(t, 3+3, b.pending(t, "invalidator-standard")) // and 3 leads
 }
 
 func TestCoalesceCloseFlushesAndRefusesLaterCalls(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 3}, false)
+	g := b.holdFlushes(t)
 	ctx := context.Background()
+	lead, held := b.lead(t, g, b.client, "lead")
 	waiting := call(ctx, b.client, "pending")
 	b.waitPending(t, 1)
 
-	require.NoError(t, b.client.Close())
+	closed := make(chan error, 1)
+	go func() { closed <- b.client.Close() }()
+	// Close flushes the open batch at once, without waiting for the lead.
+	h := g.next(t)
+	require.Equal(t, []string{"pending"}, h.b.keys)
+	close(h.release)
 	r := await(t, waiting)
 	require.NoError(t, r.err)
 	dk, _ := b.keysOf(t, "invalidator-standard", r.ids[0])
 	require.Equal(t, []string{"pending"}, dk.Keys)
 	require.True(t, b.timers.stopped(0))
 	require.Zero(t, b.client.co.pendingCalls())
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v before the flush in flight was done", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(held.release)
+	require.NoError(t, await(t, lead).err)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return")
+	}
 
 	_, err := b.client.DeleteKeys(ctx, "late")
 	require.ErrorIs(t, err, ErrClosed)
@@ -420,7 +607,8 @@ func TestCoalesceCloseFlushesAndRefusesLaterCalls(t *testing.T) {
 	// A window that ends after Close finds its batch flushed already.
 	b.timers.fire(0)
 	require.NoError(t, b.client.Close())
-	require.Equal(t, 1, b.pending(t, "invalidator-standard"))
+	require.Equal(t, 2, b.pending(t, "invalidator-standard"))
+	g.requireNone(t)
 }
 
 func TestCoalesceEnqueueErrorReachesEveryCaller(t *testing.T) {
@@ -430,6 +618,8 @@ func TestCoalesceEnqueueErrorReachesEveryCaller(t *testing.T) {
 	require.NoError(t, err)
 	rdb := redis.NewClient(opts)
 	b := coalesceSetupOn(t, db, rdb, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, _ := b.lead(t, g, b.client, "lead")
 
 	const n = 5
 	chans := make([]<-chan result, n)
@@ -438,7 +628,8 @@ func TestCoalesceEnqueueErrorReachesEveryCaller(t *testing.T) {
 	}
 	b.waitPending(t, n)
 	require.NoError(t, rdb.Close())
-	b.timers.fire(0)
+	g.passAll()
+	require.ErrorContains(t, await(t, lead).err, "coalesced: 1 calls, 1 keys in one task")
 	for _, ch := range chans {
 		r := await(t, ch)
 		require.ErrorContains(t, r.err, "client is closed")
@@ -452,6 +643,8 @@ func TestCoalesceEnqueueErrorReachesEveryCaller(t *testing.T) {
 func TestCoalesceCancelledCallerKeepsItsKeysInTheBatch(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "lead")
 	ctx, cancel := context.WithCancel(context.Background())
 	quitter := call(ctx, b.client, "quitter")
 	stayer := call(context.Background(), b.client, "stayer")
@@ -462,7 +655,9 @@ func TestCoalesceCancelledCallerKeepsItsKeysInTheBatch(t *testing.T) {
 	require.ErrorIs(t, r.err, context.Canceled)
 	requireWaiting(t, stayer)
 
-	b.timers.fire(0)
+	close(held.release)
+	require.NoError(t, await(t, lead).err)
+	g.passAll()
 	r = await(t, stayer)
 	require.NoError(t, r.err)
 	dk, _ := b.keysOf(t, "invalidator-standard", r.ids[0])

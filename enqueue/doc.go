@@ -30,19 +30,24 @@
 //		Coalesce: &enqueue.CoalesceConfig{Window: time.Millisecond},
 //	})
 //
-// The first call of a batch opens a window (at most MaxCoalesceWindow);
-// every call with the same With overrides that arrives within it joins the
-// batch, which becomes one task when the window ends or when it holds
-// MaxKeys keys (then at once). Each caller waits at most the window plus the
-// enqueue round trip and gets the shared task's ID and error. The task's
-// EnqueuedAt is the earliest caller's time, so lag is never under-reported.
-// Duplicate keys within a batch are kept, as SplitKeys keeps them: a second
-// UNLINK of a key costs Redis one lookup. A caller whose ctx ends first
-// returns at once with an error wrapping ctx.Err(), but its keys stay in the
-// batch and are enqueued with it (a harmless extra delete). Close enqueues
-// the pending batches and waits for them; later DeleteKeys calls fail with
-// ErrClosed. Batches never use asynq's Unique or TaskID either: calls are
-// merged only while they wait together, never with a task already enqueued.
+// Coalescing is group commit, per set of With overrides: a call is enqueued
+// at once when no task of its overrides is being enqueued, so a lone caller
+// waits no window. Calls that arrive while one is being enqueued gather in a
+// batch, which becomes one task as soon as that enqueue finishes; under load
+// a round trip's worth of calls share each task. The window (at most
+// MaxCoalesceWindow) bounds the wait: a batch goes out when its window,
+// started by its first call, ends, even if the enqueue ahead of it is stuck,
+// and at once when it holds MaxKeys keys. Each caller waits at most the
+// window plus the enqueue round trip and gets the shared task's ID and
+// error. The task's EnqueuedAt is the earliest caller's time, so lag is
+// never under-reported. Duplicate keys within a batch are kept, as SplitKeys
+// keeps them: a second UNLINK of a key costs Redis one lookup. A caller
+// whose ctx ends first returns at once with an error wrapping ctx.Err(), but
+// its keys stay in the batch and are enqueued with it (a harmless extra
+// delete). Close enqueues the pending batches at once and waits for them;
+// later DeleteKeys calls fail with ErrClosed. Batches never use asynq's
+// Unique or TaskID either: calls are merged only while they wait together,
+// never with a task already enqueued.
 //
 // An error from enqueue after the database commit leaves the cache stale
 // until the entry's TTL: retry the call (it is idempotent) or log loudly.

@@ -17,7 +17,7 @@ build: ## build bin/invalidator
 .PHONY: test
 test: check-redis ## go vet + all tests with the race detector (needs redis-server)
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 5m $(PKGS)
 
 .PHONY: lint
 lint: ## go vet + staticcheck (config: staticcheck.conf)

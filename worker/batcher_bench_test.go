@@ -68,21 +68,15 @@ func BenchmarkBatcher(b *testing.B) {
 	}
 }
 
-// benchKeys sets n keys with pipelined MSETs and returns them.
+// benchKeys sets n keys and returns them.
 func benchKeys(b *testing.B, rdb redis.UniversalClient, n int) []string {
 	b.Helper()
-	ctx := context.Background()
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("bench:%d", i)
 	}
 	for lo := 0; lo < n; lo += 100_000 {
-		pipe := rdb.Pipeline()
-		for c := lo; c < min(lo+100_000, n); c += 1000 {
-			pipe.MSet(ctx, pairs(keys[c:min(c+1000, n)])...)
-		}
-		_, err := pipe.Exec(ctx)
-		require.NoError(b, err)
+		SetKeys(b, rdb, keys[lo:min(lo+100_000, n)]...)
 	}
 	return keys
 }

@@ -205,7 +205,7 @@ func TestBatcherHammer(t *testing.T) {
 			all = append(all, owned(g, j))
 		}
 	}
-	set(t, rdb, all...)
+	SetKeys(t, rdb, all...)
 	all = append(all, sharedKeys...)
 	rdb.AddHook(hook)
 	b := newBatcher(rdb, 50, 7, 2)
@@ -273,7 +273,7 @@ func TestBatcherHammer(t *testing.T) {
 		firstTry += r.firstTry
 		failedTry += r.failedTry
 	}
-	require.Zero(t, count(t, rdb, all...), "keys left after every submit succeeded")
+	require.Zero(t, CountExisting(t, rdb, all...), "keys left after every submit succeeded")
 	pipelines, unlinks, failed, wholes, maxKeys, _ := hook.stats()
 	t.Logf("submits: %d ok at once, %d after retries; %d pipelines, %d UNLINKs, %d failed, %d whole pipelines failed",
 		firstTry, failedTry, pipelines, unlinks, failed, wholes)
@@ -294,14 +294,14 @@ func TestBatcherLowLoadSendsAtOnce(t *testing.T) {
 	b := newBatcher(rdb, DefaultBatchMaxKeys, DefaultDeleteChunk, 1)
 	for i := range 20 {
 		key := fmt.Sprintf("lone:%d", i)
-		set(t, rdb, key)
+		require.NoError(t, rdb.Set(context.Background(), key, "v", 0).Err()) // one command: the hook sees pipelines only
 		// A generous bound, only so that a batcher waiting for company fails
 		// the test instead of hanging it.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := b.unlink(ctx, []string{key})
 		cancel()
 		require.NoError(t, err, "submit %d", i)
-		require.Zero(t, count(t, rdb, key))
+		require.Zero(t, CountExisting(t, rdb, key))
 		require.Eventually(t, b.idle, 10*time.Second, time.Millisecond, "the sender must give its slot back")
 	}
 	_, unlinks, _, _, _, _ := hook.stats()
@@ -318,7 +318,7 @@ func TestBatcherCancelledTaskReturns(t *testing.T) {
 	hook.entered = make(chan struct{}, 10)
 	rdb.AddHook(hook)
 	b := newBatcher(rdb, DefaultBatchMaxKeys, DefaultDeleteChunk, 1)
-	set(t, rdb, "a", "b", "c")
+	require.NoError(t, rdb.MSet(context.Background(), "a", "v", "b", "v", "c", "v").Err()) // one command: the hook blocks pipelines
 
 	ctxA, cancelA := context.WithCancel(context.Background())
 	onWire := make(chan error, 1)
@@ -336,12 +336,12 @@ func TestBatcherCancelledTaskReturns(t *testing.T) {
 	require.ErrorIs(t, <-waiting, context.Canceled)
 	close(hook.block)
 	require.NoError(t, <-later)
-	require.Zero(t, count(t, rdb, "c"))
+	require.Zero(t, CountExisting(t, rdb, "c"))
 	require.ErrorIs(t, b.unlink(ctxA, []string{"d"}), context.Canceled, "an ended ctx is not submitted")
 	require.Eventually(t, b.idle, 10*time.Second, time.Millisecond)
 	// The keys of the tasks that left were still sent: harmless, and no
 	// request is lost in the queue.
-	require.Zero(t, count(t, rdb, "a", "b"))
+	require.Zero(t, CountExisting(t, rdb, "a", "b"))
 }
 
 // Concurrent single-key tasks share UNLINKs: fewer commands than tasks.
@@ -368,7 +368,7 @@ func TestBatcherMerges(t *testing.T) {
 	for range goroutines {
 		require.NoError(t, <-errs)
 	}
-	require.Zero(t, count(t, rdb, keys...))
+	require.Zero(t, CountExisting(t, rdb, keys...))
 	_, unlinks, _, _, _, _ := hook.stats()
 	t.Logf("%d submits in %d UNLINKs", len(keys), unlinks)
 	require.Less(t, unlinks, len(keys), "no keys of concurrent submits were merged")
@@ -392,7 +392,7 @@ func TestBatcherClusterGroupsBySlot(t *testing.T) {
 			keys = append(keys, fmt.Sprintf("%s:k:%d", p, i)) // spread over every master
 		}
 	}
-	setEach(t, cluster, keys...)
+	SetKeys(t, cluster, keys...)
 	hook := newFaultHook(0, 0)
 	cluster.AddHook(hook)
 	b := newBatcher(cluster, 200, 5, 1)
@@ -488,35 +488,9 @@ func TestProcessTaskWithoutRunBatches(t *testing.T) {
 	for range 40 {
 		require.NoError(t, <-errs)
 	}
-	require.Zero(t, count(t, rdb, keys...))
-	require.Zero(t, count(t, other, otherKeys...))
+	require.Zero(t, CountExisting(t, rdb, keys...))
+	require.Zero(t, CountExisting(t, other, otherKeys...))
 	for name, b := range w.batchers {
 		require.Eventually(t, b.idle, 10*time.Second, time.Millisecond, "batcher %q", name)
 	}
-}
-
-func set(t *testing.T, rdb redis.UniversalClient, keys ...string) {
-	t.Helper()
-	require.NoError(t, rdb.MSet(context.Background(), pairs(keys)...).Err())
-}
-
-// setEach sets keys one command each, pipelined: on a cluster a multi-key
-// MSET would cross slots.
-func setEach(t *testing.T, rdb redis.UniversalClient, keys ...string) {
-	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	for _, k := range keys {
-		pipe.Set(ctx, k, "v", 0)
-	}
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
-}
-
-func pairs(keys []string) []any {
-	out := make([]any, 0, 2*len(keys))
-	for _, k := range keys {
-		out = append(out, k, "v")
-	}
-	return out
 }

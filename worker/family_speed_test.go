@@ -133,25 +133,6 @@ func (h *scanWatch) checkSave(v string) {
 	}
 }
 
-// existing counts the keys that exist, one EXISTS each, since a multi-key
-// EXISTS must not cross the slots of a cluster.
-func existing(t *testing.T, rdb redis.UniversalClient, keys ...string) int {
-	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.Exists(ctx, k)
-	}
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
-	n := 0
-	for _, c := range cmds {
-		n += int(c.Val())
-	}
-	return n
-}
-
 func familyTask(shop string) tasks.DeleteFamily {
 	return tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": shop}}
 }
@@ -171,8 +152,8 @@ func TestFamilyCheckpointNeverAheadOfDeletes(t *testing.T) {
 	rdb.AddHook(watch)
 
 	require.NoError(t, w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "every-page", w.log))
-	require.Zero(t, count(t, rdb, family...))
-	require.Equal(t, len(others), count(t, rdb, others...))
+	require.Zero(t, CountExisting(t, rdb, family...))
+	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	watch.mu.Lock()
 	defer watch.mu.Unlock()
 	require.Empty(t, watch.violations)
@@ -197,7 +178,7 @@ func TestFamilyFailedUnlinkKeepsCheckpointBehind(t *testing.T) {
 
 	err = w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log)
 	require.ErrorIs(t, err, errUnlinkFailed)
-	left := count(t, rdb, family...)
+	left := CountExisting(t, rdb, family...)
 	require.Positive(t, left)
 	require.Less(t, left, len(family), "the scan was meant to fail mid-way")
 	cp, err := w.loadCheckpoint(ctx, checkpointKey("fails"), "standalone")
@@ -210,8 +191,8 @@ func TestFamilyFailedUnlinkKeepsCheckpointBehind(t *testing.T) {
 
 	// The retry resumes from the checkpoint and must find the failed page.
 	require.NoError(t, w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log))
-	require.Zero(t, count(t, rdb, family...), "the checkpoint ran ahead of the deletes")
-	require.Equal(t, len(others), count(t, rdb, others...))
+	require.Zero(t, CountExisting(t, rdb, family...), "the checkpoint ran ahead of the deletes")
+	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	require.Zero(t, rdb.Exists(ctx, checkpointKey("fails")).Val())
 }
 
@@ -236,8 +217,8 @@ func TestFamilyOverlappedScanDeletesExactlyTheFamily(t *testing.T) {
 			w, err := New(Config{Queue: queue, Cache: rdb, Policy: familyPolicy(t), ScanCount: 33, DeleteChunk: 7, Logger: quiet()})
 			require.NoError(t, err)
 			require.NoError(t, w.applyDeleteFamily(ctx, familyTask(shop), asynq.NewTask(tasks.KindDeleteFamily, nil), "exact", w.log))
-			require.Zero(t, existing(t, rdb, family...))
-			require.Equal(t, len(others), existing(t, rdb, others...), "keys outside the family were deleted")
+			require.Zero(t, CountExisting(t, rdb, family...))
+			require.Equal(t, len(others), CountExisting(t, rdb, others...), "keys outside the family were deleted")
 			require.Zero(t, queue.Exists(ctx, checkpointKey("exact")).Val())
 		})
 	}

@@ -72,7 +72,7 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, cp.cursor)
 	require.False(t, cp.done)
-	left := count(t, rdb, family...)
+	left := CountExisting(t, rdb, family...)
 	require.Less(t, left, len(family), "the first slice deleted nothing")
 	require.Positive(t, left, "the first slice was meant to stop early")
 
@@ -88,8 +88,8 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	w.now = time.Now
 	cont := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, payload, pending[0].Headers)
 	require.NoError(t, w.applyDeleteFamily(ctx, task, cont, pending[0].ID, w.log))
-	require.Zero(t, count(t, rdb, family...))
-	require.Equal(t, len(others), count(t, rdb, others...))
+	require.Zero(t, CountExisting(t, rdb, family...))
+	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	require.Zero(t, rdb.Exists(ctx, checkpointKey("task-1")).Val())
 }
 
@@ -106,7 +106,7 @@ func TestDeleteFamilySkipsFinishedNodes(t *testing.T) {
 	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}))
 	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
 	require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
-	require.Equal(t, len(keys), count(t, rdb, keys...))
+	require.Equal(t, len(keys), CountExisting(t, rdb, keys...))
 }
 
 // A cursor saved by another Redis process (before a restart or failover)
@@ -123,7 +123,7 @@ func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
 		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp))
 		task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
 		require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t3", w.log))
-		require.Zero(t, count(t, rdb, keys...), "checkpoint %v was trusted", cp)
+		require.Zero(t, CountExisting(t, rdb, keys...), "checkpoint %v was trusted", cp)
 	}
 }
 
@@ -141,13 +141,6 @@ func TestCheckpointRoundTrip(t *testing.T) {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func count(t *testing.T, rdb redis.UniversalClient, keys ...string) int {
-	t.Helper()
-	n, err := rdb.Exists(context.Background(), keys...).Result()
-	require.NoError(t, err)
-	return int(n)
-}
 
 func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
 	t.Parallel()

@@ -96,34 +96,11 @@ func requireGone(t *testing.T, rdb redis.UniversalClient, keys ...string) {
 	require.Zero(t, count(t, rdb, keys...), "keys still present of %d, e.g. %q", len(keys), keys[0])
 }
 
-// count reports how many of keys exist.
-func count(t *testing.T, rdb redis.UniversalClient, keys ...string) int {
-	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.Exists(ctx, k)
-	}
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
-	n := 0
-	for _, c := range cmds {
-		n += int(c.Val())
-	}
-	return n
-}
-
-func set(t *testing.T, rdb redis.UniversalClient, keys ...string) {
-	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	for _, k := range keys {
-		pipe.Set(ctx, k, "v", 0)
-	}
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
-}
+// Shared with the internal tests (keys_test.go).
+var (
+	count = worker.CountExisting
+	set   = worker.SetKeys
+)
 
 func TestDeleteKeysBinarySafe(t *testing.T) {
 	t.Parallel()

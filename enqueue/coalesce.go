@@ -160,7 +160,7 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 	case <-ctx.Done():
 		// The keys stay in the batch: pulling them out would need a search
 		// under the lock, and enqueueing them anyway is harmless.
-		return nil, fmt.Errorf("enqueue delete keys: gave up waiting for the coalesced task (its keys are still enqueued with it): %w", ctx.Err())
+		return nil, fmt.Errorf("enqueue delete keys: gave up waiting for the coalesced task, which may not be enqueued yet: call again, deletes are idempotent: %w", ctx.Err())
 	}
 	if b.err != nil {
 		return nil, fmt.Errorf("enqueue delete keys (coalesced: %d calls, %d keys in one task): %w", b.calls, len(b.keys), b.err)
@@ -268,12 +268,18 @@ func (co *coalescer) flush(key batchKey, b *batch) {
 	}
 }
 
+// coalesceFlushTimeout bounds one batch's enqueue, so that a hung queue
+// Redis (say, a client configured without read timeouts) fails the batch's
+// callers and lets Close return instead of holding them forever.
+const coalesceFlushTimeout = 10 * time.Second
+
 // enqueueBatch enqueues b as one task. It uses a context of its own: a
-// caller that gives up must not fail the others, and the Redis client's
-// timeouts bound the round trip.
+// caller that gives up must not fail the others.
 func enqueueBatch(b *batch) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), coalesceFlushTimeout)
+	defer cancel()
 	t := tasks.DeleteKeys{Keys: b.keys, Target: b.client.target, EnqueuedAt: b.at}
-	return b.client.enqueue(context.Background(), t, b.class)
+	return b.client.enqueue(ctx, t, b.class)
 }
 
 // close refuses new calls, flushes the open batches at once (not waiting for

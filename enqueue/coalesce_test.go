@@ -725,6 +725,7 @@ func TestCoalesceHammer(t *testing.T) {
 		require.Equal(t, 1, n, "key %q enqueued %d times", k, n)
 	}
 	require.Equal(t, len(tasksByID), b.pending(t, "invalidator-standard"))
+	require.Less(t, len(tasksByID), producers*calls, "no call shared a task: coalescing did nothing")
 }
 
 // assertNoError reports err from a goroutine other than the test's.

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/enqueue"
@@ -117,7 +116,12 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		}
 	}()
 
-	sent := make([]time.Time, n)
+	// A key's lag starts when it was due, not when a caller got to it, so a
+	// stall that delays the sending counts against us too.
+	var start time.Time
+	due := func(i int) time.Time {
+		return start.Add(time.Duration(float64(i) / float64(o.Rate) * float64(time.Second)))
+	}
 	calls := make([]time.Duration, n)
 	var sendErr error
 	var errOnce sync.Once
@@ -130,15 +134,15 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 				if _, err := client.DeleteKeys(ctx, key(i)); err != nil {
 					errOnce.Do(func() { sendErr = err })
 				}
-				sent[i], calls[i] = t0, time.Since(t0)
+				calls[i] = time.Since(t0)
 			}
 		})
 	}
-	start := time.Now()
+	start = time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for i := range n {
-		if d := time.Until(start.Add(time.Duration(float64(i) / float64(o.Rate) * float64(time.Second)))); d > 0 {
+		if d := time.Until(due(i)); d > 0 {
 			time.Sleep(d)
 		}
 		select {
@@ -152,6 +156,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	}
 	close(next)
 	wg.Wait()
+	sendTime := time.Since(start)
 	if sendErr != nil {
 		return nil, fmt.Errorf("enqueue: %w", sendErr)
 	}
@@ -171,7 +176,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	var last time.Time
 	for i := range n {
 		g := gone[key(i)]
-		lags[i] = g.Sub(sent[i])
+		lags[i] = g.Sub(due(i))
 		if g.After(last) {
 			last = g
 		}
@@ -181,6 +186,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	res.Keys = int64(n)
 	res.Seconds = last.Sub(start).Seconds()
 	res.KeysPerSec = float64(n) / res.Seconds
+	res.Params["achieved_rate"] = float64(n) / sendTime.Seconds()
 	res.ratios()
 	return res, nil
 }
@@ -248,6 +254,10 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if err := fill(ctx, e.Redis, o.Keys, key); err != nil {
 		return nil, err
 	}
+	_, archivedBefore, err := queueDepth(ctx, e.Redis, benchQueue)
+	if err != nil {
+		return nil, err
+	}
 	calls := (o.Keys + o.KeysPerCall - 1) / o.KeysPerCall
 	next := make(chan int, o.Producers)
 	var sendErr error
@@ -276,7 +286,7 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 		return nil, fmt.Errorf("enqueue: %w", sendErr)
 	}
 	e.progressf("throughput: %d calls enqueued in %s; draining", calls, time.Since(start).Round(time.Millisecond))
-	if err := drain(ctx, e, benchQueue); err != nil {
+	if err := drain(ctx, e, benchQueue, archivedBefore); err != nil {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
@@ -289,24 +299,41 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	return res, nil
 }
 
-// drain waits until queue has no pending, active or retrying task.
-func drain(ctx context.Context, e Env, queue string) error {
-	insp := asynq.NewInspectorFromRedisClient(e.Redis)
+// queueDepth reads a queue's task counts straight from asynq's keys: one
+// cheap pipeline, where Inspector.GetQueueInfo runs a sampling Lua script
+// that would load the Redis under test.
+func queueDepth(ctx context.Context, rdb redis.UniversalClient, queue string) (busy, archived int64, err error) {
+	prefix := "asynq:{" + queue + "}:"
+	pipe := rdb.Pipeline()
+	pending := pipe.LLen(ctx, prefix+"pending")
+	active := pipe.LLen(ctx, prefix+"active")
+	retry := pipe.ZCard(ctx, prefix+"retry")
+	scheduled := pipe.ZCard(ctx, prefix+"scheduled")
+	arch := pipe.ZCard(ctx, prefix+"archived")
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, fmt.Errorf("queue %s: %w", queue, err)
+	}
+	return pending.Val() + active.Val() + retry.Val() + scheduled.Val(), arch.Val(), nil
+}
+
+// drain waits until queue has no pending, active, scheduled or retrying
+// task, and fails if the dead letter grew beyond archivedBefore.
+func drain(ctx context.Context, e Env, queue string, archivedBefore int64) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	last := time.Now()
 	for time.Now().Before(deadline) {
-		info, err := insp.GetQueueInfo(queue)
+		busy, archived, err := queueDepth(ctx, e.Redis, queue)
 		if err != nil {
-			return fmt.Errorf("queue %s: %w", queue, err)
+			return err
 		}
-		if info.Pending+info.Active+info.Retry+info.Scheduled == 0 {
-			if info.Archived > 0 {
-				return fmt.Errorf("queue %s: %d tasks in the dead letter", queue, info.Archived)
+		if busy == 0 {
+			if archived > archivedBefore {
+				return fmt.Errorf("queue %s: %d tasks went to the dead letter during the run", queue, archived-archivedBefore)
 			}
 			return nil
 		}
 		if time.Since(last) > time.Second {
-			e.progressf("draining: %d pending, %d active, %d retry", info.Pending, info.Active, info.Retry)
+			e.progressf("draining: %d tasks left", busy)
 			last = time.Now()
 		}
 		select {
@@ -402,11 +429,15 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 	if err := fill(ctx, e.Redis, o.Keyspace, layout(run)); err != nil {
 		return nil, err
 	}
+	_, archivedBefore, err := queueDepth(ctx, e.Redis, benchQueue)
+	if err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	if _, err := client.DeleteFamily(ctx, "bench_item", map[string]string{"run": run, "group": "fam"}); err != nil {
 		return nil, err
 	}
-	if err := drain(ctx, e, benchQueue); err != nil {
+	if err := drain(ctx, e, benchQueue, archivedBefore); err != nil {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,6 +130,16 @@ func TestProcess(t *testing.T) {
 	}
 	require.Contains(t, logs.String(), "worker stopped")
 	require.Contains(t, logs.String(), "task moved to dead letter")
+
+	// bench with worker processes of this binary (--workers).
+	benchOut := cli("bench", "throughput", "--workers", "2", "--keys", "300", "--keys-per-call", "10", "--producers", "2", "--json")
+	var res struct {
+		Keys   int            `json:"keys"`
+		Params map[string]any `json:"params"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(benchOut[strings.LastIndex(benchOut, "{\"scenario\""):]), &res), benchOut)
+	require.Equal(t, 300, res.Keys)
+	require.EqualValues(t, 2, res.Params["workers"])
 }
 
 // syncBuffer is a bytes.Buffer that the process's output copier and the

@@ -48,6 +48,26 @@ func (e Env) setup(ctx context.Context) (*keyspec.Policy, func(), error) {
 	return p, stop, err
 }
 
+// start starts the workers and returns an enqueue client (coalescing with
+// that window, if not 0) and a function that closes the client and stops the
+// workers.
+func (e Env) start(ctx context.Context, coalesce time.Duration) (*enqueue.Client, func(), error) {
+	p, stopWorkers, err := e.setup(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := enqueue.Config{Policy: p}
+	if coalesce > 0 {
+		cfg.Coalesce = &enqueue.CoalesceConfig{Window: coalesce}
+	}
+	client, err := enqueue.New(e.Redis, cfg)
+	if err != nil {
+		stopWorkers()
+		return nil, nil, err
+	}
+	return client, func() { _ = client.Close(); stopWorkers() }, nil
+}
+
 // LagOptions configures Lag.
 type LagOptions struct {
 	Rate     int           // invalidations per second; default 1000
@@ -70,15 +90,11 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
 		return nil, err
 	}
-	p, stop, err := e.setup(ctx)
+	client, stop, err := e.start(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
-	if err != nil {
-		return nil, err
-	}
 	run := runID()
 	key := func(i int) string { return fmt.Sprintf("bench:%s:lag:%d", run, i) }
 	if err := fill(ctx, e.Redis, n, key); err != nil {
@@ -235,20 +251,11 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if res.Baselines, err = baselines(ctx, e, o.Keys); err != nil {
 		return nil, err
 	}
-	p, stop, err := e.setup(ctx)
+	client, stop, err := e.start(ctx, o.Coalesce)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	cfg := enqueue.Config{Policy: p}
-	if o.Coalesce > 0 {
-		cfg.Coalesce = &enqueue.CoalesceConfig{Window: o.Coalesce}
-	}
-	client, err := enqueue.New(e.Redis, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer client.Close()
 	run := runID()
 	key := func(i int) string { return fmt.Sprintf("bench:%s:tp:%d", run, i) }
 	if err := fill(ctx, e.Redis, o.Keys, key); err != nil {
@@ -415,15 +422,11 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 		return nil, err
 	}
 
-	p, stop, err := e.setup(ctx)
+	client, stop, err := e.start(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	client, err := enqueue.New(e.Redis, enqueue.Config{Policy: p})
-	if err != nil {
-		return nil, err
-	}
 	run := runID()
 	e.progressf("family: filling %d keys", o.Keyspace)
 	if err := fill(ctx, e.Redis, o.Keyspace, layout(run)); err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -18,6 +20,7 @@ type benchOpts struct {
 	workers      int
 	pollInterval time.Duration
 	asJSON       bool
+	cpuProfile   string
 }
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -37,6 +40,7 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 	f.IntVar(&o.workers, "workers", 0, "run N worker processes instead of one in-process worker")
 	f.DurationVar(&o.pollInterval, "poll-interval", 0, "worker poll interval (default: the worker's default)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (producers, in-process worker, baselines) to FILE")
 
 	var lag bench.LagOptions
 	lagCmd := &cobra.Command{
@@ -96,6 +100,17 @@ func (o *benchOpts) run(a *app, scenario func(context.Context, bench.Env) (*benc
 		defer rdb.Close()
 		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers,
 			PollInterval: o.pollInterval, Progress: cmd.ErrOrStderr()}
+		if o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err != nil {
+				return fmt.Errorf("--cpu-profile: %w", err)
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return fmt.Errorf("--cpu-profile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
+		}
 		res, err := scenario(ctx, e)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", cmd.Name(), err)
@@ -111,6 +126,7 @@ func printResult(w io.Writer, r *bench.Result) error {
 	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)
 	fmt.Fprintf(w, "keys        %d in %.2fs\n", r.Keys, r.Seconds)
 	fmt.Fprintf(w, "throughput  %.0f keys/s\n", r.KeysPerSec)
+	fmt.Fprintf(w, "redis cpu   %.2fs busy in %.2fs (%.0f%% of one core)\n", r.RedisCPUSeconds, r.Seconds, 100*r.RedisCPUSeconds/r.Seconds)
 	if r.Scenario == "lag" {
 		fmt.Fprintf(w, "lag         p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n", r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
 		fmt.Fprintf(w, "enqueue     p99 %.3fms per call\n", r.EnqueueP99Ms)

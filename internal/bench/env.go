@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -65,6 +67,11 @@ type Result struct {
 
 	// EnqueueP99Ms is the p99 duration of one enqueue call.
 	EnqueueP99Ms float64 `json:"enqueue_p99_ms,omitempty"`
+
+	// RedisCPUSeconds is the CPU time redis-server spent during the
+	// scenario itself (baselines excluded), from INFO cpu: next to Seconds
+	// it tells whether Redis was the bottleneck.
+	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
 
 	// Baselines are keys/s of the baselines, measured in the same run.
 	Baselines map[string]float64 `json:"baselines"`
@@ -181,6 +188,26 @@ func fill(ctx context.Context, rdb redis.UniversalClient, n int, key func(int) s
 		}
 	}
 	return nil
+}
+
+// redisCPU reads redis-server's CPU seconds (user + sys) so far.
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("INFO cpu: %w", err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu %s: %w", k, err)
+			}
+			total += f
+		}
+	}
+	return total, nil
 }
 
 // percentiles returns the p50, p90, p99 and max of ds in milliseconds.

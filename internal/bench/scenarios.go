@@ -154,6 +154,10 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 			}
 		})
 	}
+	cpu0, err := redisCPU(ctx, e.Redis)
+	if err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -203,8 +207,17 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	res.Seconds = last.Sub(start).Seconds()
 	res.KeysPerSec = float64(n) / res.Seconds
 	res.Params["achieved_rate"] = float64(n) / sendTime.Seconds()
+	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
+		return nil, err
+	}
 	res.ratios()
 	return res, nil
+}
+
+// cpuSince is redis-server's CPU seconds since cpu0.
+func cpuSince(ctx context.Context, rdb redis.UniversalClient, cpu0 float64) (float64, error) {
+	cpu, err := redisCPU(ctx, rdb)
+	return cpu - cpu0, err
 }
 
 // notifyDeletes turns on keyspace notifications for generic commands (DEL
@@ -265,6 +278,10 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	cpu0, err := redisCPU(ctx, e.Redis)
+	if err != nil {
+		return nil, err
+	}
 	calls := (o.Keys + o.KeysPerCall - 1) / o.KeysPerCall
 	next := make(chan int, o.Producers)
 	var sendErr error
@@ -297,6 +314,9 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
+	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
+		return nil, err
+	}
 	if left, err := countExisting(ctx, e.Redis, o.Keys, key); err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d keys were not deleted", left))
 	}
@@ -436,6 +456,10 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	cpu0, err := redisCPU(ctx, e.Redis)
+	if err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	if _, err := client.DeleteFamily(ctx, "bench_item", map[string]string{"run": run, "group": "fam"}); err != nil {
 		return nil, err
@@ -444,6 +468,9 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
+	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
+		return nil, err
+	}
 	left, err := cleanupCount(ctx, e.Redis, fmt.Sprintf("bench:%s:item:fam:*", run))
 	if err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d family keys were not deleted", left))

@@ -22,6 +22,7 @@ func requireSane(t *testing.T, r *bench.Result, scenario string, keys int64) {
 	require.Equal(t, keys, r.Keys)
 	require.Positive(t, r.Seconds)
 	require.Positive(t, r.KeysPerSec)
+	require.Positive(t, r.RedisCPUSeconds, "redis-server did work during the scenario")
 	for _, name := range []string{bench.BaselineRawUnlink, bench.BaselineDelPerKey, bench.BaselineNaiveAsynq} {
 		require.Positive(t, r.Baselines[name], name)
 		require.InDelta(t, r.KeysPerSec/r.Baselines[name], r.Ratios[name], 1e-9, name)

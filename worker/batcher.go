@@ -167,12 +167,18 @@ func (b *batcher) flush(batch []*deleteRequest) {
 // chunk keys, within one hash slot on a cluster, and names for each list the
 // requests (indexes into batch) whose keys it carries.
 func (b *batcher) commands(batch []*deleteRequest) (cmds [][]string, owners [][]int) {
+	return unlinkCommands(batch, b.cluster, b.chunk)
+}
+
+// unlinkCommands is batcher.commands for any caller: family scans use it
+// too, so there is one place that keeps multi-key commands inside a slot.
+func unlinkCommands(batch []*deleteRequest, cluster bool, chunk int) (cmds [][]string, owners [][]int) {
 	type owned struct {
 		key   string
 		owner int
 	}
 	var groups [][]owned
-	if b.cluster {
+	if cluster {
 		bySlot := make(map[int][]owned)
 		for i, r := range batch {
 			for _, k := range r.keys {
@@ -197,8 +203,8 @@ func (b *batcher) commands(batch []*deleteRequest) (cmds [][]string, owners [][]
 		groups = [][]owned{all}
 	}
 	for _, g := range groups {
-		for lo := 0; lo < len(g); lo += b.chunk {
-			part := g[lo:min(lo+b.chunk, len(g))]
+		for lo := 0; lo < len(g); lo += chunk {
+			part := g[lo:min(lo+chunk, len(g))]
 			keys := make([]string, len(part))
 			var who []int
 			for j, e := range part {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/invalidator/invalidator/internal/slot"
 	"github.com/invalidator/invalidator/tasks"
 )
 
@@ -35,32 +33,17 @@ func unlink(ctx context.Context, c redis.UniversalClient, keys []string, chunk i
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	var groups [][]string
-	if mayBeCluster(c) {
-		bySlot := slot.Group(keys)
-		slots := make([]int, 0, len(bySlot))
-		for s := range bySlot {
-			slots = append(slots, s)
-		}
-		slices.Sort(slots)
-		for _, s := range slots {
-			groups = append(groups, bySlot[s])
-		}
-	} else {
-		groups = [][]string{keys}
-	}
+	cmds, _ := unlinkCommands([]*deleteRequest{{keys: keys}}, mayBeCluster(c), chunk)
 	pipe := c.Pipeline()
-	var cmds []*redis.IntCmd
-	for _, g := range groups {
-		for i := 0; i < len(g); i += chunk {
-			cmds = append(cmds, pipe.Unlink(ctx, g[i:min(i+chunk, len(g))]...))
-		}
+	unlinks := make([]*redis.IntCmd, len(cmds))
+	for i, args := range cmds {
+		unlinks[i] = pipe.Unlink(ctx, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("unlink: %w", err)
 	}
 	var n int64
-	for _, cmd := range cmds {
+	for _, cmd := range unlinks {
 		n += cmd.Val()
 	}
 	return n, nil

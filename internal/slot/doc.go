@@ -11,9 +11,5 @@
 // is at least one byte between them. This is the algorithm of the Redis
 // Cluster specification, byte for byte, so keys are treated as raw bytes.
 //
-//	for s, keys := range slot.Group([]string{"{user:1}:profile", "{user:1}:posts", "session:9"}) {
-//		// one UNLINK per slot: the two user:1 keys share a slot
-//		_ = client.Unlink(ctx, keys...)
-//		_ = s
-//	}
+//	slot.Of("{user:1}:profile") == slot.Of("{user:1}:posts") // true: one UNLINK may carry both
 package slot

@@ -13,17 +13,6 @@ func Of(key string) int {
 	return int(crc16(hashTag(key)) % Count)
 }
 
-// Group returns keys grouped by slot. Within a slot the keys keep their input
-// order; duplicates are kept. A nil or empty input gives an empty map.
-func Group(keys []string) map[int][]string {
-	groups := make(map[int][]string)
-	for _, k := range keys {
-		s := Of(k)
-		groups[s] = append(groups[s], k)
-	}
-	return groups
-}
-
 // hashTag returns the part of key that Redis hashes: the hash tag when there
 // is a non-empty one, the whole key otherwise.
 func hashTag(key string) string {

@@ -88,29 +88,6 @@ func TestOfRange(t *testing.T) {
 	require.Greater(t, len(seen), Count/2)
 }
 
-func TestGroup(t *testing.T) {
-	t.Parallel()
-
-	keys := []string{"{u1}:a", "foo", "{u1}:b", "bar", "{u1}:c", "foo"}
-	groups := Group(keys)
-
-	require.Equal(t, []string{"{u1}:a", "{u1}:b", "{u1}:c"}, groups[Of("u1")])
-	require.Equal(t, []string{"foo", "foo"}, groups[12182], "duplicates are kept in order")
-	require.Equal(t, []string{"bar"}, groups[5061])
-	require.Len(t, groups, 3)
-
-	total := 0
-	for s, ks := range groups {
-		for _, k := range ks {
-			require.Equal(t, s, Of(k), "key %q grouped under the wrong slot", k)
-		}
-		total += len(ks)
-	}
-	require.Equal(t, len(keys), total, "no key lost or added")
-
-	require.Empty(t, Group(nil))
-}
-
 func BenchmarkOf(b *testing.B) {
 	key := "{user:123456}:profile:v1746000000000"
 	for b.Loop() {

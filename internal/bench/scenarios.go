@@ -154,7 +154,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 			}
 		})
 	}
-	cpu0, err := redisCPU(ctx, e.Redis)
+	before, err := e.mark(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -207,17 +207,32 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	res.Seconds = last.Sub(start).Seconds()
 	res.KeysPerSec = float64(n) / res.Seconds
 	res.Params["achieved_rate"] = float64(n) / sendTime.Seconds()
-	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
+	if res.RedisCPUSeconds, err = e.cpuSince(ctx, before); err != nil {
 		return nil, err
 	}
 	res.ratios()
 	return res, nil
 }
 
-// cpuSince is redis-server's CPU seconds since cpu0.
-func cpuSince(ctx context.Context, rdb redis.UniversalClient, cpu0 float64) (float64, error) {
-	cpu, err := redisCPU(ctx, rdb)
-	return cpu - cpu0, err
+// mark is the state of the server when a scenario's measured part starts.
+type mark struct {
+	archived int64   // tasks in the bench queue's dead letter
+	cpu      float64 // redis-server CPU seconds
+}
+
+func (e Env) mark(ctx context.Context) (mark, error) {
+	_, archived, err := queueDepth(ctx, e.Redis, benchQueue)
+	if err != nil {
+		return mark{}, err
+	}
+	cpu, err := redisCPU(ctx, e.Redis)
+	return mark{archived: archived, cpu: cpu}, err
+}
+
+// cpuSince is redis-server's CPU seconds since m.
+func (e Env) cpuSince(ctx context.Context, m mark) (float64, error) {
+	cpu, err := redisCPU(ctx, e.Redis)
+	return cpu - m.cpu, err
 }
 
 // notifyDeletes turns on keyspace notifications for generic commands (DEL
@@ -274,11 +289,7 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if err := fill(ctx, e.Redis, o.Keys, key); err != nil {
 		return nil, err
 	}
-	_, archivedBefore, err := queueDepth(ctx, e.Redis, benchQueue)
-	if err != nil {
-		return nil, err
-	}
-	cpu0, err := redisCPU(ctx, e.Redis)
+	before, err := e.mark(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -310,13 +321,10 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 		return nil, fmt.Errorf("enqueue: %w", sendErr)
 	}
 	e.progressf("throughput: %d calls enqueued in %s; draining", calls, time.Since(start).Round(time.Millisecond))
-	if err := drain(ctx, e, benchQueue, archivedBefore); err != nil {
+	if res.RedisCPUSeconds, err = e.drain(ctx, before); err != nil {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
-	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
-		return nil, err
-	}
 	if left, err := countExisting(ctx, e.Redis, o.Keys, key); err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d keys were not deleted", left))
 	}
@@ -343,21 +351,23 @@ func queueDepth(ctx context.Context, rdb redis.UniversalClient, queue string) (b
 	return pending.Val() + active.Val() + retry.Val() + scheduled.Val(), arch.Val(), nil
 }
 
-// drain waits until queue has no pending, active, scheduled or retrying
-// task, and fails if the dead letter grew beyond archivedBefore.
-func drain(ctx context.Context, e Env, queue string, archivedBefore int64) error {
+// drain waits until the bench queue has no pending, active, scheduled or
+// retrying task, fails if its dead letter grew since m, and returns
+// redis-server's CPU seconds since m.
+func (e Env) drain(ctx context.Context, m mark) (float64, error) {
+	queue := benchQueue
 	deadline := time.Now().Add(5 * time.Minute)
 	last := time.Now()
 	for time.Now().Before(deadline) {
 		busy, archived, err := queueDepth(ctx, e.Redis, queue)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if busy == 0 {
-			if archived > archivedBefore {
-				return fmt.Errorf("queue %s: %d tasks went to the dead letter during the run", queue, archived-archivedBefore)
+			if archived > m.archived {
+				return 0, fmt.Errorf("queue %s: %d tasks went to the dead letter during the run", queue, archived-m.archived)
 			}
-			return nil
+			return e.cpuSince(ctx, m)
 		}
 		if time.Since(last) > time.Second {
 			e.progressf("draining: %d tasks left", busy)
@@ -365,11 +375,11 @@ func drain(ctx context.Context, e Env, queue string, archivedBefore int64) error
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("queue %s did not drain within 5 minutes", queue)
+	return 0, fmt.Errorf("queue %s did not drain within 5 minutes", queue)
 }
 
 // countExisting counts which of the n keys still exist.
@@ -452,11 +462,7 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 	if err := fill(ctx, e.Redis, o.Keyspace, layout(run)); err != nil {
 		return nil, err
 	}
-	_, archivedBefore, err := queueDepth(ctx, e.Redis, benchQueue)
-	if err != nil {
-		return nil, err
-	}
-	cpu0, err := redisCPU(ctx, e.Redis)
+	before, err := e.mark(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -464,13 +470,10 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 	if _, err := client.DeleteFamily(ctx, "bench_item", map[string]string{"run": run, "group": "fam"}); err != nil {
 		return nil, err
 	}
-	if err := drain(ctx, e, benchQueue, archivedBefore); err != nil {
+	if res.RedisCPUSeconds, err = e.drain(ctx, before); err != nil {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()
-	if res.RedisCPUSeconds, err = cpuSince(ctx, e.Redis, cpu0); err != nil {
-		return nil, err
-	}
 	left, err := cleanupCount(ctx, e.Redis, fmt.Sprintf("bench:%s:item:fam:*", run))
 	if err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d family keys were not deleted", left))

@@ -39,6 +39,8 @@ func validTasks() []Task {
 		DeleteFamily{Family: "user_profile", Params: map[string]string{"id": "42", "locale": "\xff\x00en"}, Target: "main", EnqueuedAt: at},
 		BumpVersion{Family: "catalog", Params: map[string]string{"shop_id": "7"}},
 		BumpVersion{Family: "fam:\xff", Params: map[string]string{"A_1": "x", "a_1": "y", "Z": "z"}, EnqueuedAt: time.Unix(0, -1).UTC()},
+		Event{Name: "product.updated", Attrs: map[string]string{"id": "7"}},
+		Event{Name: "user.deleted", Attrs: map[string]string{"id": "\x00\xff", "tenant": "t"}, Target: "eu", EnqueuedAt: at},
 	}
 }
 
@@ -348,16 +350,17 @@ func TestUnmarshalDoesNotAliasPayload(t *testing.T) {
 func TestKinds(t *testing.T) {
 	t.Parallel()
 
-	require.Equal(t, []string{"invalidate:keys", "invalidate:family", "invalidate:version"}, Kinds())
+	require.Equal(t, []string{"invalidate:keys", "invalidate:family", "invalidate:version", "invalidate:event"}, Kinds())
 	for _, k := range Kinds() {
 		require.True(t, IsKind(k))
 	}
-	for _, k := range []string{"", "invalidate", "invalidate:event", "Invalidate:keys", "invalidate:keys "} {
+	for _, k := range []string{"", "invalidate", "invalidate:events", "Invalidate:keys", "invalidate:keys "} {
 		require.False(t, IsKind(k), k)
 	}
 	require.Equal(t, KindDeleteKeys, DeleteKeys{}.Kind())
 	require.Equal(t, KindDeleteFamily, DeleteFamily{}.Kind())
 	require.Equal(t, KindBumpVersion, BumpVersion{}.Kind())
+	require.Equal(t, KindEvent, Event{}.Kind())
 
 	// Every kind decodes its own payloads and refuses the others'.
 	for _, task := range validTasks() {

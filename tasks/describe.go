@@ -16,6 +16,7 @@ const maxShown = 64
 //	3 keys, first "user:1"
 //	1 key "user:1" (target sessions)
 //	family=user_profile id=42
+//	event=product.updated id=7
 //	undecodable payload (17 bytes): key 0: length 70000 exceeds remaining 12 bytes: malformed payload
 //
 // Keys are quoted Go-style, so binary bytes show as escapes, and cut after 64
@@ -44,6 +45,11 @@ func Describe(kind string, payload []byte) string {
 	case BumpVersion:
 		writeFamily(&b, t.Family, t.Params)
 		writeTarget(&b, t.Target)
+	case Event:
+		b.WriteString("event=")
+		b.WriteString(quoteIfNeeded(t.Name))
+		writeParams(&b, t.Attrs)
+		writeTarget(&b, t.Target)
 	}
 	return b.String()
 }
@@ -51,6 +57,10 @@ func Describe(kind string, payload []byte) string {
 func writeFamily(b *strings.Builder, family string, params map[string]string) {
 	b.WriteString("family=")
 	b.WriteString(quoteIfNeeded(family))
+	writeParams(b, params)
+}
+
+func writeParams(b *strings.Builder, params map[string]string) {
 	for _, name := range sortedNames(params) {
 		// Names are validated as [A-Za-z0-9_]: no quoting needed.
 		fmt.Fprintf(b, " %s=%s", name, quoteIfNeeded(params[name]))

@@ -29,6 +29,8 @@ func TestDescribe(t *testing.T) {
 			`1 key "` + strings.Repeat(`\x80`, 64) + `"... (70 bytes)`},
 		{DeleteFamily{Family: "user_profile", Params: map[string]string{"id": "42"}}, `family=user_profile id=42`},
 		{DeleteFamily{Family: "user_profile"}, `family=user_profile`},
+		{Event{Name: "product.updated", Attrs: map[string]string{"id": "7", "shop": "a b"}, Target: "eu"},
+			`event=product.updated id=7 shop="a b" (target eu)`},
 		{BumpVersion{Family: "catalog", Params: map[string]string{"shop": "7", "locale": "en-US"}, Target: "eu"},
 			`family=catalog locale=en-US shop=7 (target eu)`},
 		{BumpVersion{Family: "user profile", Params: map[string]string{"id": "a b\xff", "email": "a@b.example"}},

@@ -13,6 +13,8 @@
 //     key family whose fixed parameters match, then UNLINK in chunks.
 //   - BumpVersion, "invalidate:version": advance a versioned family's version
 //     so readers move to fresh keys and the old ones expire.
+//   - Event, "invalidate:event": something changed ("product.updated",
+//     id=7); the worker's policy turns it into the deletes and bumps above.
 //
 // Invalidations only remove or advance, never write data, so replaying a task
 // (retry, duplicate delivery, dead-letter retry) is harmless.

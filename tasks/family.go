@@ -3,6 +3,7 @@ package tasks
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -66,22 +67,28 @@ func (t BumpVersion) Validate() error {
 
 // validateFamily holds the rules DeleteFamily and BumpVersion share.
 func validateFamily(family string, params map[string]string, target string, at time.Time) error {
-	if family == "" {
-		return fmt.Errorf("empty family name: %w", ErrInvalid)
+	return validateNamed("family name", family, params, target, at)
+}
+
+// validateNamed holds the rules of the name-plus-parameters layout that
+// DeleteFamily, BumpVersion and Event share; what names the name field.
+func validateNamed(what, name string, params map[string]string, target string, at time.Time) error {
+	if name == "" {
+		return fmt.Errorf("empty %s: %w", what, ErrInvalid)
 	}
-	if len(family) > MaxKeyBytes {
-		return fmt.Errorf("family name of %d bytes exceeds MaxKeyBytes (%d): %w", len(family), MaxKeyBytes, ErrInvalid)
+	if len(name) > MaxKeyBytes {
+		return fmt.Errorf("%s of %d bytes exceeds MaxKeyBytes (%d): %w", what, len(name), MaxKeyBytes, ErrInvalid)
 	}
 	// Sorted so the first bad parameter reported is the same on every run.
-	for _, name := range sortedNames(params) {
-		if err := validateParam(name, params[name]); err != nil {
-			return fmt.Errorf("family %s: %w", quote(family), err)
+	for _, p := range sortedNames(params) {
+		if err := validateParam(p, params[p]); err != nil {
+			return fmt.Errorf("%s %s: %w", strings.TrimSuffix(what, " name"), quote(name), err)
 		}
 	}
 	if err := validateCommon(target, at); err != nil {
 		return err
 	}
-	if n := familyEncodedLen(family, params, target, at); n > MaxPayloadBytes {
+	if n := familyEncodedLen(name, params, target, at); n > MaxPayloadBytes {
 		return fmt.Errorf("encoded payload of %d bytes exceeds MaxPayloadBytes (%d): %w", n, MaxPayloadBytes, ErrInvalid)
 	}
 	return nil

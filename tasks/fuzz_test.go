@@ -75,7 +75,9 @@ func FuzzRoundTrip(f *testing.F) {
 			DeleteFamily{Family: string(key1), Params: map[string]string{"a": string(key2), "b_2": string(key1)}, EnqueuedAt: at},
 		}
 		if len(value) > 0 && len(value) <= MaxKeyBytes {
-			tasks = append(tasks, BumpVersion{Family: string(key2), Params: map[string]string{"id": string(value)}, Target: "x.y", EnqueuedAt: at})
+			tasks = append(tasks,
+				BumpVersion{Family: string(key2), Params: map[string]string{"id": string(value)}, Target: "x.y", EnqueuedAt: at},
+				Event{Name: string(key1), Attrs: map[string]string{"id": string(value)}, EnqueuedAt: at})
 		}
 		for _, task := range tasks {
 			payload, err := Marshal(task)

@@ -9,6 +9,8 @@ const (
 	KindDeleteFamily = "invalidate:family"
 	// KindBumpVersion names a BumpVersion task.
 	KindBumpVersion = "invalidate:version"
+	// KindEvent names an Event task.
+	KindEvent = "invalidate:event"
 )
 
 // FormatVersion is the payload format this build writes. Decoders accept every
@@ -45,13 +47,13 @@ type Task interface {
 
 // Kinds returns the task kinds this package knows, in a fixed order.
 func Kinds() []string {
-	return []string{KindDeleteKeys, KindDeleteFamily, KindBumpVersion}
+	return []string{KindDeleteKeys, KindDeleteFamily, KindBumpVersion, KindEvent}
 }
 
 // IsKind reports whether kind is one of Kinds().
 func IsKind(kind string) bool {
 	switch kind {
-	case KindDeleteKeys, KindDeleteFamily, KindBumpVersion:
+	case KindDeleteKeys, KindDeleteFamily, KindBumpVersion, KindEvent:
 		return true
 	}
 	return false

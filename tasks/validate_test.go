@@ -111,10 +111,15 @@ func TestValidateFamilies(t *testing.T) {
 		for _, task := range []Task{
 			DeleteFamily{Family: c.family, Params: c.params, Target: c.target},
 			BumpVersion{Family: c.family, Params: c.params, Target: c.target},
+			Event{Name: c.family, Attrs: c.params, Target: c.target},
 		} {
 			err := task.Validate()
 			require.ErrorIs(t, err, ErrInvalid)
-			require.EqualError(t, err, task.Kind()+" task: "+c.msg)
+			msg := c.msg
+			if _, ok := task.(Event); ok {
+				msg = strings.NewReplacer("family name", "event name", `family "`, `event "`).Replace(msg)
+			}
+			require.EqualError(t, err, task.Kind()+" task: "+msg)
 			_, err = Marshal(task)
 			require.ErrorIs(t, err, ErrInvalid)
 		}

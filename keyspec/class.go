@@ -17,6 +17,8 @@ const (
 	DefaultBackoffMax = time.Minute
 	// DefaultClassName is the only class of the Default() policy.
 	DefaultClassName = "default"
+	// DefaultWeight is a class queue's polling weight.
+	DefaultWeight = 1
 )
 
 // Class is a freshness class: how long entries of its families may live in
@@ -46,10 +48,24 @@ type Class struct {
 	BackoffBase time.Duration
 	// BackoffMax caps the retry delay. Default 1m.
 	BackoffMax time.Duration
+	// Weight is the queue's share of a worker's attention: asynq picks the
+	// next queue to poll with probability weight/sum of weights, so a
+	// critical class with weight 6 next to a bulk one with 1 gets six
+	// polls in seven. Classes sharing a queue share its weight (the
+	// highest wins). Default 1.
+	Weight int
+	// SecondDelete, when > 0, makes the worker delete a task's keys again
+	// this long after it applied them (an asynq scheduled task). It narrows
+	// the window in which a reader that does not use cacheaside leases can
+	// put back a value it loaded before the write: a mitigation for such
+	// readers, not a guarantee. Pattern deletes and version bumps get no
+	// second pass. Default 0 (off).
+	SecondDelete time.Duration
 }
 
 // NewClass returns a class with every default applied: no TTL, no jitter,
-// queue "invalidator-" + name, 10 retries, 30s timeout, backoff 250ms to 1m.
+// queue "invalidator-" + name, 10 retries, 30s timeout, backoff 250ms to 1m,
+// weight 1, no second delete.
 func NewClass(name string) *Class {
 	return &Class{
 		Name:        name,
@@ -58,5 +74,6 @@ func NewClass(name string) *Class {
 		Timeout:     DefaultTimeout,
 		BackoffBase: DefaultBackoffBase,
 		BackoffMax:  DefaultBackoffMax,
+		Weight:      DefaultWeight,
 	}
 }

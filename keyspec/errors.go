@@ -14,6 +14,11 @@ var (
 	// Declare it under "families:" in the policy file, or fix the name.
 	ErrUnknownFamily = errors.New("unknown family")
 
+	// ErrUnknownEvent means an event name is not declared in the policy.
+	// Declare it under "events:" in the policy file, or fix the name;
+	// workers must load the new policy before producers publish it.
+	ErrUnknownEvent = errors.New("unknown event")
+
 	// ErrUnknownClass means a freshness class name is not declared in the
 	// policy. Declare it under "classes:" or fix the name.
 	ErrUnknownClass = errors.New("unknown class")

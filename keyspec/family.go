@@ -54,6 +54,11 @@ type FamilyOptions struct {
 	HashTag string
 	// Owner is the team or person owning the key convention, for humans.
 	Owner string
+	// Mode is the rollout phase; "" means ModeEnforce.
+	Mode Mode
+	// MaxKeys caps the keys one pattern delete of the family may remove;
+	// 0 means no cap. See Family.MaxKeys.
+	MaxKeys int
 }
 
 // Family is a declared set of cache keys that share a template, such as every
@@ -81,6 +86,14 @@ type Family struct {
 	HashTag string
 	// Owner is the optional team or person owning the key convention.
 	Owner string
+	// Mode is the rollout phase: enforce (the default), shadow or off.
+	Mode Mode
+	// MaxKeys caps the keys one pattern delete may remove; 0 means no cap.
+	// A scan that would exceed it stops and goes to the dead letter with
+	// the counts, its cursor kept, so an operator decides whether to resume
+	// it (invalidator dead retry --force) instead of a typo wiping half the
+	// cache.
+	MaxKeys int
 }
 
 // NewFamily builds and validates a family outside a policy file, for code
@@ -105,6 +118,11 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 		Strategy: opts.Strategy,
 		HashTag:  opts.HashTag,
 		Owner:    opts.Owner,
+		Mode:     opts.Mode,
+		MaxKeys:  opts.MaxKeys,
+	}
+	if f.Mode == "" {
+		f.Mode = ModeEnforce
 	}
 	if opts.Class != "" {
 		if msg := checkClassName(opts.Class); msg != "" {
@@ -116,6 +134,8 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 		checkJitter(f.Jitter),
 		checkStrategy(f.Strategy),
 		checkHashTagParam(t, f.HashTag),
+		checkMode(f.Mode),
+		checkMaxKeys(f.MaxKeys),
 	} {
 		if msg != "" {
 			return nil, fmt.Errorf("family %q: %s", name, msg)
@@ -126,6 +146,13 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 
 // Field checks shared by NewFamily and the policy loader. Each returns "" when
 // the value is fine, else a message that says how to fix it.
+
+func checkMaxKeys(n int) string {
+	if n < 0 {
+		return fmt.Sprintf("max_keys %d is negative; use 0 for no cap", n)
+	}
+	return ""
+}
 
 func checkFamilyName(name string) string {
 	if !familyNameRE.MatchString(name) {

@@ -23,6 +23,11 @@ type Policy struct {
 	Classes map[string]*Class
 	// Families by name.
 	Families map[string]*Family
+	// Events by name.
+	Events map[string]*Event
+	// Warnings are problems that do not stop the policy from loading, such
+	// as a family no event triggers; policy lint prints them.
+	Warnings ValidationErrors
 }
 
 // Default returns the policy used when no policy file is given: no families
@@ -35,6 +40,7 @@ func Default() *Policy {
 		DefaultClass: c.Name,
 		Classes:      map[string]*Class{c.Name: c},
 		Families:     map[string]*Family{},
+		Events:       map[string]*Event{},
 	}
 }
 
@@ -55,15 +61,17 @@ func Load(path string) (*Policy, error) {
 func Parse(source string, data []byte) (*Policy, error) {
 	d := &decoder{file: source}
 	p := d.decode(data)
+	byPosition := func(a, b ValidationError) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Column - b.Column
+	}
 	if len(d.errs) > 0 {
-		slices.SortStableFunc(d.errs, func(a, b ValidationError) int {
-			if a.Line != b.Line {
-				return a.Line - b.Line
-			}
-			return a.Column - b.Column
-		})
+		slices.SortStableFunc(d.errs, byPosition)
 		return nil, d.errs
 	}
+	slices.SortStableFunc(p.Warnings, byPosition)
 	p.Source = source
 	return p, nil
 }
@@ -96,6 +104,16 @@ func (p *Policy) ClassOf(f *Family) *Class {
 		return c
 	}
 	return p.Classes[p.DefaultClass]
+}
+
+// QueueWeights returns every class queue with its polling weight; a queue
+// shared by classes takes the highest of their weights.
+func (p *Policy) QueueWeights() map[string]int {
+	w := make(map[string]int, len(p.Classes))
+	for _, c := range p.Classes {
+		w[c.Queue] = max(w[c.Queue], c.Weight, 1)
+	}
+	return w
 }
 
 // Queues returns the distinct queues of all classes, sorted. A worker must

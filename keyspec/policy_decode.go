@@ -25,9 +25,11 @@ const standardClassName = "standard"
 // Field names of the policy file, in the order the file format documents
 // them; they are listed in "unknown field" errors.
 var (
-	topFields    = []string{"version", "default_class", "classes", "families"}
-	classFields  = []string{"ttl", "jitter", "queue", "max_retry", "timeout", "backoff_base", "backoff_max"}
-	familyFields = []string{"template", "class", "strategy", "hash_tag", "ttl", "jitter", "owner"}
+	topFields          = []string{"version", "default_class", "classes", "families", "events"}
+	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete"}
+	familyFields       = []string{"template", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner"}
+	eventFields        = []string{"owner", "description", "attributes", "invalidates"}
+	invalidationFields = []string{"family", "params", "wildcard"}
 
 	// syntaxErrorRE extracts the line from a YAML syntax error.
 	syntaxErrorRE = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
@@ -39,8 +41,13 @@ var (
 // decoder walks a policy file's YAML node tree and collects every problem
 // instead of stopping at the first, so a user fixes a file in one pass.
 type decoder struct {
-	file string
-	errs ValidationErrors
+	file  string
+	errs  ValidationErrors
+	warns ValidationErrors
+	// familyAt and eventAt hold each declaration's name node, for checks
+	// that run after the whole file is decoded.
+	familyAt map[string]*yaml.Node
+	eventAt  map[string]*yaml.Node
 }
 
 // entry is one key/value pair of a YAML mapping.
@@ -55,6 +62,15 @@ func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
 	d.errs = append(d.errs, e)
 }
 
+// warnf records a warning at node n.
+func (d *decoder) warnf(n *yaml.Node, field, format string, args ...any) {
+	e := ValidationError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	d.warns = append(d.warns, e)
+}
+
 // decode parses data into a policy. The policy is meaningful only when no
 // errors were recorded.
 func (d *decoder) decode(data []byte) *Policy {
@@ -66,7 +82,8 @@ func (d *decoder) decode(data []byte) *Policy {
 	if !ok {
 		return nil
 	}
-	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}}
+	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}, Events: map[string]*Event{}}
+	d.familyAt, d.eventAt = map[string]*yaml.Node{}, map[string]*yaml.Node{}
 
 	if e, ok := top["version"]; !ok {
 		d.errorf(root, "version", "is required; add \"version: %d\" at the top", policyVersion)
@@ -89,6 +106,17 @@ func (d *decoder) decode(data []byte) *Policy {
 			}
 		}
 	}
+	if e, ok := top["events"]; ok {
+		if n := resolve(e.val); !isNull(n) {
+			ents, _ := d.entries(n, "events")
+			for _, ee := range ents {
+				d.event(p, ee)
+			}
+		}
+	}
+	d.checkOverlaps(p)
+	d.checkUntriggered(p)
+	p.Warnings = d.warns
 	return p
 }
 
@@ -190,6 +218,18 @@ func (d *decoder) class(p *Policy, ce entry) {
 		return ""
 	})
 	d.optDuration(fs, path, "timeout", &c.Timeout, positive("timeout"))
+	d.optInt(fs, path, "weight", &c.Weight, func(n int) string {
+		if n < 1 || n > 1000 {
+			return fmt.Sprintf("weight %d is out of range; use 1 to 1000 (a queue's share of polls is its weight over the sum)", n)
+		}
+		return ""
+	})
+	d.optDuration(fs, path, "second_delete", &c.SecondDelete, func(v time.Duration) string {
+		if v < 0 || v > time.Hour {
+			return fmt.Sprintf("second_delete %s is out of range; use a delay such as 500ms, up to 1h, or leave it out", v)
+		}
+		return ""
+	})
 	_, baseGiven := fs["backoff_base"]
 	_, maxGiven := fs["backoff_max"]
 	baseOK := d.optDuration(fs, path, "backoff_base", &c.BackoffBase, positive("backoff_base")) || !baseGiven
@@ -302,6 +342,15 @@ func (d *decoder) family(p *Policy, fe entry) {
 	ttlKnown := d.optDuration(fs, path, "ttl", &f.TTL, checkTTL)
 	d.optFloat(fs, path, "jitter", &f.Jitter, checkJitter)
 	d.optString(fs, path, "owner", &f.Owner, func(string) string { return "" })
+	f.Mode = ModeEnforce
+	var mode string
+	if d.optString(fs, path, "mode", &mode, func(s string) string { return checkMode(Mode(s)) }) {
+		f.Mode = Mode(mode)
+	}
+	d.optInt(fs, path, "max_keys", &f.MaxKeys, checkMaxKeys)
+	if e, ok := fs["max_keys"]; ok && f.Strategy == StrategyVersion {
+		d.errorf(e.key, join(path, "max_keys"), "a version family is never pattern-deleted, so max_keys has no effect; remove it")
+	}
 
 	if class != nil {
 		if _, given := fs["ttl"]; !given {
@@ -322,6 +371,7 @@ func (d *decoder) family(p *Policy, fe entry) {
 		d.errorf(at, field, "a version family needs a TTL > 0: a version bump orphans the old data keys and only their TTL removes them; set ttl here or on class %q", f.Class)
 	}
 	p.Families[name] = f
+	d.familyAt[name] = fe.key
 }
 
 // entries returns the pairs of mapping n in file order. It reports a node

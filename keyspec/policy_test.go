@@ -36,7 +36,7 @@ func TestDefault(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &Class{
 		Name: "default", Queue: "invalidator-default", MaxRetry: 10,
-		Timeout: 30 * time.Second, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute,
+		Timeout: 30 * time.Second, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Weight: 1,
 	}, c)
 	_, err = p.Family("user")
 	require.ErrorIs(t, err, ErrUnknownFamily)
@@ -69,7 +69,7 @@ families:
 	require.Equal(t, "standard", p.DefaultClass, "standard is the default class when present")
 	require.Equal(t, &Class{
 		Name: "critical", TTL: time.Minute, Jitter: 0.1, Queue: "prio", MaxRetry: 0,
-		Timeout: 10 * time.Second, BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second,
+		Timeout: 10 * time.Second, BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second, Weight: 1,
 	}, p.Classes["critical"])
 	require.Equal(t, NewClass("standard"), p.Classes["standard"])
 	require.Equal(t, []string{"invalidator-standard", "prio"}, p.Queues())
@@ -187,7 +187,7 @@ func TestParseReportsEveryError(t *testing.T) {
 		`policy.yaml:16:15: families.feed.hash_tag: hash_tag "uid" is not a parameter of template "feed:{user_id}" (parameters: user_id)`,
 		`policy.yaml:17:3: families.orphan.class: is required; declared classes: Critical, standard`,
 		`policy.yaml:19:10: families.orphan.ttl: ttl -5m0s is negative; use 0 for no expiry`,
-		`policy.yaml:20:5: families.orphan.max_retry: unknown field "max_retry"; known fields: template, class, strategy, hash_tag, ttl, jitter, owner`,
+		`policy.yaml:20:5: families.orphan.max_retry: unknown field "max_retry"; known fields: template, class, strategy, hash_tag, ttl, jitter, mode, max_keys, owner`,
 	} {
 		require.True(t, strings.HasPrefix(lines[i], want), "line %d:\n got %s\nwant %s...", i, lines[i], want)
 	}

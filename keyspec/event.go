@@ -1,0 +1,190 @@
+package keyspec
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+)
+
+// eventNameRE keeps event names readable in logs and metrics labels:
+// "product.updated", "user_deleted".
+var eventNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// Event is a declared change in the application ("product.updated") and
+// the invalidations it triggers. Write sites publish the event with its
+// attributes; the policy, not the write site, decides which keys die, so a
+// new cache that depends on products needs a policy line, not a change at
+// every write site.
+type Event struct {
+	// Name of the event, [a-z0-9][a-z0-9_.-]*.
+	Name string
+	// Owner is the team or person owning the event, for humans.
+	Owner string
+	// Description says when the event is published, for humans.
+	Description string
+	// Attributes are the names every publication must give, exactly: a
+	// missing or unknown attribute is refused at enqueue time.
+	Attributes []string
+	// Invalidates lists what the event invalidates, in file order; never
+	// empty in a loaded policy.
+	Invalidates []Invalidation
+}
+
+// Invalidation is one family an event invalidates, and where its template
+// parameters come from.
+type Invalidation struct {
+	// Family names a family of the policy.
+	Family string
+	// Params maps template parameters to the event attributes that give
+	// their values, where the names differ ({sku: id}). A parameter that
+	// is neither here nor in Wildcard takes the attribute of its own name.
+	Params map[string]string
+	// Wildcard lists template parameters left open: the invalidation
+	// becomes a pattern delete over every value of them (a SCAN), which
+	// only a delete family allows.
+	Wildcard []string
+}
+
+// ActionKind is what an invalidation does to the cache.
+type ActionKind string
+
+const (
+	// ActionDelete deletes one key (UNLINK).
+	ActionDelete ActionKind = "delete"
+	// ActionPattern deletes every key matching a pattern (SCAN + UNLINK).
+	ActionPattern ActionKind = "pattern"
+	// ActionBump advances a version family's version.
+	ActionBump ActionKind = "bump"
+)
+
+// Action is one resolved invalidation of an event publication.
+type Action struct {
+	Kind   ActionKind
+	Family *Family
+	// Params are the family parameters with their values; wildcards are
+	// absent.
+	Params map[string]string
+	// Key is the key to delete (ActionDelete) or the version key to
+	// advance (ActionBump).
+	Key string
+	// Pattern is the SCAN MATCH pattern of an ActionPattern.
+	Pattern string
+}
+
+// kind returns what inv does to family f: a bump for a version family, a
+// pattern delete when some parameter is a wildcard, else a key delete.
+func (inv Invalidation) kind(f *Family) ActionKind {
+	switch {
+	case f.Strategy == StrategyVersion:
+		return ActionBump
+	case len(inv.Wildcard) > 0:
+		return ActionPattern
+	}
+	return ActionDelete
+}
+
+// source returns the attribute that gives template parameter param, or ""
+// for a wildcard.
+func (inv Invalidation) source(param string) string {
+	if slices.Contains(inv.Wildcard, param) {
+		return ""
+	}
+	if a, ok := inv.Params[param]; ok {
+		return a
+	}
+	return param
+}
+
+// Event returns the named event, or an error wrapping ErrUnknownEvent.
+func (p *Policy) Event(name string) (*Event, error) {
+	if e, ok := p.Events[name]; ok {
+		return e, nil
+	}
+	return nil, fmt.Errorf("%w %q in %s (declared: %s); declare it under events: or fix the name",
+		ErrUnknownEvent, name, p.describe(), nameList(p.EventNames()))
+}
+
+// EventNames returns the names of all events, sorted.
+func (p *Policy) EventNames() []string {
+	return slices.Sorted(maps.Keys(p.Events))
+}
+
+// EventsOf returns the names of the events that invalidate the family,
+// sorted.
+func (p *Policy) EventsOf(family string) []string {
+	var names []string
+	for name, e := range p.Events {
+		for _, inv := range e.Invalidates {
+			if inv.Family == family {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Resolve turns a publication of event name with attrs into the actions it
+// triggers, in policy order. attrs must hold exactly the event's declared
+// attributes, none empty (ErrMissingParam, ErrUnknownParam, ErrEmptyParam);
+// values that would move a hash tag are refused (ErrUnsafeHashTag).
+// Families in shadow or off mode are resolved too: applying the mode is the
+// worker's business.
+func (p *Policy) Resolve(name string, attrs map[string]string) ([]Action, error) {
+	e, err := p.Event(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkAttrs(attrs); err != nil {
+		return nil, err
+	}
+	actions := make([]Action, 0, len(e.Invalidates))
+	for _, inv := range e.Invalidates {
+		f, err := p.Family(inv.Family)
+		if err != nil {
+			return nil, fmt.Errorf("event %q: %w", name, err)
+		}
+		a := Action{Kind: inv.kind(f), Family: f, Params: make(map[string]string, len(f.Template.params))}
+		for _, param := range f.Template.params {
+			if attr := inv.source(param); attr != "" {
+				a.Params[param] = attrs[attr]
+			}
+		}
+		switch a.Kind {
+		case ActionBump:
+			a.Key, err = f.VersionKey(a.Params)
+		case ActionPattern:
+			a.Pattern, err = f.Pattern(a.Params)
+		default:
+			a.Key, err = f.Key(a.Params)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("event %q: %w", name, err)
+		}
+		actions = append(actions, a)
+	}
+	return actions, nil
+}
+
+// checkAttrs checks a publication's attributes against the declaration.
+func (e *Event) checkAttrs(attrs map[string]string) error {
+	for _, a := range slices.Sorted(maps.Keys(attrs)) {
+		if !slices.Contains(e.Attributes, a) {
+			return fmt.Errorf("event %q: %w %q: the event's attributes are %s",
+				e.Name, ErrUnknownParam, a, nameList(e.Attributes))
+		}
+		if attrs[a] == "" {
+			return fmt.Errorf("event %q: %w for attribute %q: give the value the write changed",
+				e.Name, ErrEmptyParam, a)
+		}
+	}
+	for _, a := range e.Attributes {
+		if _, ok := attrs[a]; !ok {
+			return fmt.Errorf("event %q: %w: attribute %q is required (attributes: %s)",
+				e.Name, ErrMissingParam, a, nameList(e.Attributes))
+		}
+	}
+	return nil
+}

@@ -226,6 +226,32 @@ func (c *Client) BumpVersion(ctx context.Context, family string, params map[stri
 	return id, nil
 }
 
+// Publish enqueues one event task: the policy's events section decides
+// which keys, patterns and versions it invalidates, and the worker resolves
+// it against its own copy of the policy. The event and its attributes are
+// checked here, so an unknown event (keyspec.ErrUnknownEvent) or a missing,
+// unknown or empty attribute fails at the write site instead of becoming a
+// silent no-op. The task takes the event's class (see
+// keyspec.Policy.ClassOfEvent).
+//
+//	// after the UPDATE has committed:
+//	_, err := c.Publish(ctx, "product.updated", map[string]string{"id": "7"})
+func (c *Client) Publish(ctx context.Context, event string, attrs map[string]string) (string, error) {
+	e, err := c.policy.Event(event)
+	if err != nil {
+		return "", fmt.Errorf("enqueue publish: %w", err)
+	}
+	if _, err := c.policy.Resolve(event, attrs); err != nil {
+		return "", fmt.Errorf("enqueue publish: %w", err)
+	}
+	t := tasks.Event{Name: event, Attrs: attrs, Target: c.target, EnqueuedAt: c.now()}
+	id, err := c.enqueue(ctx, t, c.policy.ClassOfEvent(e))
+	if err != nil {
+		return "", fmt.Errorf("enqueue publish %q: %w", event, err)
+	}
+	return id, nil
+}
+
 func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
 	fam, err := c.policy.Family(name)
 	if err != nil {

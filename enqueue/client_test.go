@@ -19,7 +19,7 @@ version: 1
 default_class: standard
 classes:
   standard: {ttl: 10m, max_retry: 5, timeout: 20s}
-  critical: {ttl: 1m, max_retry: 25, timeout: 5s, queue: prices}
+  critical: {ttl: 1m, max_retry: 25, timeout: 5s, queue: prices, weight: 6}
 families:
   price:
     template: "price:{sku}"
@@ -28,6 +28,14 @@ families:
     template: "feed:{user}"
     class: standard
     strategy: version
+events:
+  product.updated:
+    attributes: [id]
+    invalidates:
+      - {family: price, params: {sku: id}}
+  post.created:
+    attributes: [user]
+    invalidates: [feed]
 `
 
 type bundle struct {
@@ -103,6 +111,39 @@ func TestFamilyTasksUseTheirClass(t *testing.T) {
 	require.NoError(t, err)
 	_, decoded = b.task(t, "invalidator-standard", id)
 	require.Equal(t, "feed", decoded.(tasks.BumpVersion).Family)
+}
+
+// An event task goes to the most urgent class among its families and
+// carries exactly the attributes given.
+func TestPublish(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	id, err := b.client.Publish(ctx, "product.updated", map[string]string{"id": "7"})
+	require.NoError(t, err)
+	ti, decoded := b.task(t, "prices", id)
+	require.Equal(t, tasks.KindEvent, ti.Type)
+	require.Equal(t, 25, ti.MaxRetry)
+	require.Equal(t, tasks.Event{Name: "product.updated", Attrs: map[string]string{"id": "7"}, EnqueuedAt: b.now}, decoded)
+
+	id, err = b.client.Publish(ctx, "post.created", map[string]string{"user": "1"})
+	require.NoError(t, err)
+	b.task(t, "invalidator-standard", id)
+
+	// Mistakes fail at the write site and enqueue nothing.
+	before, err := b.insp.GetQueueInfo("prices")
+	require.NoError(t, err)
+	_, err = b.client.Publish(ctx, "product.deleted", map[string]string{"id": "7"})
+	require.ErrorIs(t, err, keyspec.ErrUnknownEvent)
+	_, err = b.client.Publish(ctx, "product.updated", nil)
+	require.ErrorIs(t, err, keyspec.ErrMissingParam)
+	_, err = b.client.Publish(ctx, "product.updated", map[string]string{"id": "7", "sku": "7"})
+	require.ErrorIs(t, err, keyspec.ErrUnknownParam)
+	_, err = b.client.Publish(ctx, "product.updated", map[string]string{"id": ""})
+	require.ErrorIs(t, err, keyspec.ErrEmptyParam)
+	after, err := b.insp.GetQueueInfo("prices")
+	require.NoError(t, err)
+	require.Equal(t, before.Size, after.Size)
 }
 
 func TestOverrides(t *testing.T) {

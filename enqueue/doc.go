@@ -11,6 +11,12 @@
 //	id, err := inv.DeleteFamily(ctx, "product_price", map[string]string{"sku": "42"})
 //	id, err = inv.BumpVersion(ctx, "user_feed", map[string]string{"user_id": "42"})
 //
+// Better still, the write site names what changed and the policy's events
+// section decides which keys die, so no write site must know every cache
+// that depends on its data:
+//
+//	id, err = inv.Publish(ctx, "product.updated", map[string]string{"id": "42"})
+//
 // Queue, retry budget and timeout come from the family's freshness class
 // (raw key deletes use the policy's default class); With overrides them.
 // Every task carries its enqueue time, so workers can measure lag.

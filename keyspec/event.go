@@ -105,6 +105,32 @@ func (p *Policy) Event(name string) (*Event, error) {
 		ErrUnknownEvent, name, p.describe(), nameList(p.EventNames()))
 }
 
+// ClassOfEvent returns the class an event task is queued with: the most
+// urgent class among the families it invalidates, so an event that touches
+// a price is never stuck behind bulk work. Most urgent means the highest
+// queue weight, then the most retries, then the first name.
+func (p *Policy) ClassOfEvent(e *Event) *Class {
+	var best *Class
+	for _, inv := range e.Invalidates {
+		f, ok := p.Families[inv.Family]
+		if !ok {
+			continue
+		}
+		c := p.ClassOf(f)
+		if c == nil {
+			continue
+		}
+		if best == nil || c.Weight > best.Weight ||
+			c.Weight == best.Weight && (c.MaxRetry > best.MaxRetry || c.MaxRetry == best.MaxRetry && c.Name < best.Name) {
+			best = c
+		}
+	}
+	if best == nil {
+		return p.Classes[p.DefaultClass]
+	}
+	return best
+}
+
 // EventNames returns the names of all events, sorted.
 func (p *Policy) EventNames() []string {
 	return slices.Sorted(maps.Keys(p.Events))

@@ -1,6 +1,5 @@
 package keyspec
 
-
 // checkOverlaps reports pairs of families whose keys can coincide. Two
 // families sharing a key would invalidate each other's entries, and a
 // reader of one could be served the other's value.

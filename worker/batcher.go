@@ -39,6 +39,8 @@ type batcher struct {
 	maxKeys  int  // keys taken into one batch, unless one request alone is larger
 	chunk    int  // keys in one UNLINK
 	inFlight int  // batches sent at once
+	target   string   // the cache target's name, for metrics
+	metrics  *Metrics // nil: none
 
 	mu      sync.Mutex // guards pending and senders
 	pending []*deleteRequest
@@ -140,6 +142,7 @@ func (b *batcher) flush(batch []*deleteRequest) {
 		unlinks[i] = pipe.Unlink(ctx, keys...)
 	}
 	_, execErr := pipe.Exec(ctx)
+	b.observe(batch, unlinks)
 	// A pipeline error with no command error cannot be pinned on a command:
 	// every request of the batch fails rather than trust a success.
 	unattributed := execErr != nil && !slices.ContainsFunc(unlinks, func(c *redis.IntCmd) bool { return c.Err() != nil })
@@ -161,6 +164,23 @@ func (b *batcher) flush(batch []*deleteRequest) {
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
+}
+
+// observe records the batch's size and the keys it removed.
+func (b *batcher) observe(batch []*deleteRequest, unlinks []*redis.IntCmd) {
+	if b.metrics == nil {
+		return
+	}
+	keys := 0
+	for _, r := range batch {
+		keys += len(r.keys)
+	}
+	var removed int64
+	for _, c := range unlinks {
+		removed += c.Val()
+	}
+	b.metrics.batch(len(batch), keys)
+	b.metrics.keysDeleted(b.target, removed)
 }
 
 // commands splits the keys of batch into UNLINK argument lists of at most

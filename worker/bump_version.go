@@ -35,8 +35,8 @@ end
 return v
 `)
 
-func (w *Worker) applyBumpVersion(ctx context.Context, t tasks.BumpVersion, log *slog.Logger) error {
-	fam, err := w.policy.Family(t.Family)
+func (w *Worker) applyBumpVersion(ctx context.Context, st *policyState, t tasks.BumpVersion, log *slog.Logger) error {
+	fam, err := st.policy.Family(t.Family)
 	if err != nil {
 		return poison(err)
 	}
@@ -48,11 +48,30 @@ func (w *Worker) applyBumpVersion(ctx context.Context, t tasks.BumpVersion, log 
 	if err != nil {
 		return err
 	}
+	return w.bump(ctx, cache, fam, key, "", log)
+}
+
+// bump advances the version at key, or in shadow and off mode only says it
+// would. event labels the metrics; "" for a direct BumpVersion task.
+func (w *Worker) bump(ctx context.Context, cache redis.UniversalClient, fam *keyspec.Family, key, event string, log *slog.Logger) error {
+	log = log.With("family", fam.Name, "version_key", key)
+	switch fam.Mode {
+	case keyspec.ModeOff:
+		w.metrics.eventAction(event, fam.Name, actionOff)
+		log.Debug("family is off: version not bumped")
+		return nil
+	case keyspec.ModeShadow:
+		w.metrics.eventAction(event, fam.Name, actionShadow)
+		w.metrics.wouldDelete(event, fam.Name, 1)
+		log.Info("shadow mode: would bump version")
+		return nil
+	}
 	v, err := bumpScript.Run(ctx, cache, []string{key}, versionKeyTTL(fam).Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("bump version of family %q (key %q): %w", fam.Name, key, err)
 	}
-	log.Debug("version bumped", "family", fam.Name, "version", v)
+	w.metrics.eventAction(event, fam.Name, actionBump)
+	log.Debug("version bumped", "version", v)
 	return nil
 }
 

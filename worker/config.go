@@ -54,6 +54,10 @@ type Config struct {
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 
+	// Metrics receives the worker's Prometheus metrics; create it with
+	// NewMetrics on the caller's registry. Default: nil, no metrics.
+	Metrics *Metrics
+
 	// Concurrency is the number of tasks processed at once. Invalidations are
 	// I/O bound, so this is well above the core count. Default: 32.
 	Concurrency int

@@ -65,8 +65,19 @@ func parseCheckpoint(s string) (checkpoint, bool) {
 	return checkpoint{runID: runID, cursor: cur}, true
 }
 
-func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at *asynq.Task, taskID string, log *slog.Logger) error {
-	fam, err := w.policy.Family(t.Family)
+// Fields of a checkpoint hash besides the per-node cursors. Node IDs are
+// "standalone" or host:port, so they never start with '_'.
+const (
+	fieldDeleted = "_deleted" // keys deleted so far, over every run of the scan
+	fieldForce   = "_force"   // "1": an operator lifted max_keys for this scan
+)
+
+// errMaxKeys stops a scan that would delete more than its family's
+// max_keys.
+var errMaxKeys = errors.New("max_keys reached")
+
+func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks.DeleteFamily, at *asynq.Task, taskID string, log *slog.Logger) error {
+	fam, err := st.policy.Family(t.Family)
 	if err != nil {
 		return poison(err)
 	}
@@ -81,11 +92,21 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 	if err != nil {
 		return err
 	}
+	event := at.Headers()[eventHeader]
+	log = log.With("family", fam.Name, "pattern", pattern)
+	if event != "" {
+		log = log.With("event", event)
+	}
+	if fam.Mode == keyspec.ModeOff {
+		w.metrics.eventAction(event, fam.Name, actionOff)
+		log.Debug("family is off: pattern delete skipped")
+		return nil
+	}
+	dryRun := fam.Mode == keyspec.ModeShadow
 	scanID := taskID
 	if h := at.Headers()[scanHeader]; h != "" {
 		scanID = h
 	}
-	log = log.With("family", fam.Name, "pattern", pattern)
 
 	// Stop a little before the task's deadline with the cursor saved, and
 	// continue in a new task, rather than be killed mid-batch and count a
@@ -96,19 +117,29 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 		softDeadline = d.Add(-reserve)
 	}
 	ck := checkpointKey(scanID)
+	saved, err := w.cfg.Queue.HGetAll(ctx, ck).Result()
+	if err != nil {
+		return fmt.Errorf("load scan checkpoint %s: %w", ck, err)
+	}
+	maxKeys := int64(fam.MaxKeys)
+	if saved[fieldForce] == "1" || dryRun {
+		maxKeys = 0
+	}
 	var scanned, deleted atomic.Int64
+	base, _ := strconv.ParseInt(saved[fieldDeleted], 10, 64)
+	deleted.Store(base)
+	progress := w.metrics.scanStarted(fam.Name)
+	defer progress.done()
 	scanNode := func(ctx context.Context, node redis.UniversalClient, nodeID string) error {
 		runID, err := serverRunID(ctx, node)
 		if err != nil {
 			return fmt.Errorf("node %s: %w", nodeID, err)
 		}
-		cp, err := w.loadCheckpoint(ctx, ck, nodeID)
-		if err != nil {
-			return err
-		}
 		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, pattern: pattern, ck: ck,
-			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted}
-		if cp.runID == runID {
+			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted,
+			dryRun: dryRun, maxKeys: maxKeys, progress: progress, target: t.Target}
+		// A garbled checkpoint costs a rescan, never a skip.
+		if cp, ok := parseCheckpoint(saved[nodeID]); ok && cp.runID == runID {
 			if cp.done {
 				return nil
 			}
@@ -125,9 +156,14 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 	} else {
 		err = scanNode(ctx, cache, "standalone")
 	}
-	attrs := []any{"scanned", scanned.Load(), "deleted", deleted.Load(), "took", time.Since(start).String()}
-	if errors.Is(err, errPaused) {
-		next, cerr := w.continueScan(ctx, fam, at, scanID)
+	verb := "deleted"
+	if dryRun {
+		verb = "would_delete"
+	}
+	attrs := []any{"scanned", scanned.Load(), verb, deleted.Load(), "took", time.Since(start).String()}
+	switch {
+	case errors.Is(err, errPaused):
+		next, cerr := w.continueScan(ctx, st, fam, at, scanID)
 		if cerr != nil {
 			// The task fails and retries from the same checkpoint.
 			return fmt.Errorf("delete family %q: paused at the task deadline, but enqueueing its continuation failed: %w", fam.Name, cerr)
@@ -135,15 +171,48 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, t tasks.DeleteFamily, at
 		log.Info("family delete paused at the task deadline; a continuation task resumes from the checkpoint",
 			append(attrs, "continuation", next)...)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, errMaxKeys):
+		log.Error("family delete stopped at max_keys", append(attrs, "max_keys", fam.MaxKeys)...)
+		return poison(fmt.Errorf("%w: family %q (pattern %q) stopped after deleting %d keys, because the next SCAN page would take it past max_keys %d; "+
+			"its cursor is kept for %s. If that many keys is expected, resume it with 'invalidator dead retry --force %s'; otherwise check the parameters, or raise max_keys in the policy",
+			errMaxKeys, fam.Name, pattern, deleted.Load(), fam.MaxKeys, w.cfg.CheckpointTTL, taskID))
+	case err != nil:
 		return fmt.Errorf("delete family %q (pattern %q): %w", fam.Name, pattern, err)
 	}
 	if err := w.cfg.Queue.Del(ctx, ck).Err(); err != nil {
 		// The family is gone; a leftover checkpoint only expires later.
 		log.Warn("could not remove scan checkpoint", "key", ck, "err", err)
 	}
+	if dryRun {
+		w.metrics.eventAction(event, fam.Name, actionShadow)
+		w.metrics.wouldDelete(event, fam.Name, int(deleted.Load()))
+		log.Info("shadow mode: family delete would have deleted", attrs...)
+		return nil
+	}
+	w.metrics.eventAction(event, fam.Name, actionPattern)
 	log.Info("family deleted", attrs...)
+	return nil
+}
+
+// ForceFamilyDelete lifts max_keys for the family delete that the task
+// with this ID and headers belongs to (a task stopped at max_keys, or its
+// continuation), so that its next run finishes the scan from the kept
+// cursor. The CLI's "dead retry --force" calls it before retrying the task.
+func ForceFamilyDelete(ctx context.Context, queue redis.UniversalClient, taskID string, headers map[string]string, ttl time.Duration) error {
+	scanID := taskID
+	if h := headers[scanHeader]; h != "" {
+		scanID = h
+	}
+	if ttl <= 0 {
+		ttl = DefaultCheckpointTTL
+	}
+	ck := checkpointKey(scanID)
+	pipe := queue.TxPipeline()
+	pipe.HSet(ctx, ck, fieldForce, "1")
+	pipe.PExpire(ctx, ck, ttl)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("lift max_keys for scan %s: %w", scanID, err)
+	}
 	return nil
 }
 
@@ -174,7 +243,11 @@ type nodeScan struct {
 	ck           string
 	softDeadline time.Time
 	scanned      *atomic.Int64
-	deleted      *atomic.Int64
+	deleted      *atomic.Int64 // shared by the task's nodes; counts earlier runs too
+	dryRun       bool          // shadow mode: count the keys, delete none
+	maxKeys      int64         // 0: no cap
+	progress     *scanProgress
+	target       string // the cache target's name, for metrics
 
 	safe  uint64 // every key before this cursor is deleted
 	saved uint64 // the cursor in the checkpoint
@@ -200,18 +273,16 @@ func (s *nodeScan) run(ctx context.Context) error {
 	lastSave := time.Now()
 	for p := range pages {
 		s.scanned.Add(int64(len(p.keys)))
-		if err := s.w.throttle(ctx, s.softDeadline, len(p.keys)); err != nil {
+		n, err := s.deletePage(ctx, p.keys)
+		if err != nil {
 			return finish(err)
 		}
-		n, err := unlink(ctx, s.node, p.keys, s.w.cfg.DeleteChunk)
-		if err != nil {
-			return finish(fmt.Errorf("node %s: %w", s.nodeID, err))
-		}
-		s.deleted.Add(n)
+		s.progress.add(int64(len(p.keys)), n)
+		s.w.metrics.keysDeleted(s.target, n)
 		s.safe = p.next
 		if p.next == 0 {
 			stop()
-			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true})
+			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true}, s.deleted.Load())
 		}
 		// Saving every page would put a round trip to the queue Redis in
 		// every page's path; every checkpointInterval costs a crash at most
@@ -231,6 +302,38 @@ func (s *nodeScan) run(ctx context.Context) error {
 		scanErr = ctx.Err()
 	}
 	return finish(scanErr)
+}
+
+// deletePage removes one page's keys, or counts them in a dry run, and
+// returns how many it removed. Under a max_keys cap it reserves the page's
+// keys first and refuses a page that would go past the cap, so the nodes of
+// a cluster scanning in parallel never exceed it together.
+func (s *nodeScan) deletePage(ctx context.Context, keys []string) (int64, error) {
+	if s.dryRun {
+		s.deleted.Add(int64(len(keys)))
+		return 0, nil
+	}
+	want := int64(len(keys))
+	if s.maxKeys > 0 && s.deleted.Add(want) > s.maxKeys {
+		s.deleted.Add(-want)
+		return 0, errMaxKeys
+	}
+	if err := s.w.throttle(ctx, s.softDeadline, len(keys)); err != nil {
+		if s.maxKeys > 0 {
+			s.deleted.Add(-want)
+		}
+		return 0, err
+	}
+	n, err := unlink(ctx, s.node, keys, s.w.cfg.DeleteChunk)
+	if s.maxKeys > 0 {
+		s.deleted.Add(-want)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("node %s: %w", s.nodeID, err)
+	}
+	// Keys that expired between SCAN and UNLINK are not counted.
+	s.deleted.Add(n)
+	return n, nil
 }
 
 // scan sends the pages from s.safe on to pages until the cursor returns to
@@ -276,7 +379,7 @@ func (s *nodeScan) stopAt(ctx context.Context, err error) error {
 }
 
 func (s *nodeScan) save(ctx context.Context) error {
-	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}); err != nil {
+	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}, s.deleted.Load()); err != nil {
 		return err
 	}
 	s.saved = s.safe
@@ -286,8 +389,8 @@ func (s *nodeScan) save(ctx context.Context) error {
 // continueScan enqueues a copy of a paused family delete that shares its
 // checkpoint. The copy gets a fresh retry budget: a long scan is many short
 // slices, not one task that spends its retries on timeouts.
-func (w *Worker) continueScan(ctx context.Context, fam *keyspec.Family, at *asynq.Task, scanID string) (string, error) {
-	class := w.policy.ClassOf(fam)
+func (w *Worker) continueScan(ctx context.Context, st *policyState, fam *keyspec.Family, at *asynq.Task, scanID string) (string, error) {
+	class := st.policy.ClassOf(fam)
 	queue, ok := asynq.GetQueueName(ctx)
 	if !ok {
 		queue = class.Queue
@@ -296,14 +399,18 @@ func (w *Worker) continueScan(ctx context.Context, fam *keyspec.Family, at *asyn
 	if !ok {
 		maxRetry = class.MaxRetry
 	}
-	if c, ok := w.classOf[queue]; ok {
+	if c, ok := st.classOf[queue]; ok {
 		class = c
 	}
 	opts := []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(maxRetry)}
 	if class.Timeout > 0 {
 		opts = append(opts, asynq.Timeout(class.Timeout))
 	}
-	task := asynq.NewTaskWithHeaders(at.Type(), at.Payload(), map[string]string{scanHeader: scanID})
+	headers := map[string]string{scanHeader: scanID}
+	if e := at.Headers()[eventHeader]; e != "" {
+		headers[eventHeader] = e
+	}
+	task := asynq.NewTaskWithHeaders(at.Type(), at.Payload(), headers)
 	info, err := w.aq.EnqueueContext(ctx, task, opts...)
 	if err != nil {
 		return "", err
@@ -325,24 +432,12 @@ func serverRunID(ctx context.Context, node redis.UniversalClient) (string, error
 	return "", errors.New("read run_id: INFO server has no run_id")
 }
 
-func (w *Worker) loadCheckpoint(ctx context.Context, ck, nodeID string) (checkpoint, error) {
-	v, err := w.cfg.Queue.HGet(ctx, ck, nodeID).Result()
-	if errors.Is(err, redis.Nil) {
-		return checkpoint{}, nil
-	}
-	if err != nil {
-		return checkpoint{}, fmt.Errorf("load scan checkpoint %s: %w", ck, err)
-	}
-	cp, ok := parseCheckpoint(v)
-	if !ok {
-		return checkpoint{}, nil // a garbled checkpoint costs a rescan, never a skip
-	}
-	return cp, nil
-}
-
-func (w *Worker) saveCheckpoint(ctx context.Context, ck, nodeID string, cp checkpoint) error {
+// saveCheckpoint stores one node's cursor and the scan's deleted total. The
+// total may lag by the pages since the last save; it is used only for
+// max_keys, which a crash thus loosens by at most that much.
+func (w *Worker) saveCheckpoint(ctx context.Context, ck, nodeID string, cp checkpoint, deleted int64) error {
 	pipe := w.cfg.Queue.TxPipeline()
-	pipe.HSet(ctx, ck, nodeID, cp.String())
+	pipe.HSet(ctx, ck, nodeID, cp.String(), fieldDeleted, deleted)
 	pipe.PExpire(ctx, ck, w.cfg.CheckpointTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save scan checkpoint %s: %w", ck, err)

@@ -5,12 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
 
-func (w *Worker) applyDeleteKeys(ctx context.Context, t tasks.DeleteKeys, log *slog.Logger) error {
+// secondHeader marks a delayed second delete, which must not schedule a
+// third.
+const secondHeader = "invalidator-second"
+
+func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.DeleteKeys, at *asynq.Task, log *slog.Logger) error {
 	if _, err := w.target(t.Target); err != nil {
 		return err
 	}
@@ -20,6 +26,43 @@ func (w *Worker) applyDeleteKeys(ctx context.Context, t tasks.DeleteKeys, log *s
 		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
 	}
 	log.Debug("keys deleted", "keys", len(t.Keys))
+	if at.Headers()[secondHeader] != "" {
+		return nil
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	return w.scheduleSecondDelete(ctx, st.queueClass(queue), t.Keys, t.Target, log)
+}
+
+// scheduleSecondDelete enqueues a copy of a key delete that runs after the
+// class's SecondDelete delay, for readers that do not use cacheaside leases:
+// one that loaded a value before the write and stores it after the first
+// delete loses it again. It is a mitigation with a window, not a guarantee.
+// A failure fails the task, which retries the (idempotent) first delete too:
+// the class asked for both.
+func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class, keys []string, target string, log *slog.Logger) error {
+	if class == nil || class.SecondDelete <= 0 || len(keys) == 0 {
+		return nil
+	}
+	chunks, err := tasks.SplitKeys(keys)
+	if err != nil {
+		return fmt.Errorf("second delete: %w", err)
+	}
+	opts := []asynq.Option{asynq.Queue(class.Queue), asynq.MaxRetry(class.MaxRetry), asynq.ProcessIn(class.SecondDelete)}
+	if class.Timeout > 0 {
+		opts = append(opts, asynq.Timeout(class.Timeout))
+	}
+	for _, chunk := range chunks {
+		// No EnqueuedAt: the delay is deliberate and must not read as lag.
+		payload, err := tasks.Marshal(tasks.DeleteKeys{Keys: chunk, Target: target})
+		if err != nil {
+			return fmt.Errorf("second delete: %w", err)
+		}
+		task := asynq.NewTaskWithHeaders(tasks.KindDeleteKeys, payload, map[string]string{secondHeader: "1"})
+		if _, err := w.aq.EnqueueContext(ctx, task, opts...); err != nil {
+			return fmt.Errorf("schedule second delete of %d keys in %s: %w", len(chunk), class.SecondDelete, err)
+		}
+	}
+	log.Debug("second delete scheduled", "keys", len(keys), "in", class.SecondDelete.String())
 	return nil
 }
 

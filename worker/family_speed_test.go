@@ -151,7 +151,7 @@ func TestFamilyCheckpointNeverAheadOfDeletes(t *testing.T) {
 	watch := newScanWatch(checkpointKey("every-page"))
 	rdb.AddHook(watch)
 
-	require.NoError(t, w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "every-page", w.log))
+	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "every-page", w.log))
 	require.Zero(t, CountExisting(t, rdb, family...))
 	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	watch.mu.Lock()
@@ -176,7 +176,7 @@ func TestFamilyFailedUnlinkKeepsCheckpointBehind(t *testing.T) {
 	watch.failAt = 5
 	rdb.AddHook(watch)
 
-	err = w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log)
+	err = w.applyDeleteFamily(ctx, w.state.Load(), familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log)
 	require.ErrorIs(t, err, errUnlinkFailed)
 	left := CountExisting(t, rdb, family...)
 	require.Positive(t, left)
@@ -190,7 +190,7 @@ func TestFamilyFailedUnlinkKeepsCheckpointBehind(t *testing.T) {
 	watch.mu.Unlock()
 
 	// The retry resumes from the checkpoint and must find the failed page.
-	require.NoError(t, w.applyDeleteFamily(ctx, familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log))
+	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), familyTask("s1"), asynq.NewTask(tasks.KindDeleteFamily, nil), "fails", w.log))
 	require.Zero(t, CountExisting(t, rdb, family...), "the checkpoint ran ahead of the deletes")
 	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	require.Zero(t, rdb.Exists(ctx, checkpointKey("fails")).Val())
@@ -216,7 +216,7 @@ func TestFamilyOverlappedScanDeletesExactlyTheFamily(t *testing.T) {
 			others = append(others, fill(t, rdb, 10, "item:"+shop+"%d")...)
 			w, err := New(Config{Queue: queue, Cache: rdb, Policy: familyPolicy(t), ScanCount: 33, DeleteChunk: 7, Logger: quiet()})
 			require.NoError(t, err)
-			require.NoError(t, w.applyDeleteFamily(ctx, familyTask(shop), asynq.NewTask(tasks.KindDeleteFamily, nil), "exact", w.log))
+			require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), familyTask(shop), asynq.NewTask(tasks.KindDeleteFamily, nil), "exact", w.log))
 			require.Zero(t, CountExisting(t, rdb, family...))
 			require.Equal(t, len(others), CountExisting(t, rdb, others...), "keys outside the family were deleted")
 			require.Zero(t, queue.Exists(ctx, checkpointKey("exact")).Val())

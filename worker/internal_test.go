@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,7 +66,7 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	// First run: the clock says the deadline is near after one batch.
 	w.now = func() time.Time { return time.Now().Add(time.Hour) }
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = w.applyDeleteFamily(runCtx, task, asynq.NewTask(tasks.KindDeleteFamily, payload), "task-1", w.log)
+	err = w.applyDeleteFamily(runCtx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, payload), "task-1", w.log)
 	cancel()
 	require.NoError(t, err, "a pause hands over to a continuation; it is no failure")
 	cp, err := w.loadCheckpoint(ctx, checkpointKey("task-1"), "standalone")
@@ -87,7 +88,7 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	// Running it resumes from the cursor and finishes.
 	w.now = time.Now
 	cont := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, payload, pending[0].Headers)
-	require.NoError(t, w.applyDeleteFamily(ctx, task, cont, pending[0].ID, w.log))
+	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, cont, pending[0].ID, w.log))
 	require.Zero(t, CountExisting(t, rdb, family...))
 	require.Equal(t, len(others), CountExisting(t, rdb, others...))
 	require.Zero(t, rdb.Exists(ctx, checkpointKey("task-1")).Val())
@@ -103,9 +104,9 @@ func TestDeleteFamilySkipsFinishedNodes(t *testing.T) {
 	require.NoError(t, err)
 	runID, err := serverRunID(ctx, rdb)
 	require.NoError(t, err)
-	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}))
+	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}, 0))
 	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
-	require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
+	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
 	require.Equal(t, len(keys), CountExisting(t, rdb, keys...))
 }
 
@@ -120,9 +121,9 @@ func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
 	require.NoError(t, err)
 	for _, cp := range []checkpoint{{runID: "another-process", cursor: 1 << 40}, {runID: "another-process", done: true}} {
 		fill(t, rdb, 2000, "item:s1:%d")
-		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp))
+		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp, 0))
 		task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
-		require.NoError(t, w.applyDeleteFamily(ctx, task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t3", w.log))
+		require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t3", w.log))
 		require.Zero(t, CountExisting(t, rdb, keys...), "checkpoint %v was trusted", cp)
 	}
 }
@@ -167,4 +168,17 @@ func TestVersionKeyTTL(t *testing.T) {
 	t.Parallel()
 	require.Zero(t, versionKeyTTL(&keyspec.Family{}))
 	require.Equal(t, 2*time.Duration(float64(time.Minute)*1.5), versionKeyTTL(&keyspec.Family{TTL: time.Minute, Jitter: 0.5}))
+}
+
+// loadCheckpoint reads one node's cursor of a scan, for assertions.
+func (w *Worker) loadCheckpoint(ctx context.Context, ck, nodeID string) (checkpoint, error) {
+	v, err := w.cfg.Queue.HGet(ctx, ck, nodeID).Result()
+	if errors.Is(err, redis.Nil) {
+		return checkpoint{}, nil
+	}
+	if err != nil {
+		return checkpoint{}, err
+	}
+	cp, _ := parseCheckpoint(v)
+	return cp, nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -25,9 +26,8 @@ import (
 type Worker struct {
 	cfg     Config
 	log     *slog.Logger
-	policy  *keyspec.Policy
-	queues  map[string]int
-	classOf map[string]*keyspec.Class // queue -> class, for retry backoff
+	state   atomic.Pointer[policyState] // swapped whole by SetPolicy
+	metrics *Metrics                    // nil: no metrics
 	rand    *lockedRand
 	limiter *rate.Limiter // nil: family scans unthrottled
 	aq      *asynq.Client // enqueues continuations of long family scans
@@ -47,27 +47,18 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		policy:  cfg.Policy,
-		queues:  make(map[string]int),
-		classOf: make(map[string]*keyspec.Class),
+		metrics: cfg.Metrics,
 		rand:    &lockedRand{r: cfg.Rand},
 		aq:      asynq.NewClientFromRedisClient(cfg.Queue),
 		now:     time.Now,
 	}
-	for _, q := range cfg.Policy.Queues() {
-		w.queues[q] = 1
-	}
+	w.state.Store(newPolicyState(cfg.Policy))
 	w.batchers = map[string]*batcher{"": newBatcher(cfg.Cache, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)}
 	for name, c := range cfg.Targets {
 		w.batchers[name] = newBatcher(c, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)
 	}
-	// Classes sharing a queue: the first by name sets its backoff.
-	names := slices.Sorted(maps.Keys(cfg.Policy.Classes))
-	for _, name := range names {
-		c := cfg.Policy.Classes[name]
-		if _, ok := w.classOf[c.Queue]; !ok {
-			w.classOf[c.Queue] = c
-		}
+	for name, b := range w.batchers {
+		b.target, b.metrics = name, w.metrics
 	}
 	if cfg.FamilyRateLimit > 0 {
 		burst := max(int(cfg.FamilyRateLimit), cfg.DeleteChunk)
@@ -76,13 +67,77 @@ func New(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Queues returns the asynq queues this worker serves, with their weights.
+// Queues returns the asynq queues this worker serves, with their weights
+// from the policy's classes.
 func (w *Worker) Queues() map[string]int {
-	out := make(map[string]int, len(w.queues))
-	for q, p := range w.queues {
-		out[q] = p
+	return w.state.Load().policy.QueueWeights()
+}
+
+// Policy returns the policy the worker currently applies.
+func (w *Worker) Policy() *keyspec.Policy { return w.state.Load().policy }
+
+// SetPolicy swaps in a new policy for every task that starts after it
+// returns; tasks already running finish under the old one. Modes, families,
+// events, TTLs and retry budgets change at once. The served queues and their
+// weights are fixed when Run starts the asynq server, so a policy that
+// changes them is refused (ErrRestartRequired) and the old policy stays.
+func (w *Worker) SetPolicy(p *keyspec.Policy) error {
+	if p == nil {
+		return errors.New("worker: SetPolicy(nil)")
 	}
-	return out
+	old := w.state.Load().policy.QueueWeights()
+	if now := p.QueueWeights(); !maps.Equal(old, now) {
+		return fmt.Errorf("%w: the policy changes the served queues or their weights (%s → %s); restart the worker to apply it",
+			ErrRestartRequired, formatWeights(old), formatWeights(now))
+	}
+	w.state.Store(newPolicyState(p))
+	return nil
+}
+
+// ErrRestartRequired is returned by SetPolicy for a policy the running
+// worker cannot switch to.
+var ErrRestartRequired = errors.New("policy change needs a worker restart")
+
+func formatWeights(w map[string]int) string {
+	parts := make([]string, 0, len(w))
+	for _, q := range slices.Sorted(maps.Keys(w)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", q, w[q]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// policyState is what a policy decides, precomputed; it is replaced whole,
+// never changed, so a task sees one consistent policy.
+type policyState struct {
+	policy  *keyspec.Policy
+	classOf map[string]*keyspec.Class // queue -> class, for backoff and second deletes
+}
+
+func newPolicyState(p *keyspec.Policy) *policyState {
+	st := &policyState{policy: p, classOf: make(map[string]*keyspec.Class)}
+	// Classes sharing a queue: the first by name sets its backoff.
+	for _, name := range slices.Sorted(maps.Keys(p.Classes)) {
+		c := p.Classes[name]
+		if _, ok := st.classOf[c.Queue]; !ok {
+			st.classOf[c.Queue] = c
+		}
+	}
+	return st
+}
+
+// queueClass returns the class of a queue, or the default class.
+func (st *policyState) queueClass(queue string) *keyspec.Class {
+	if c, ok := st.classOf[queue]; ok {
+		return c
+	}
+	return st.defaultClass()
+}
+
+func (st *policyState) defaultClass() *keyspec.Class {
+	if c, err := st.policy.Class(st.policy.DefaultClass); err == nil {
+		return c
+	}
+	return &keyspec.Class{BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute}
 }
 
 // ServerConfig returns the asynq.Config that Run uses: the worker's queues,
@@ -115,11 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(w); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	queues := make([]string, 0, len(w.queues))
-	for q := range w.queues {
-		queues = append(queues, q)
-	}
-	w.log.Info("worker started", "queues", queues, "concurrency", w.cfg.Concurrency,
+	w.log.Info("worker started", "queues", formatWeights(w.Queues()), "concurrency", w.cfg.Concurrency,
 		"poll_interval", w.cfg.PollInterval.String())
 	<-ctx.Done()
 	w.log.Info("worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
@@ -161,18 +212,15 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 	queue, _ := asynq.GetQueueName(ctx)
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
 
-	err := w.apply(ctx, at, id, log)
+	st := w.state.Load()
+	err := w.apply(ctx, st, at, id, log)
 	if err == nil || IsPoison(err) {
 		return err
 	}
-	class, ok := w.classOf[queue]
-	if !ok {
-		class = w.defaultClass()
-	}
-	return &retryError{cause: err, delay: backoff(class, retried, w.rand)}
+	return &retryError{cause: err, delay: backoff(st.queueClass(queue), retried, w.rand)}
 }
 
-func (w *Worker) apply(ctx context.Context, at *asynq.Task, id string, log *slog.Logger) error {
+func (w *Worker) apply(ctx context.Context, st *policyState, at *asynq.Task, id string, log *slog.Logger) error {
 	if !tasks.IsKind(at.Type()) {
 		return poison(fmt.Errorf("unknown task kind %q in an invalidator queue (known: %v); "+
 			"only invalidator tasks may be enqueued on these queues", at.Type(), tasks.Kinds()))
@@ -185,27 +233,35 @@ func (w *Worker) apply(ctx context.Context, at *asynq.Task, id string, log *slog
 		}
 		return poison(err)
 	}
+	queue, _ := asynq.GetQueueName(ctx)
+	class := st.queueClass(queue).Name
 	start := time.Now()
+	var family, target string
+	var enqueuedAt time.Time
 	switch t := t.(type) {
 	case tasks.DeleteKeys:
-		err = w.applyDeleteKeys(ctx, t, log)
-		logApplied(log, err, start, t.EnqueuedAt)
+		target, enqueuedAt = t.Target, t.EnqueuedAt
+		err = w.applyDeleteKeys(ctx, st, t, at, log)
 	case tasks.DeleteFamily:
-		err = w.applyDeleteFamily(ctx, t, at, id, log)
-		logApplied(log, err, start, t.EnqueuedAt)
+		family, target, enqueuedAt = t.Family, t.Target, t.EnqueuedAt
+		err = w.applyDeleteFamily(ctx, st, t, at, id, log)
 	case tasks.BumpVersion:
-		err = w.applyBumpVersion(ctx, t, log)
-		logApplied(log, err, start, t.EnqueuedAt)
+		family, target, enqueuedAt = t.Family, t.Target, t.EnqueuedAt
+		err = w.applyBumpVersion(ctx, st, t, log)
+	case tasks.Event:
+		target, enqueuedAt = t.Target, t.EnqueuedAt
+		err = w.applyEvent(ctx, st, t, at, log)
 	default:
 		err = poison(fmt.Errorf("task kind %q decodes to %T, which this worker cannot apply; upgrade the worker", at.Type(), t))
+	}
+	if err == nil {
+		w.metrics.applied(at.Type(), class, family, target, enqueuedAt)
+		logApplied(log, start, enqueuedAt)
 	}
 	return err
 }
 
-func logApplied(log *slog.Logger, err error, start, enqueuedAt time.Time) {
-	if err != nil {
-		return
-	}
+func logApplied(log *slog.Logger, start, enqueuedAt time.Time) {
 	attrs := []any{"took", time.Since(start).String()}
 	if !enqueuedAt.IsZero() {
 		attrs = append(attrs, "lag_ms", float64(time.Since(enqueuedAt).Microseconds())/1000)
@@ -224,13 +280,6 @@ func (w *Worker) target(name string) (redis.UniversalClient, error) {
 	return nil, fmt.Errorf("unknown cache target %q: configure it on this worker, or enqueue with an empty target for the default cache", name)
 }
 
-func (w *Worker) defaultClass() *keyspec.Class {
-	if c, err := w.policy.Class(w.policy.DefaultClass); err == nil {
-		return c
-	}
-	return &keyspec.Class{BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute}
-}
-
 // retryDelay is asynq's RetryDelayFunc.
 func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var re *retryError
@@ -238,7 +287,7 @@ func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 		return re.delay
 	}
 	// Lease expiry and timeouts come from asynq itself, not the handler.
-	return backoff(w.defaultClass(), n, w.rand)
+	return backoff(w.state.Load().defaultClass(), n, w.rand)
 }
 
 // handleError is asynq's ErrorHandler: every failure is logged, and the
@@ -251,11 +300,21 @@ func (w *Worker) handleError(ctx context.Context, at *asynq.Task, err error) {
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
 	switch {
 	case IsPoison(err):
+		reason := deadPoison
+		switch {
+		case !tasks.IsKind(at.Type()):
+			reason = deadUnknownKind
+		case errors.Is(err, errMaxKeys):
+			reason = deadMaxKeys
+		}
+		w.metrics.dead(at.Type(), reason)
 		log.Error("task moved to dead letter", "reason", err.Error(), "summary", tasks.Describe(at.Type(), at.Payload()))
 	case retried >= maxRetry:
+		w.metrics.dead(at.Type(), deadRetriesExhausted)
 		log.Error("task moved to dead letter: retries exhausted", "reason", err.Error(), "max_retry", maxRetry,
 			"summary", tasks.Describe(at.Type(), at.Payload()))
 	default:
+		w.metrics.retried(at.Type(), queue)
 		log.Warn("task failed, will retry", "reason", err.Error(), "max_retry", maxRetry)
 	}
 }

@@ -1,0 +1,323 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/invalidator/invalidator/tasks"
+)
+
+// metricsNamespace prefixes every metric name: invalidator_....
+const metricsNamespace = "invalidator"
+
+// Label values. Every label of these metrics takes values from a small,
+// fixed set (task kinds, dead-letter reasons) or from names the operator
+// declared (families, classes, queues, targets, events), never from task
+// payloads, so the number of series stays bounded whatever is enqueued.
+const (
+	// kindUnknown stands for a task type that is no invalidator kind: a
+	// foreign producer could otherwise create one series per made-up type.
+	kindUnknown = "unknown"
+
+	// Dead-letter reasons (label "reason" of invalidator_dead_letters_total).
+	deadPoison           = "poison"            // undecodable, invalid, unknown family
+	deadUnknownKind      = "unknown_kind"      // a foreign task type in our queues
+	deadRetriesExhausted = "retries_exhausted" // failed MaxRetry times
+	deadMaxKeys          = "max_keys"          // a family delete stopped at the family's max_keys
+	deadOther            = "other"             // any reason not listed above
+)
+
+// Buckets of the histograms.
+var (
+	// lagBuckets span a healthy worker (sub-millisecond to a few ms after a
+	// commit) to a backlog (a minute); 0.05s is a boundary so that the
+	// example alert's 50ms target is exact, not interpolated.
+	lagBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	// batchKeyBuckets go to 4096: DefaultBatchMaxKeys is 1000, and a task
+	// with more keys than BatchMaxKeys is sent as a batch of its own.
+	batchKeyBuckets = prometheus.ExponentialBuckets(1, 2, 13)
+	// batchTaskBuckets: how many tasks one batch merged; 1 means no merging.
+	batchTaskBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128}
+)
+
+// Metrics are the worker's Prometheus collectors. One *Metrics serves any
+// number of workers in a process; create it once per registry. A nil
+// *Metrics is valid and records nothing, so call sites need no checks.
+//
+// Label conventions: family is "" for tasks of no family (key deletes) and
+// target is "" for the default cache. Prometheus treats an empty label as an
+// absent one, so these can never be mistaken for a declared name
+// (select them with family="").
+type Metrics struct {
+	appliedTotal      *prometheus.CounterVec   // kind, family, target
+	keysTotal         *prometheus.CounterVec   // target
+	retriesTotal      *prometheus.CounterVec   // kind, queue
+	deadTotal         *prometheus.CounterVec   // kind, reason
+	lagSeconds        *prometheus.HistogramVec // kind, class
+	batchKeys         prometheus.Histogram
+	batchTasks        prometheus.Histogram
+	scanScanned       *prometheus.GaugeVec   // family
+	scanDeleted       *prometheus.GaugeVec   // family
+	scansRunning      *prometheus.GaugeVec   // family
+	wouldDeleteTotal  *prometheus.CounterVec // event, family
+	eventActionsTotal *prometheus.CounterVec // event, family, action
+
+	now func() time.Time // the clock lag is measured with; tests replace it
+
+	scansMu sync.Mutex     // guards scans and every scanProgress's counts
+	scans   map[string]int // family -> scans in progress in this process
+}
+
+// NewMetrics creates the worker's collectors and registers them on reg. It
+// fails if reg already holds any of them (for example a second NewMetrics on
+// the same registry); nothing stays registered then.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("worker metrics: nil prometheus.Registerer (pass prometheus.NewRegistry(), or a nil *Metrics to record nothing)")
+	}
+	m := &Metrics{
+		appliedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "invalidations_applied_total",
+			Help: "Invalidation tasks applied to the cache, by task kind, family (empty for key deletes) and cache target (empty for the default cache).",
+		}, []string{"kind", "family", "target"}),
+		keysTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "keys_deleted_total",
+			Help: "Cache keys removed by UNLINK (keys that existed), by cache target.",
+		}, []string{"target"}),
+		retriesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "retries_total",
+			Help: "Failed task runs that will be retried, by task kind and queue.",
+		}, []string{"kind", "queue"}),
+		deadTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_letters_total",
+			Help: "Tasks moved to the dead letter (archived), by task kind and reason: poison, unknown_kind, max_keys, retries_exhausted or other.",
+		}, []string{"kind", "reason"}),
+		lagSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "lag_seconds",
+			Help:    "Time from enqueue (the producer's clock) to applied (the worker's clock), by task kind and freshness class.",
+			Buckets: lagBuckets,
+		}, []string{"kind", "class"}),
+		batchKeys: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "batch_keys",
+			Help:    "Keys per micro-batch: the keys of concurrently running key-delete tasks sent as one UNLINK pipeline.",
+			Buckets: batchKeyBuckets,
+		}),
+		batchTasks: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "batch_tasks",
+			Help:    "Tasks per micro-batch; above 1 means the batcher merged concurrent tasks.",
+			Buckets: batchTaskBuckets,
+		}),
+		scanScanned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "family_scan_keys_scanned",
+			Help: "Keys SCAN returned so far to the family deletes in progress in this process, by family; removed when the last one ends.",
+		}, []string{"family"}),
+		scanDeleted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "family_scan_keys_deleted",
+			Help: "Keys deleted so far by the family deletes in progress in this process, by family; removed when the last one ends.",
+		}, []string{"family"}),
+		scansRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "family_scans_running",
+			Help: "Family deletes in progress in this process, by family.",
+		}, []string{"family"}),
+		wouldDeleteTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "would_delete_keys_total",
+			Help: "Keys a policy rule in shadow mode would have invalidated, by event and family; nothing was deleted.",
+		}, []string{"event", "family"}),
+		eventActionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "event_actions_total",
+			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
+		}, []string{"event", "family", "action"}),
+		now:   time.Now,
+		scans: map[string]int{},
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, registerError(err)
+		}
+		done = append(done, c)
+	}
+	return m, nil
+}
+
+// collectors lists every collector of m, in registration order.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.appliedTotal, m.keysTotal, m.retriesTotal, m.deadTotal, m.lagSeconds, m.batchKeys, m.batchTasks,
+		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
+	}
+}
+
+// registerError says what to do about a failed registration.
+func registerError(err error) error {
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		return fmt.Errorf("register worker metrics: already registered on this registry "+
+			"(create one worker.Metrics per registry and share it between workers): %w", err)
+	}
+	return fmt.Errorf("register worker metrics: %w", err)
+}
+
+// kindLabel bounds the kind label to the known task kinds.
+func kindLabel(kind string) string {
+	if tasks.IsKind(kind) {
+		return kind
+	}
+	return kindUnknown
+}
+
+// applied records a task applied without error: kind is its task type,
+// class the freshness class of its queue, family "" for key deletes, target
+// "" for the default cache. The lag is now minus enqueuedAt; a zero
+// enqueuedAt (an older producer that did not stamp it) skips the histogram,
+// and a negative lag (producer clock ahead) counts as 0.
+func (m *Metrics) applied(kind, class, family, target string, enqueuedAt time.Time) {
+	if m == nil {
+		return
+	}
+	kind = kindLabel(kind)
+	m.appliedTotal.WithLabelValues(kind, family, target).Inc()
+	if enqueuedAt.IsZero() {
+		return
+	}
+	m.lagSeconds.WithLabelValues(kind, class).Observe(max(m.now().Sub(enqueuedAt), 0).Seconds())
+}
+
+// keysDeleted records n keys removed from target (what UNLINK reported).
+func (m *Metrics) keysDeleted(target string, n int64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.keysTotal.WithLabelValues(target).Add(float64(n))
+}
+
+// retried records a failed run of a task that asynq will retry.
+func (m *Metrics) retried(kind, queue string) {
+	if m == nil {
+		return
+	}
+	m.retriesTotal.WithLabelValues(kindLabel(kind), queue).Inc()
+}
+
+// dead records a task moved to the dead letter. reason is one of the dead*
+// constants; anything else is counted as "other".
+func (m *Metrics) dead(kind, reason string) {
+	if m == nil {
+		return
+	}
+	switch reason {
+	case deadPoison, deadUnknownKind, deadRetriesExhausted, deadMaxKeys:
+	default:
+		reason = deadOther
+	}
+	m.deadTotal.WithLabelValues(kindLabel(kind), reason).Inc()
+}
+
+// batch records one micro-batch sent by the batcher: how many tasks it
+// merged and how many keys it carried in all.
+func (m *Metrics) batch(tasks, keys int) {
+	if m == nil {
+		return
+	}
+	m.batchTasks.Observe(float64(tasks))
+	m.batchKeys.Observe(float64(keys))
+}
+
+// wouldDelete records n keys that a shadow-mode rule for event would have
+// invalidated in family.
+func (m *Metrics) wouldDelete(event, family string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.wouldDeleteTotal.WithLabelValues(event, family).Add(float64(n))
+}
+
+// eventAction records one action a trigger rule took for event. action must
+// come from a fixed set (e.g. "delete_keys", "delete_family",
+// "bump_version", "shadow", "skipped"), never from the event's attributes.
+func (m *Metrics) eventAction(event, family, action string) {
+	if m == nil {
+		return
+	}
+	m.eventActionsTotal.WithLabelValues(event, family, action).Inc()
+}
+
+// scanStarted records the start of a family delete and returns the handle
+// its progress goes through. Several scans of one family may run at once in
+// a process (different parameters, or a scan per cluster master sharing one
+// handle): the gauges hold their sum, and the family's series disappear
+// when its last scan is done. A nil *Metrics returns a nil handle, which is
+// also valid.
+func (m *Metrics) scanStarted(family string) *scanProgress {
+	if m == nil {
+		return nil
+	}
+	m.scansMu.Lock()
+	defer m.scansMu.Unlock()
+	m.scans[family]++
+	m.scansRunning.WithLabelValues(family).Set(float64(m.scans[family]))
+	return &scanProgress{m: m, family: family}
+}
+
+// scanProgress is the progress of one family delete in the gauges. Its
+// methods are safe for concurrent use, so the per-master scans of one task
+// can share it.
+type scanProgress struct {
+	m      *Metrics
+	family string
+	// Guarded by m.scansMu: what this scan added, taken back by done.
+	scanned, deleted int64
+	ended            bool
+}
+
+// add records scanned more keys returned by SCAN and deleted more keys
+// removed. Calls after done are ignored, so no stray series comes back.
+func (p *scanProgress) add(scanned, deleted int64) {
+	if p == nil {
+		return
+	}
+	p.m.scansMu.Lock()
+	defer p.m.scansMu.Unlock()
+	if p.ended {
+		return
+	}
+	p.scanned += scanned
+	p.deleted += deleted
+	p.m.scanScanned.WithLabelValues(p.family).Add(float64(scanned))
+	p.m.scanDeleted.WithLabelValues(p.family).Add(float64(deleted))
+}
+
+// done ends the scan, whatever its outcome (finished, paused, failed): its
+// counts leave the gauges. Only the first call counts.
+func (p *scanProgress) done() {
+	if p == nil {
+		return
+	}
+	m := p.m
+	m.scansMu.Lock()
+	defer m.scansMu.Unlock()
+	if p.ended {
+		return
+	}
+	p.ended = true
+	m.scans[p.family]--
+	if m.scans[p.family] > 0 {
+		m.scansRunning.WithLabelValues(p.family).Set(float64(m.scans[p.family]))
+		m.scanScanned.WithLabelValues(p.family).Sub(float64(p.scanned))
+		m.scanDeleted.WithLabelValues(p.family).Sub(float64(p.deleted))
+		return
+	}
+	// The last scan of the family: drop its series rather than export zeros
+	// for every family ever scanned.
+	delete(m.scans, p.family)
+	m.scansRunning.DeleteLabelValues(p.family)
+	m.scanScanned.DeleteLabelValues(p.family)
+	m.scanDeleted.DeleteLabelValues(p.family)
+}

@@ -89,7 +89,7 @@ func TestPolicyLint(t *testing.T) {
 	good := writePolicy(t, cliPolicy)
 	r := invoke(t, nil, "", "policy", "lint", good)
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
-	require.Contains(t, r.stdout, "ok (1 classes, 2 families)")
+	require.Contains(t, r.stdout, "ok (1 classes, 2 families, 0 events, 0 warnings)")
 
 	bad := writePolicy(t, `version: 1
 classes:

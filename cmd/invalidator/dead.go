@@ -14,8 +14,10 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/invalidator/invalidator/tasks"
+	"github.com/invalidator/invalidator/worker"
 )
 
 // deadTask is one row of `invalidator dead list`.
@@ -209,29 +211,60 @@ func (d deadAction) apply(out io.Writer, insp *asynq.Inspector, queues, ids []st
 }
 
 func newDeadRetryCmd(a *app, queue *string) *cobra.Command {
-	var all bool
+	var all, force bool
 	cmd := &cobra.Command{
 		Use:   "retry ID...|--all",
 		Short: "Put archived tasks back on their queue to run again",
+		Long: `Put archived tasks back on their queue to run again.
+
+A family delete that stopped at its family's max_keys keeps its cursor; after
+checking that the count is expected, --force lifts the cap for that task and
+its retry resumes the scan where it stopped.`,
 		Example: `  invalidator dead retry 6f1c0c1e-...
-  invalidator dead retry --all --queue invalidator-critical`,
+  invalidator dead retry --all --queue invalidator-critical
+  invalidator dead retry --force 6f1c0c1e-...   # finish a family delete stopped at max_keys`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := selection(args, all); err != nil {
 				return err
+			}
+			if force && all {
+				return usagef("--force lifts max_keys for the family deletes you name: give their task IDs, not --all")
 			}
 			insp, names, done, err := a.inspector(cmd, *queue)
 			if err != nil {
 				return err
 			}
 			defer done()
+			one := insp.RunTask
+			if force {
+				rdb, err := a.queueRedis(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer rdb.Close()
+				one = func(queue, id string) error {
+					ti, err := insp.GetTaskInfo(queue, id)
+					if err != nil {
+						return err
+					}
+					if ti.Type != tasks.KindDeleteFamily {
+						return usagef("--force applies to family deletes (%s), and this task is %s", tasks.KindDeleteFamily, ti.Type)
+					}
+					if err := worker.ForceFamilyDelete(cmd.Context(), rdb, ti.ID, ti.Headers, 0); err != nil {
+						return err
+					}
+					return insp.RunTask(queue, id)
+				}
+			}
 			return deadAction{
 				done: "put back to run",
 				all:  insp.RunAllArchivedTasks,
-				one:  insp.RunTask,
+				one:  one,
 			}.apply(cmd.OutOrStdout(), insp, names, args, all)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
+	cmd.Flags().BoolVar(&force, "force", false, "lift the family's max_keys for these family deletes")
 	return cmd
 }
 
@@ -257,7 +290,7 @@ first; elsewhere it needs --yes.`,
 				what = "every archived task in " + strings.Join(names, ", ")
 			}
 			if !yes {
-				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), "Purge "+what+"? Their invalidations will never run."); err != nil {
+				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), "purge", "Purge "+what+"? Their invalidations will never run."); err != nil {
 					return err
 				}
 			}
@@ -274,11 +307,11 @@ first; elsewhere it needs --yes.`,
 }
 
 // confirm asks on a terminal; without one it refuses, since a script that
-// forgot --yes must not purge by accident.
-func confirm(in io.Reader, prompt io.Writer, question string) error {
+// forgot --yes must not act by accident. verb names the action ("purge").
+func confirm(in io.Reader, prompt io.Writer, verb, question string) error {
 	f, ok := in.(*os.File)
 	if !ok || !isTerminal(f) {
-		return usagef("refusing to purge without --yes: standard input is not a terminal")
+		return usagef("refusing to %s without --yes: standard input is not a terminal", verb)
 	}
 	fmt.Fprintf(prompt, "%s [y/N] ", question)
 	answer, _ := bufio.NewReader(in).ReadString('\n')
@@ -286,10 +319,9 @@ func confirm(in io.Reader, prompt io.Writer, question string) error {
 	case "y", "yes":
 		return nil
 	}
-	return errors.New("purge cancelled")
+	return fmt.Errorf("%s cancelled", verb)
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is an interactive terminal; /dev/null is a
+// character device too, so the mode bits are not enough.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,7 @@ the flags below override them. The new task IDs are printed, one per line.`,
 	f.IntVar(&o.maxRetry, "max-retry", -1, "retries before the dead letter, instead of the class's")
 	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's")
 	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...]} instead of one ID per line`)
-	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o))
+	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o), newEnqueueEventCmd(a, o))
 	return group(cmd)
 }
 
@@ -150,16 +151,133 @@ func readLines(r io.Reader) ([]string, error) {
 	}
 }
 
+// defaultConfirmAbove is how many matching keys a family delete may have
+// before the CLI asks for confirmation.
+const defaultConfirmAbove = 1000
+
 func newEnqueueFamilyCmd(a *app, o *enqueueOpts) *cobra.Command {
+	var (
+		yes, dryRun  bool
+		confirmAbove int64
+		cacheURL     string
+	)
 	cmd := &cobra.Command{
 		Use:   "family FAMILY [PARAM=VALUE...]",
 		Short: "Delete every key of a family that matches the given parameters",
 		Long: `Delete by pattern inside one family of the policy. Parameters left out match
-any value; values are matched literally (a value of * matches only "*").`,
-		Example: `  invalidator enqueue family product_price sku=42 --policy examples/policy.yaml`,
+any value; values are matched literally (a value of * matches only "*").
+
+First it counts the matching keys in the cache (a SCAN of the whole
+keyspace, as the delete itself does) and prints the count. Above
+--confirm-above keys it asks on a terminal, and refuses without one; --yes
+skips the count and the question. The worker still stops at the family's
+max_keys, if the policy sets one.`,
+		Example: `  invalidator enqueue family product_price sku=42 --policy examples/policy.yaml
+  invalidator enqueue family catalog_page category=shoes --dry-run
+  invalidator enqueue family catalog_page category=shoes --yes`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := minArgs(1)(cmd, args); err != nil {
+				return err
+			}
+			if yes && dryRun {
+				return usagef("--dry-run only counts; it cannot be combined with --yes")
+			}
+			params, err := parseParams(args[1:])
+			if err != nil {
+				return err
+			}
+			if !yes {
+				if err := a.confirmFamilyDelete(cmd, args[0], params, cacheURL, confirmAbove, dryRun); err != nil {
+					return err
+				}
+				if dryRun {
+					return nil
+				}
+			}
+			c, done, err := o.client(cmd, a)
+			if err != nil {
+				return err
+			}
+			defer done()
+			id, err := c.DeleteFamily(cmd.Context(), args[0], params)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), []string{id})
+		},
 	}
-	cmd.RunE = familyRunE(a, o, (*enqueue.Client).DeleteFamily)
+	f := cmd.Flags()
+	f.BoolVarP(&yes, "yes", "y", false, "do not count or ask first")
+	f.BoolVar(&dryRun, "dry-run", false, "count the matching keys and enqueue nothing")
+	f.Int64Var(&confirmAbove, "confirm-above", defaultConfirmAbove, "ask for confirmation when more keys than this match")
+	f.StringVar(&cacheURL, "cache-redis", "", "cache Redis to count in, if not the queue Redis (env "+envCacheRedisURL+")")
 	return cmd
+}
+
+// confirmFamilyDelete counts the keys a family delete would remove, prints
+// the count to stderr, and asks above the threshold.
+func (a *app) confirmFamilyDelete(cmd *cobra.Command, family string, params map[string]string, cacheURL string, above int64, dryRun bool) error {
+	policy, err := a.loadPolicy()
+	if err != nil {
+		return err
+	}
+	fam, err := policy.Family(family)
+	if err != nil {
+		return err
+	}
+	pattern, err := fam.Pattern(params)
+	if err != nil {
+		return err
+	}
+	cache, err := a.cacheRedis(cmd.Context(), cacheURL)
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	n, err := countMatching(cmd.Context(), cache, pattern)
+	if err != nil {
+		return err
+	}
+	if dryRun {
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "%d keys match %s (family %s)\n", n, pattern, family)
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%d keys match %s (family %s)\n", n, pattern, family)
+	if n <= above {
+		return nil
+	}
+	return confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), "delete "+strconv.FormatInt(n, 10)+" keys",
+		fmt.Sprintf("Delete %d keys of family %s (more than --confirm-above %d)?", n, family, above))
+}
+
+func newEnqueueEventCmd(a *app, o *enqueueOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "event EVENT [ATTRIBUTE=VALUE...]",
+		Short: "Publish an event; the policy decides which keys it invalidates",
+		Long: `Publish an event of the policy's events section, as application code does with
+enqueue.Client.Publish after a write. Every attribute the event declares must
+be given, and no other. 'invalidator policy explain' shows what it will do.`,
+		Example: `  invalidator enqueue event product.updated id=7 --policy examples/policy.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := minArgs(1)(cmd, args); err != nil {
+				return err
+			}
+			attrs, err := parseParams(args[1:])
+			if err != nil {
+				return err
+			}
+			c, done, err := o.client(cmd, a)
+			if err != nil {
+				return err
+			}
+			defer done()
+			id, err := c.Publish(cmd.Context(), args[0], attrs)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), []string{id})
+		},
+	}
 }
 
 func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {

@@ -1,9 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/keyspec"
@@ -12,30 +20,309 @@ import (
 func newPolicyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Work with the policy file (classes and key families)",
+		Short: "Work with the policy file (classes, key families and events)",
 	}
-	cmd.AddCommand(&cobra.Command{
+	cmd.AddCommand(newPolicyLintCmd(), newPolicyDocCmd(), newPolicyExplainCmd(a))
+	return group(cmd)
+}
+
+func newPolicyLintCmd() *cobra.Command {
+	var strict bool
+	cmd := &cobra.Command{
 		Use:   "lint FILE",
 		Short: "Check a policy file and report every problem with its line",
 		Long: `Check a policy file. Every problem is reported as FILE:LINE:COLUMN: FIELD: what
-is wrong, not just the first. Exit code 1 when there are problems.`,
+is wrong, not just the first. Besides the syntax and every field, it finds:
+
+  - two families whose templates can render the same key
+  - events that invalidate nothing, or name unknown families
+  - template parameters an event does not provide (neither an attribute
+    nor a wildcard), and wildcards that make an unsafe pattern
+  - TTL jitter outside [0, 0.5], unknown classes, modes and strategies
+
+and warns about families that no event invalidates and event attributes
+that no template uses. Exit code 1 when there are errors (or warnings, with
+--strict).`,
 		Example: "  invalidator policy lint examples/policy.yaml",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
 			p, err := keyspec.Load(args[0])
 			var verrs keyspec.ValidationErrors
 			if errors.As(err, &verrs) {
 				for _, e := range verrs {
-					fmt.Fprintln(cmd.OutOrStdout(), e.Error())
+					fmt.Fprintln(out, e.Error())
 				}
 				return fmt.Errorf("%s: %d problems", args[0], len(verrs))
 			}
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d classes, %d families)\n", args[0], len(p.Classes), len(p.Families))
+			for _, w := range p.Warnings {
+				fmt.Fprintf(out, "%s (warning)\n", w.Error())
+			}
+			if strict && len(p.Warnings) > 0 {
+				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(p.Warnings))
+			}
+			_, err = fmt.Fprintf(out, "%s: ok (%d classes, %d families, %d events, %d warnings)\n",
+				args[0], len(p.Classes), len(p.Families), len(p.Events), len(p.Warnings))
 			return err
 		},
-	})
-	return group(cmd)
+	}
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	return cmd
+}
+
+func newPolicyDocCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "doc FILE",
+		Short: "Print the policy as Markdown tables: families, events and classes",
+		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
+(template, class, TTL, strategy, mode, owner and the events that invalidate
+it), one of events (owner, attributes and what each invalidates), and one of
+classes. It is the shared policy file rendered for humans.`,
+		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := keyspec.Load(args[0])
+			if err != nil {
+				return &usageError{err}
+			}
+			return writePolicyDoc(cmd.OutOrStdout(), args[0], p)
+		},
+	}
+}
+
+// writePolicyDoc renders p as Markdown.
+func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Cache invalidation policy\n\nGenerated from `%s` by `invalidator policy doc`.\n\n", source)
+	b.WriteString("## Families\n\n")
+	b.WriteString("| family | template | class | TTL | strategy | mode | owner | invalidated by |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, name := range p.FamilyNames() {
+		f := p.Families[name]
+		strategy := string(f.Strategy)
+		if f.MaxKeys > 0 {
+			strategy += fmt.Sprintf(" (max_keys %d)", f.MaxKeys)
+		}
+		events := p.EventsOf(name)
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", md(name), strings.ReplaceAll(f.Template.String(), "|", `\|`), md(f.Class),
+			ttlText(f.TTL, f.Jitter), md(strategy), md(string(f.Mode)), orDash(f.Owner), orDash(strings.Join(events, ", ")))
+	}
+	if len(p.Events) > 0 {
+		b.WriteString("\n## Events\n\n")
+		b.WriteString("| event | attributes | invalidates | owner | description |\n")
+		b.WriteString("| --- | --- | --- | --- | --- |\n")
+		for _, name := range p.EventNames() {
+			e := p.Events[name]
+			var inv []string
+			for _, i := range e.Invalidates {
+				inv = append(inv, invalidationText(p, i))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", md(name), orDash(strings.Join(e.Attributes, ", ")),
+				strings.Join(inv, "<br>"), orDash(e.Owner), orDash(e.Description))
+		}
+	}
+	b.WriteString("\n## Freshness classes\n\n")
+	b.WriteString("| class | TTL | queue | weight | retries | timeout | backoff | second delete |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, name := range classNames(p) {
+		c := p.Classes[name]
+		second := "—"
+		if c.SecondDelete > 0 {
+			second = "after " + c.SecondDelete.String()
+		}
+		def := ""
+		if name == p.DefaultClass {
+			def = " (default)"
+		}
+		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
+			md(c.Queue), c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// invalidationText says what one invalidation of an event does:
+// "product_price by pattern (sku = id, currency = *)".
+func invalidationText(p *keyspec.Policy, inv keyspec.Invalidation) string {
+	f := p.Families[inv.Family]
+	verb := "delete"
+	switch {
+	case f.Strategy == keyspec.StrategyVersion:
+		verb = "bump"
+	case len(inv.Wildcard) > 0:
+		verb = "pattern delete"
+	}
+	var params []string
+	for _, param := range f.Template.Params() {
+		switch attr, mapped := inv.Params[param]; {
+		case slices.Contains(inv.Wildcard, param):
+			params = append(params, param+" = *")
+		case mapped:
+			params = append(params, param+" = "+attr)
+		}
+	}
+	s := verb + " " + md(inv.Family)
+	if len(params) > 0 {
+		s += " (" + md(strings.Join(params, ", ")) + ")"
+	}
+	return s
+}
+
+// classNames returns the policy's class names, sorted.
+func classNames(p *keyspec.Policy) []string {
+	return slices.Sorted(maps.Keys(p.Classes))
+}
+
+func ttlText(ttl time.Duration, jitter float64) string {
+	if ttl == 0 {
+		return "none"
+	}
+	if jitter == 0 {
+		return ttl.String()
+	}
+	return fmt.Sprintf("%s ±%g%%", ttl, jitter*100)
+}
+
+// md escapes the characters that would break a Markdown table cell.
+func md(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ", "*", `\*`, "_", `\_`).Replace(s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return md(s)
+}
+
+// explainRow is one action of `policy explain`.
+type explainRow struct {
+	Action   string `json:"action"`
+	Family   string `json:"family"`
+	Class    string `json:"class"`
+	Mode     string `json:"mode"`
+	Key      string `json:"key,omitempty"`
+	Pattern  string `json:"pattern,omitempty"`
+	Matching *int64 `json:"matching_keys,omitempty"` // with a cache to count in
+	Version  *int64 `json:"current_version,omitempty"`
+}
+
+func newPolicyExplainCmd(a *app) *cobra.Command {
+	var (
+		asJSON   bool
+		cacheURL string
+	)
+	cmd := &cobra.Command{
+		Use:   "explain EVENT [ATTRIBUTE=VALUE...]",
+		Short: "Show exactly which keys, patterns and versions an event invalidates",
+		Long: `Resolve an event against the policy (--policy) and print each action it
+would take: the keys it deletes, the patterns it deletes by, the versions it
+bumps, with each family's class and mode. Nothing is enqueued.
+
+Given a live cache (--redis or --cache-redis), it also counts the keys each
+action would remove (a SCAN per pattern, read-only) and reads the current
+versions.`,
+		Example: `  invalidator policy explain product.updated id=7 --policy examples/policy.yaml
+  invalidator policy explain product.updated id=7 --redis redis://127.0.0.1:6379 --json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := minArgs(1)(cmd, args); err != nil {
+				return err
+			}
+			attrs, err := parseParams(args[1:])
+			if err != nil {
+				return err
+			}
+			p, err := a.loadPolicy()
+			if err != nil {
+				return err
+			}
+			actions, err := p.Resolve(args[0], attrs)
+			if err != nil {
+				return err
+			}
+			var cache redis.UniversalClient
+			if cmd.Flag("redis").Changed || cacheURL != "" {
+				if cache, err = a.cacheRedis(cmd.Context(), cacheURL); err != nil {
+					return err
+				}
+				defer cache.Close()
+			}
+			rows := make([]explainRow, 0, len(actions))
+			for _, act := range actions {
+				r := explainRow{Action: string(act.Kind), Family: act.Family.Name, Class: act.Family.Class,
+					Mode: string(act.Family.Mode), Key: act.Key, Pattern: act.Pattern}
+				if cache != nil {
+					if err := countAction(cmd, cache, act, &r); err != nil {
+						return err
+					}
+				}
+				rows = append(rows, r)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(map[string]any{"event": args[0], "attributes": attrs, "actions": rows})
+			}
+			e := p.Events[args[0]]
+			fmt.Fprintf(out, "event %s", args[0])
+			if e.Owner != "" {
+				fmt.Fprintf(out, " (owner %s)", e.Owner)
+			}
+			fmt.Fprintln(out)
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			header := "ACTION\tFAMILY\tCLASS\tMODE\tKEY OR PATTERN"
+			if cache != nil {
+				header += "\tIN CACHE"
+			}
+			fmt.Fprintln(tw, header)
+			for _, r := range rows {
+				target := r.Key + r.Pattern
+				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%q", r.Action, r.Family, r.Class, r.Mode, target)
+				switch {
+				case r.Matching != nil:
+					line += fmt.Sprintf("\t%d keys", *r.Matching)
+				case r.Version != nil:
+					line += fmt.Sprintf("\tversion %d", *r.Version)
+				case cache != nil:
+					line += "\tno version yet"
+				}
+				fmt.Fprintln(tw, line)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().StringVar(&cacheURL, "cache-redis", "", "count in this cache Redis; --redis counts in the queue Redis, or in "+envCacheRedisURL+" when set")
+	return cmd
+}
+
+// countAction fills in how much of the cache an action would touch.
+func countAction(cmd *cobra.Command, cache redis.UniversalClient, act keyspec.Action, r *explainRow) error {
+	ctx := cmd.Context()
+	switch act.Kind {
+	case keyspec.ActionDelete:
+		n, err := cache.Exists(ctx, act.Key).Result()
+		if err != nil {
+			return &unreachableError{fmt.Errorf("count %q: %w", act.Key, err)}
+		}
+		r.Matching = &n
+	case keyspec.ActionPattern:
+		n, err := countMatching(ctx, cache, act.Pattern)
+		if err != nil {
+			return &unreachableError{err}
+		}
+		r.Matching = &n
+	case keyspec.ActionBump:
+		v, err := cache.Get(ctx, act.Key).Int64()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read version %q: %w", act.Key, err)
+		}
+		r.Version = &v
+	}
+	return nil
 }

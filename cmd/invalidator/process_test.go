@@ -93,7 +93,16 @@ func TestProcess(t *testing.T) {
 	cli("enqueue", "family", "user_profile", "id=*")
 	gone("user:*:profile")
 	require.Equal(t, int64(len(family)), db.Client.Exists(ctx, family...).Val(), "id=* must not widen the delete")
-	cli("enqueue", "family", "user_profile")
+	// 2,000 keys is above --confirm-above: without a terminal it needs --yes.
+	refused := exec.Command(bin, "enqueue", "family", "user_profile")
+	refused.Env = env
+	out, err = refused.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "2000 keys match user:*:profile")
+	require.Contains(t, string(out), "without --yes")
+	require.Contains(t, cli("enqueue", "family", "user_profile", "--dry-run"), "2000 keys match")
+	require.Equal(t, int64(len(family)), db.Client.Exists(ctx, family...).Val(), "a refused or dry-run delete deleted")
+	cli("enqueue", "family", "user_profile", "--yes")
 	gone(family...)
 	require.Equal(t, int64(len(others)), db.Client.Exists(ctx, others...).Val(), "only the family may go")
 
@@ -119,6 +128,36 @@ func TestProcess(t *testing.T) {
 	require.NoError(t, insp.UnpauseQueue("invalidator-standard"))
 	require.Contains(t, cli("dead", "retry", "--all"), "2 tasks put back") // with the poison one
 	gone("revived")
+
+	// SIGHUP reloads the policy: a new event in shadow mode counts and keeps
+	// the key; a broken file is refused and the old policy stays; enforce
+	// then deletes.
+	reload := func(body, want string) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(policy, []byte(body), 0o600))
+		before := strings.Count(logs.String(), want)
+		require.NoError(t, worker.Process.Signal(syscall.SIGHUP))
+		require.Eventually(t, func() bool { return strings.Count(logs.String(), want) > before },
+			10*time.Second, 5*time.Millisecond, "no %q in worker logs:\n%s", want, &logs)
+	}
+	withEvent := func(mode string) string {
+		return strings.Replace(cliPolicy, "    class: standard\n", "    class: standard\n    mode: "+mode+"\n", 1) +
+			"events:\n  user.updated:\n    attributes: [id]\n    invalidates: [user_profile]\n"
+	}
+	reload(withEvent("shadow"), "policy reloaded")
+	require.Contains(t, logs.String(), "family mode changed")
+	require.NoError(t, db.Client.Set(ctx, "user:{1}:profile", 1, 0).Err())
+	require.NoError(t, db.Client.Set(ctx, "user:1:profile", 1, 0).Err())
+	cli("enqueue", "event", "user.updated", "id=1")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "shadow mode: would delete key") },
+		10*time.Second, 5*time.Millisecond, "worker logs:\n%s", &logs)
+	require.Equal(t, int64(1), db.Client.Exists(ctx, "user:1:profile").Val(), "shadow mode deleted the key")
+
+	reload(withEvent("shadow")+"  broken: {", "policy reload refused")
+	require.Contains(t, logs.String(), policy+":")
+	reload(withEvent("enforce"), "policy reloaded")
+	cli("enqueue", "event", "user.updated", "id=1")
+	gone("user:1:profile")
 
 	// SIGTERM: a clean, prompt exit.
 	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))

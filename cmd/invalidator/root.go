@@ -98,7 +98,7 @@ func isInputError(err error) bool {
 	for _, target := range []error{
 		keyspec.ErrUnknownFamily, keyspec.ErrUnknownClass, keyspec.ErrMissingParam, keyspec.ErrUnknownParam,
 		keyspec.ErrEmptyParam, keyspec.ErrUnsafePattern, keyspec.ErrNotVersioned, keyspec.ErrVersioned,
-		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, tasks.ErrInvalid, enqueue.ErrUnknownQueue,
+		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, keyspec.ErrUnknownEvent, tasks.ErrInvalid, enqueue.ErrUnknownQueue,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -146,6 +146,8 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 		newDeadCmd(a),
 		newPolicyCmd(a),
 		newBenchCmd(a),
+		newDashboardCmd(a),
+		newExporterCmd(a),
 	)
 	return root
 }

@@ -1,10 +1,20 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -16,6 +26,7 @@ type workerOpts struct {
 	retryCheck      time.Duration
 	scanCount       int
 	familyRate      float64
+	metricsAddr     string
 }
 
 func (o *workerOpts) validate() error {
@@ -44,7 +55,12 @@ func newWorkerCmd(a *app) *cobra.Command {
 		Long: `Run a worker: take invalidation tasks from the queues of the policy's classes
 and apply them to the cache Redis. Several workers can run against the same
 queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
---shutdown-timeout, and hands the rest back to the queue.`,
+--shutdown-timeout, and hands the rest back to the queue.
+
+SIGHUP reloads the --policy file: family modes, templates, events, TTLs and
+retry budgets apply to the next task. A file with errors is refused with
+them listed (FILE:LINE), and the worker keeps its current policy; so is a
+change to the classes' queues or weights, which needs a restart.`,
 		Example: `  invalidator worker --redis redis://127.0.0.1:6379 --policy examples/policy.yaml
   invalidator worker --redis redis://queue:6379 --cache-redis redis+cluster://cache-1:6379,cache-2:6379`,
 		Args: noArgs,
@@ -69,11 +85,32 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 				}
 				defer cache.Close()
 			}
+			var metrics *worker.Metrics
+			var waitMetrics func() error
+			mctx, stopMetrics := context.WithCancel(ctx)
+			defer stopMetrics()
+			if addr := a.env(o.metricsAddr, envMetricsAddr, ""); addr != "" {
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+					collectors.NewBuildInfoCollector())
+				if metrics, err = worker.NewMetrics(reg); err != nil {
+					return err
+				}
+				ready := map[string]redis.UniversalClient{"queue Redis": queue, "cache Redis": cache}
+				bound, wait, err := serveMetrics(mctx, addr, reg, ready, a.log)
+				if err != nil {
+					return err
+				}
+				waitMetrics = wait
+				a.log.Info("metrics server started", "addr", bound)
+				fmt.Fprintf(cmd.ErrOrStderr(), "worker: metrics on http://%s/metrics, health on /healthz and /readyz\n", bound)
+			}
 			w, err := worker.New(worker.Config{
 				Queue:              queue,
 				Cache:              cache,
 				Policy:             policy,
 				Logger:             a.log,
+				Metrics:            metrics,
 				Concurrency:        o.concurrency,
 				PollInterval:       o.pollInterval,
 				RetryCheckInterval: o.retryCheck,
@@ -84,7 +121,14 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 			if err != nil {
 				return err
 			}
-			return w.Run(ctx)
+			stopReload := a.reloadOnHangup(ctx, w)
+			defer stopReload()
+			runErr := w.Run(ctx)
+			stopMetrics()
+			if waitMetrics != nil {
+				runErr = errors.Join(runErr, waitMetrics())
+			}
+			return runErr
 		},
 	}
 	f := cmd.Flags()
@@ -95,5 +139,70 @@ queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")
 	f.IntVar(&o.scanCount, "scan-count", worker.DefaultScanCount, "COUNT hint of each SCAN in family deletes")
 	f.Float64Var(&o.familyRate, "family-rate-limit", 0, "max keys/s deleted by family scans on this worker (0: no limit)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve /metrics, /healthz and /readyz on (env "+envMetricsAddr+"; default off)")
 	return cmd
+}
+
+// reloadOnHangup reloads the policy file into w on every SIGHUP until ctx
+// ends or the returned stop is called.
+func (a *app) reloadOnHangup(ctx context.Context, w *worker.Worker) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				a.reloadPolicy(w)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
+// reloadPolicy loads the policy file and swaps it into w, or logs why not
+// and keeps the old one.
+func (a *app) reloadPolicy(w *worker.Worker) {
+	path := a.env(a.policy, envPolicy, "")
+	if path == "" {
+		a.log.Warn("SIGHUP: no policy file to reload; start the worker with --policy FILE")
+		return
+	}
+	p, err := keyspec.Load(path)
+	if err != nil {
+		var verrs keyspec.ValidationErrors
+		if errors.As(err, &verrs) {
+			for _, e := range verrs {
+				a.log.Error("policy reload: "+e.Error(), "file", path)
+			}
+		}
+		a.log.Error("policy reload refused; the worker keeps its current policy", "file", path, "err", err)
+		return
+	}
+	old := w.Policy()
+	if err := w.SetPolicy(p); err != nil {
+		a.log.Error("policy reload refused; the worker keeps its current policy", "file", path, "err", err)
+		return
+	}
+	for _, name := range p.FamilyNames() {
+		f := p.Families[name]
+		if of, ok := old.Families[name]; !ok {
+			a.log.Info("policy reload: family added", "family", name, "mode", f.Mode)
+		} else if of.Mode != f.Mode {
+			a.log.Info("policy reload: family mode changed", "family", name, "from", of.Mode, "to", f.Mode)
+		}
+	}
+	for _, name := range old.FamilyNames() {
+		if _, ok := p.Families[name]; !ok {
+			a.log.Warn("policy reload: family removed; its queued tasks will go to the dead letter", "family", name)
+		}
+	}
+	a.log.Info("policy reloaded", "file", path, "families", len(p.Families), "events", len(p.Events), "warnings", len(p.Warnings))
 }

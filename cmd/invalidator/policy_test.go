@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/redistest"
+)
+
+const examplePolicy = "../../examples/policy.yaml"
+
+func TestPolicyDoc(t *testing.T) {
+	t.Parallel()
+	r := invoke(t, nil, "", "policy", "doc", examplePolicy)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	for _, want := range []string{
+		"## Families",
+		"| product\\_price | `product:{sku}:price:{currency}` | critical | 30s ±5% | delete | enforce | pricing-team | price.changed, product.updated |",
+		"| catalog | `catalog` | standard | 5m0s ±20% | version | enforce | catalog-team | category.changed, product.updated |",
+		"## Events",
+		"pattern delete product\\_page (page = \\*)",
+		"## Freshness classes",
+		"| critical | 1m0s ±10% | invalidator-critical | 6 | 25 | 10s | 100ms..30s | after 1s |",
+	} {
+		require.Contains(t, r.stdout, want)
+	}
+	// One table row per family, event and class.
+	require.Equal(t, 10+8+3, strings.Count(r.stdout, "\n| ")-6, r.stdout) // less each table's header and rule
+}
+
+func TestPolicyExplain(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{envPolicy: examplePolicy}
+	r := invoke(t, env, "", "policy", "explain", "product.updated", "id=7")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	for _, want := range []string{
+		`delete   product          critical  enforce  "product:7"`,
+		`pattern  product_price    critical  enforce  "product:7:price:*"`,
+		`pattern  product_page     bulk      enforce  "product_page:7:*"`,
+		`bump     catalog          standard  enforce  "{catalog}#ver"`,
+	} {
+		require.Contains(t, r.stdout, want)
+	}
+	require.NotContains(t, r.stdout, "IN CACHE", "counted without a cache")
+
+	// Against a live cache it counts, and changes nothing.
+	db := redistest.NewDB(t)
+	set := []string{"product:7", "product_page:7:1", "product_page:7:2", "product_page:8:1", "product:7:price:EUR"}
+	for _, k := range set {
+		require.NoError(t, db.Client.Set(t.Context(), k, 1, 0).Err())
+	}
+	require.NoError(t, db.Client.Set(t.Context(), "{catalog}#ver", 42, 0).Err())
+	r = invoke(t, env, "", "policy", "explain", "product.updated", "id=7", "--redis", db.URL, "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var got struct {
+		Actions []explainRow `json:"actions"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	counts := map[string]int64{}
+	for _, a := range got.Actions {
+		switch {
+		case a.Matching != nil:
+			counts[a.Family] = *a.Matching
+		case a.Version != nil:
+			counts[a.Family] = *a.Version
+		}
+	}
+	require.Equal(t, map[string]int64{"product": 1, "product_details": 0, "product_price": 1, "product_page": 2, "catalog": 42}, counts)
+	require.Equal(t, int64(len(set)), db.Client.Exists(t.Context(), set...).Val(), "explain deleted keys")
+
+	// Mistakes are usage errors that say what is declared.
+	r = invoke(t, env, "", "policy", "explain", "product.deleted", "id=7")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, `unknown event "product.deleted"`)
+	require.Contains(t, r.stderr, "declared: category.changed")
+	r = invoke(t, env, "", "policy", "explain", "product.updated", "sku=7")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, `unknown parameter "sku": the event's attributes are id`)
+}
+
+// Every mistake the linter promises to find, in one run, each with its
+// file and line.
+func TestPolicyLintFindsEveryMistake(t *testing.T) {
+	t.Parallel()
+	bad := writePolicy(t, `version: 1
+classes:
+  standard: {ttl: 1m, jitter: 0.7}
+families:
+  user: {template: "user:{id}", class: standard}
+  account: {template: "user:{uid}", class: standard}
+  page: {template: "page:{tenant}:{id}", class: missing}
+events:
+  user.updated:
+    attributes: [id]
+    invalidates: []
+  page.updated:
+    attributes: [id]
+    invalidates: [page]
+`)
+	r := invoke(t, nil, "", "policy", "lint", bad)
+	require.Equal(t, exitFailure, r.code)
+	for _, want := range []string{
+		bad + `:3:31: classes.standard.jitter: jitter 0.7 is outside [0, 0.5]`,
+		bad + `:6:3: families.account: can render the same key as family "user"`,
+		bad + `:7:49: families.page.class: unknown class "missing"`,
+		bad + `:11:5: events.user.updated.invalidates: invalidates nothing`,
+		bad + `:14:19: events.page.updated.invalidates[0]: family page: template parameter "tenant" is not provided`,
+	} {
+		require.Contains(t, r.stdout, want)
+	}
+
+	warn := writePolicy(t, `version: 1
+classes: {standard: {ttl: 1m}}
+families:
+  user: {template: "user:{id}", class: standard}
+  orphan: {template: "orphan:{id}", class: standard}
+events:
+  user.updated: {attributes: [id], invalidates: [user]}
+`)
+	r = invoke(t, nil, "", "policy", "lint", warn)
+	require.Equal(t, exitOK, r.code, r.stdout)
+	require.Contains(t, r.stdout, warn+`:5:3: families.orphan: no event invalidates family "orphan"`)
+	require.Contains(t, r.stdout, "(warning)")
+	r = invoke(t, nil, "", "policy", "lint", "--strict", warn)
+	require.Equal(t, exitFailure, r.code)
+}
+
+func TestEnqueueEvent(t *testing.T) {
+	t.Parallel()
+	db := redistest.NewDB(t)
+	env := map[string]string{envPolicy: examplePolicy, envRedisURL: db.URL}
+	r := invoke(t, env, "", "enqueue", "event", "product.updated", "id=7", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"task_ids"`)
+
+	r = invoke(t, env, "", "enqueue", "event", "product.exploded", "id=7")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, `unknown event "product.exploded"`)
+	r = invoke(t, env, "", "enqueue", "event", "product.updated")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, `attribute "id" is required`)
+}
+
+func TestDeadRetryForceNeedsFamilyTasks(t *testing.T) {
+	t.Parallel()
+	db := redistest.NewDB(t)
+	env := map[string]string{envPolicy: examplePolicy, envRedisURL: db.URL}
+	r := invoke(t, env, "", "dead", "retry", "--force", "--all")
+	require.Equal(t, exitUsage, r.code)
+	require.Contains(t, r.stderr, "give their task IDs, not --all")
+}

@@ -1,0 +1,158 @@
+package deploy_test
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/invalidator/invalidator/internal/queuestats"
+	"github.com/invalidator/invalidator/worker"
+)
+
+// rulesFile is the part of the Prometheus rules format the test reads.
+type rulesFile struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Record      string            `yaml:"record"`
+			Expr        string            `yaml:"expr"`
+			For         string            `yaml:"for"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+// recorder is a prometheus.Registerer that keeps what it is given.
+type recorder struct{ cs []prometheus.Collector }
+
+func (r *recorder) Register(c prometheus.Collector) error   { r.cs = append(r.cs, c); return nil }
+func (r *recorder) MustRegister(cs ...prometheus.Collector) { r.cs = append(r.cs, cs...) }
+func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
+
+var fqNameRE = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// metricNames returns the names the collectors describe.
+func metricNames(t *testing.T, cs ...prometheus.Collector) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	for d := range ch {
+		m := fqNameRE.FindStringSubmatch(d.String())
+		require.NotNil(t, m, "desc %s", d)
+		names[m[1]] = true
+	}
+	return names
+}
+
+// knownMetrics are the names the worker and the exporter register.
+func knownMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	rec := &recorder{}
+	_, err := worker.NewMetrics(rec)
+	require.NoError(t, err)
+	client := redis.NewClient(&redis.Options{}) // never used: Describe reads no Redis
+	t.Cleanup(func() { _ = client.Close() })
+	qs, err := queuestats.New(queuestats.Config{Client: client})
+	require.NoError(t, err)
+	names := metricNames(t, append(rec.cs, qs)...)
+	require.NotEmpty(t, names)
+	return names
+}
+
+// Histograms and summaries are queried through derived series.
+var seriesSuffixes = []string{"_bucket", "_sum", "_count"}
+
+var metricRefRE = regexp.MustCompile(`\binvalidator_[a-z0-9_]+`)
+
+func TestPrometheusRules(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("prometheus-rules.yaml")
+	require.NoError(t, err)
+	var f rulesFile
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true) // a typo in a field name fails here, not in Prometheus
+	require.NoError(t, dec.Decode(&f))
+	known := knownMetrics(t)
+
+	var alerts []string
+	for _, g := range f.Groups {
+		require.NotEmpty(t, g.Name)
+		for _, r := range g.Rules {
+			require.NotEmpty(t, r.Alert, "every rule here is an alert")
+			require.NotContains(t, alerts, r.Alert, "alert names are unique")
+			alerts = append(alerts, r.Alert)
+			require.Contains(t, []string{"warning", "critical"}, r.Labels["severity"], r.Alert)
+			require.NotEmpty(t, r.Annotations["summary"], r.Alert)
+			require.Equal(t, strings.Count(r.Expr, "("), strings.Count(r.Expr, ")"), "%s: unbalanced parentheses", r.Alert)
+
+			refs := metricRefRE.FindAllString(r.Expr, -1)
+			require.NotEmpty(t, refs, "%s uses no invalidator metric", r.Alert)
+			for _, ref := range refs {
+				name := ref
+				for _, s := range seriesSuffixes {
+					if base, ok := strings.CutSuffix(ref, s); ok && known[base] {
+						name = base
+					}
+				}
+				require.True(t, known[name], "%s uses %s, which no collector registers (known: %v)", r.Alert, ref, sortedKeys(known))
+			}
+		}
+	}
+	// The alerts the issue asks for.
+	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing"} {
+		require.Contains(t, alerts, want)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// The Dockerfile and the units keep the properties the issue asks for.
+func TestDeployFiles(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		b, err := os.ReadFile(name)
+		require.NoError(t, err)
+		return string(b)
+	}
+	docker := read("Dockerfile")
+	for _, want := range []string{
+		"FROM golang:1.26 AS build", "CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`,
+		"FROM gcr.io/distroless/static-debian12:nonroot", "USER nonroot",
+		`ENTRYPOINT ["/invalidator"]`, `CMD ["worker"]`, "EXPOSE 9464",
+	} {
+		require.Contains(t, docker, want)
+	}
+	require.NotRegexp(t, `(?m)^(CMD|ENTRYPOINT) [^\[]`, docker, "exec form only: there is no shell")
+
+	unit := read("invalidator-worker.service")
+	for _, want := range []string{
+		"User=invalidator", "EnvironmentFile=/etc/invalidator/env", "Restart=on-failure",
+		"NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+		"KillSignal=SIGTERM", "ExecReload=/bin/kill -HUP $MAINPID", "TimeoutStopSec=30s",
+	} {
+		require.Contains(t, unit, want)
+	}
+	require.NotRegexp(t, `(?m)^ExecStart=.*redis`, unit, "no URL (and password) on the command line")
+}

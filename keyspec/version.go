@@ -3,6 +3,7 @@ package keyspec
 import (
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Suffixes of a version family's keys. They differ after "#v", so a data key
@@ -42,6 +43,28 @@ func (f *Family) DataKey(params map[string]string, version int64) (string, error
 		return "", err
 	}
 	return p + dataKeyInfix + strconv.FormatInt(version, 10), nil
+}
+
+// DataKeyPrefix returns the data keys' common prefix: DataKey(params, v) is
+// the prefix followed by v in decimal. Lua scripts that read the version and
+// then the data key build the latter from it.
+func (f *Family) DataKeyPrefix(params map[string]string) (string, error) {
+	p, err := f.versionPrefix("data key", params)
+	if err != nil {
+		return "", err
+	}
+	return p + dataKeyInfix, nil
+}
+
+// VersionKeyTTL is the TTL a version key gets: twice the longest-lived data
+// entry of the family (TTL plus jitter), so it never expires under live
+// data; 0, no expiry, when the family keeps data forever. The worker's bump
+// and cacheaside's versioned reads both set it.
+func (f *Family) VersionKeyTTL() time.Duration {
+	if f.TTL <= 0 {
+		return 0
+	}
+	return 2 * time.Duration(float64(f.TTL)*(1+f.Jitter))
 }
 
 // versionPrefix returns P, the slot-carrying prefix of the version and data

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -146,4 +147,24 @@ func randomValue(r *rand.Rand, alphabet string) string {
 		b[i] = alphabet[r.IntN(len(alphabet))]
 	}
 	return string(b)
+}
+
+func TestDataKeyPrefixAndVersionKeyTTL(t *testing.T) {
+	t.Parallel()
+	f, err := NewFamily("feed", "feed:{user}", FamilyOptions{Strategy: StrategyVersion, HashTag: "user", TTL: time.Minute, Jitter: 0.5})
+	require.NoError(t, err)
+	params := map[string]string{"user": "42"}
+	prefix, err := f.DataKeyPrefix(params)
+	require.NoError(t, err)
+	key, err := f.DataKey(params, 1234)
+	require.NoError(t, err)
+	require.Equal(t, prefix+"1234", key)
+	require.Equal(t, 3*time.Minute, f.VersionKeyTTL())
+
+	f.TTL = 0
+	require.Zero(t, f.VersionKeyTTL())
+	d, err := NewFamily("d", "d:{id}", FamilyOptions{})
+	require.NoError(t, err)
+	_, err = d.DataKeyPrefix(map[string]string{"id": "1"})
+	require.ErrorIs(t, err, ErrNotVersioned)
 }

@@ -35,10 +35,10 @@ var errBatchFailed = errors.New("pipeline failed without a command error; the ke
 // batch are unaffected.
 type batcher struct {
 	client   redis.UniversalClient
-	cluster  bool // group by hash slot: no multi-key command may cross slots
-	maxKeys  int  // keys taken into one batch, unless one request alone is larger
-	chunk    int  // keys in one UNLINK
-	inFlight int  // batches sent at once
+	cluster  bool     // group by hash slot: no multi-key command may cross slots
+	maxKeys  int      // keys taken into one batch, unless one request alone is larger
+	chunk    int      // keys in one UNLINK
+	inFlight int      // batches sent at once
 	target   string   // the cache target's name, for metrics
 	metrics  *Metrics // nil: none
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -66,22 +65,11 @@ func (w *Worker) bump(ctx context.Context, cache redis.UniversalClient, fam *key
 		log.Info("shadow mode: would bump version")
 		return nil
 	}
-	v, err := bumpScript.Run(ctx, cache, []string{key}, versionKeyTTL(fam).Milliseconds()).Int64()
+	v, err := bumpScript.Run(ctx, cache, []string{key}, fam.VersionKeyTTL().Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("bump version of family %q (key %q): %w", fam.Name, key, err)
 	}
 	w.metrics.eventAction(event, fam.Name, actionBump)
 	log.Debug("version bumped", "version", v)
 	return nil
-}
-
-// versionKeyTTL outlives the longest-lived data entry of the family, so the
-// version key does not expire under live data; 0 (no expiry) when the family
-// keeps data forever.
-func versionKeyTTL(f *keyspec.Family) time.Duration {
-	if f.TTL <= 0 {
-		return 0
-	}
-	longest := time.Duration(float64(f.TTL) * (1 + f.Jitter))
-	return 2 * longest
 }

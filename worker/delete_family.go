@@ -68,8 +68,13 @@ func parseCheckpoint(s string) (checkpoint, bool) {
 // Fields of a checkpoint hash besides the per-node cursors. Node IDs are
 // "standalone" or host:port, so they never start with '_'.
 const (
-	fieldDeleted = "_deleted" // keys deleted so far, over every run of the scan
-	fieldForce   = "_force"   // "1": an operator lifted max_keys for this scan
+	fieldDeleted  = "_deleted"  // keys deleted so far, over every run of the scan
+	fieldScanned  = "_scanned"  // keys SCAN returned in this run, for progress displays
+	fieldFinished = "_finished" // "1": the scan completed
+
+	// finishedCheckpointTTL is how long a finished scan's counts remain.
+	finishedCheckpointTTL = 10 * time.Minute
+	fieldForce            = "_force" // "1": an operator lifted max_keys for this scan
 )
 
 // errMaxKeys stops a scan that would delete more than its family's
@@ -179,9 +184,14 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	case err != nil:
 		return fmt.Errorf("delete family %q (pattern %q): %w", fam.Name, pattern, err)
 	}
-	if err := w.cfg.Queue.Del(ctx, ck).Err(); err != nil {
-		// The family is gone; a leftover checkpoint only expires later.
-		log.Warn("could not remove scan checkpoint", "key", ck, "err", err)
+	// The finished checkpoint stays a little while, so a progress display
+	// (enqueue family --wait) can read the final counts.
+	pipe := w.cfg.Queue.TxPipeline()
+	pipe.HSet(ctx, ck, fieldFinished, "1", fieldScanned, scanned.Load(), fieldDeleted, deleted.Load())
+	pipe.PExpire(ctx, ck, finishedCheckpointTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		// The family is gone; the checkpoint only expires later.
+		log.Warn("could not mark scan checkpoint finished", "key", ck, "err", err)
 	}
 	if dryRun {
 		w.metrics.eventAction(event, fam.Name, actionShadow)
@@ -192,6 +202,47 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	w.metrics.eventAction(event, fam.Name, actionPattern)
 	log.Info("family deleted", attrs...)
 	return nil
+}
+
+// ScanProgress is what FamilyDeleteProgress reads of a running family
+// delete.
+type ScanProgress struct {
+	// Found is false when no checkpoint exists: the scan has not saved one
+	// yet, or finished more than 10 minutes ago.
+	Found bool
+	// Finished is true once the scan has completed on every node.
+	Finished bool
+	// Scanned counts the keys SCAN matched in the current run; Deleted the
+	// keys deleted over every run. Both are as of the last checkpoint save
+	// (every 100ms).
+	Scanned, Deleted int64
+	// Nodes and NodesDone count the cache masters with a cursor, and those
+	// finished.
+	Nodes, NodesDone int
+}
+
+// FamilyDeleteProgress reads the checkpoint of the family delete that the
+// task with this ID started, for progress displays.
+func FamilyDeleteProgress(ctx context.Context, queue redis.UniversalClient, taskID string) (ScanProgress, error) {
+	h, err := queue.HGetAll(ctx, checkpointKey(taskID)).Result()
+	if err != nil {
+		return ScanProgress{}, fmt.Errorf("read scan progress of %s: %w", taskID, err)
+	}
+	var p ScanProgress
+	p.Found = len(h) > 0
+	p.Finished = h[fieldFinished] == "1"
+	p.Scanned, _ = strconv.ParseInt(h[fieldScanned], 10, 64)
+	p.Deleted, _ = strconv.ParseInt(h[fieldDeleted], 10, 64)
+	for k, v := range h {
+		if strings.HasPrefix(k, "_") {
+			continue
+		}
+		p.Nodes++
+		if cp, ok := parseCheckpoint(v); ok && cp.done {
+			p.NodesDone++
+		}
+	}
+	return p, nil
 }
 
 // ForceFamilyDelete lifts max_keys for the family delete that the task
@@ -282,7 +333,7 @@ func (s *nodeScan) run(ctx context.Context) error {
 		s.safe = p.next
 		if p.next == 0 {
 			stop()
-			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true}, s.deleted.Load())
+			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true}, s.scanned.Load(), s.deleted.Load())
 		}
 		// Saving every page would put a round trip to the queue Redis in
 		// every page's path; every checkpointInterval costs a crash at most
@@ -379,7 +430,7 @@ func (s *nodeScan) stopAt(ctx context.Context, err error) error {
 }
 
 func (s *nodeScan) save(ctx context.Context) error {
-	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}, s.deleted.Load()); err != nil {
+	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}, s.scanned.Load(), s.deleted.Load()); err != nil {
 		return err
 	}
 	s.saved = s.safe
@@ -432,12 +483,13 @@ func serverRunID(ctx context.Context, node redis.UniversalClient) (string, error
 	return "", errors.New("read run_id: INFO server has no run_id")
 }
 
-// saveCheckpoint stores one node's cursor and the scan's deleted total. The
-// total may lag by the pages since the last save; it is used only for
-// max_keys, which a crash thus loosens by at most that much.
-func (w *Worker) saveCheckpoint(ctx context.Context, ck, nodeID string, cp checkpoint, deleted int64) error {
+// saveCheckpoint stores one node's cursor and the scan's totals. The deleted
+// total may lag by the pages since the last save; it is used for max_keys,
+// which a crash thus loosens by at most that much, and with the scanned
+// count for progress displays (FamilyDeleteProgress).
+func (w *Worker) saveCheckpoint(ctx context.Context, ck, nodeID string, cp checkpoint, scanned, deleted int64) error {
 	pipe := w.cfg.Queue.TxPipeline()
-	pipe.HSet(ctx, ck, nodeID, cp.String(), fieldDeleted, deleted)
+	pipe.HSet(ctx, ck, nodeID, cp.String(), fieldScanned, scanned, fieldDeleted, deleted)
 	pipe.PExpire(ctx, ck, w.cfg.CheckpointTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save scan checkpoint %s: %w", ck, err)

@@ -91,7 +91,7 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, cont, pending[0].ID, w.log))
 	require.Zero(t, CountExisting(t, rdb, family...))
 	require.Equal(t, len(others), CountExisting(t, rdb, others...))
-	require.Zero(t, rdb.Exists(ctx, checkpointKey("task-1")).Val())
+	requireFinished(t, rdb, "task-1")
 }
 
 // A node marked done by the same Redis process is skipped on resume.
@@ -104,7 +104,7 @@ func TestDeleteFamilySkipsFinishedNodes(t *testing.T) {
 	require.NoError(t, err)
 	runID, err := serverRunID(ctx, rdb)
 	require.NoError(t, err)
-	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}, 0))
+	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}, 0, 0))
 	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
 	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
 	require.Equal(t, len(keys), CountExisting(t, rdb, keys...))
@@ -121,7 +121,7 @@ func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
 	require.NoError(t, err)
 	for _, cp := range []checkpoint{{runID: "another-process", cursor: 1 << 40}, {runID: "another-process", done: true}} {
 		fill(t, rdb, 2000, "item:s1:%d")
-		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp, 0))
+		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp, 0, 0))
 		task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
 		require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t3", w.log))
 		require.Zero(t, CountExisting(t, rdb, keys...), "checkpoint %v was trusted", cp)
@@ -164,12 +164,6 @@ type fixedRand float64
 
 func (f fixedRand) Float64() float64 { return float64(f) }
 
-func TestVersionKeyTTL(t *testing.T) {
-	t.Parallel()
-	require.Zero(t, versionKeyTTL(&keyspec.Family{}))
-	require.Equal(t, 2*time.Duration(float64(time.Minute)*1.5), versionKeyTTL(&keyspec.Family{TTL: time.Minute, Jitter: 0.5}))
-}
-
 // loadCheckpoint reads one node's cursor of a scan, for assertions.
 func (w *Worker) loadCheckpoint(ctx context.Context, ck, nodeID string) (checkpoint, error) {
 	v, err := w.cfg.Queue.HGet(ctx, ck, nodeID).Result()
@@ -181,4 +175,15 @@ func (w *Worker) loadCheckpoint(ctx context.Context, ck, nodeID string) (checkpo
 	}
 	cp, _ := parseCheckpoint(v)
 	return cp, nil
+}
+
+// requireFinished checks that a scan's checkpoint says it finished, with
+// every node done, and that it will expire.
+func requireFinished(t *testing.T, queue redis.UniversalClient, scanID string) {
+	t.Helper()
+	p, err := FamilyDeleteProgress(context.Background(), queue, scanID)
+	require.NoError(t, err)
+	require.True(t, p.Finished, "%+v", p)
+	require.Equal(t, p.Nodes, p.NodesDone, "%+v", p)
+	require.Positive(t, queue.PTTL(context.Background(), checkpointKey(scanID)).Val())
 }

@@ -157,9 +157,9 @@ const defaultConfirmAbove = 1000
 
 func newEnqueueFamilyCmd(a *app, o *enqueueOpts) *cobra.Command {
 	var (
-		yes, dryRun  bool
-		confirmAbove int64
-		cacheURL     string
+		yes, dryRun, wait bool
+		confirmAbove      int64
+		cacheURL          string
 	)
 	cmd := &cobra.Command{
 		Use:   "family FAMILY [PARAM=VALUE...]",
@@ -171,10 +171,14 @@ First it counts the matching keys in the cache (a SCAN of the whole
 keyspace, as the delete itself does) and prints the count. Above
 --confirm-above keys it asks on a terminal, and refuses without one; --yes
 skips the count and the question. The worker still stops at the family's
-max_keys, if the policy sets one.`,
+max_keys, if the policy sets one.
+
+--wait follows the delete until it finishes: keys scanned and deleted and
+the rate, on one updating line on a terminal; with --json, one object at the
+end. Ctrl-C stops waiting, not the delete.`,
 		Example: `  invalidator enqueue family product_price sku=42 --policy examples/policy.yaml
   invalidator enqueue family catalog_page category=shoes --dry-run
-  invalidator enqueue family catalog_page category=shoes --yes`,
+  invalidator enqueue family catalog_page category=shoes --yes --wait`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := minArgs(1)(cmd, args); err != nil {
 				return err
@@ -203,10 +207,14 @@ max_keys, if the policy sets one.`,
 			if err != nil {
 				return err
 			}
+			if wait {
+				return a.waitFamilyDelete(cmd, o, id)
+			}
 			return o.print(cmd.OutOrStdout(), []string{id})
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&wait, "wait", false, "follow the delete until it finishes, showing progress")
 	f.BoolVarP(&yes, "yes", "y", false, "do not count or ask first")
 	f.BoolVar(&dryRun, "dry-run", false, "count the matching keys and enqueue nothing")
 	f.Int64Var(&confirmAbove, "confirm-above", defaultConfirmAbove, "ask for confirmation when more keys than this match")

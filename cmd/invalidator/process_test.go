@@ -102,8 +102,12 @@ func TestProcess(t *testing.T) {
 	require.Contains(t, string(out), "without --yes")
 	require.Contains(t, cli("enqueue", "family", "user_profile", "--dry-run"), "2000 keys match")
 	require.Equal(t, int64(len(family)), db.Client.Exists(ctx, family...).Val(), "a refused or dry-run delete deleted")
-	cli("enqueue", "family", "user_profile", "--yes")
-	gone(family...)
+	waited := cli("enqueue", "family", "user_profile", "--yes", "--wait", "--json")
+	require.Zero(t, db.Client.Exists(ctx, family...).Val(), "--wait returned before the delete finished")
+	var fd familyDeleteResult
+	require.NoError(t, json.Unmarshal([]byte(waited), &fd), waited)
+	require.Equal(t, int64(len(family)), fd.Deleted)
+	require.Len(t, fd.TaskIDs, 1)
 	require.Equal(t, int64(len(others)), db.Client.Exists(ctx, others...).Val(), "only the family may go")
 
 	// A garbage payload from a plain asynq client is archived; the worker goes on.

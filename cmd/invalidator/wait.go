@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/invalidator/invalidator/worker"
+)
+
+// familyDeleteResult is the --wait --json output of enqueue family.
+type familyDeleteResult struct {
+	TaskIDs    []string `json:"task_ids"`
+	Scanned    int64    `json:"scanned"`
+	Deleted    int64    `json:"deleted"`
+	Seconds    float64  `json:"seconds"`
+	KeysPerSec float64  `json:"keys_per_sec"`
+}
+
+// waitFamilyDelete follows a family delete through its checkpoint until it
+// finishes, and fails if the task lands in the dead letter.
+func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) error {
+	ctx := cmd.Context()
+	rdb, err := a.queueRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	policy, err := a.loadPolicy()
+	if err != nil {
+		return err
+	}
+	queues := policy.Queues()
+	if o.queue != "" {
+		queues = []string{o.queue}
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	errw := cmd.ErrOrStderr()
+	f, isFile := errw.(*os.File)
+	tty := isFile && isTerminal(f)
+	start := time.Now()
+	lastLine := time.Time{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p, err := worker.FamilyDeleteProgress(ctx, rdb, id)
+		if err != nil {
+			return &unreachableError{err}
+		}
+		elapsed := time.Since(start)
+		rate := float64(p.Deleted) / max(elapsed.Seconds(), 1e-3)
+		if p.Finished {
+			if tty {
+				fmt.Fprint(errw, "\r\033[K")
+			}
+			if o.asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(familyDeleteResult{
+					TaskIDs: []string{id}, Scanned: p.Scanned, Deleted: p.Deleted, Seconds: elapsed.Seconds(), KeysPerSec: rate})
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\ndeleted %d keys (scanned %d) in %s, %.0f keys/s\n",
+				id, p.Deleted, p.Scanned, elapsed.Round(time.Millisecond), rate)
+			return err
+		}
+		if reason, dead := archivedReason(insp, queues, id); dead {
+			if tty {
+				fmt.Fprintln(errw)
+			}
+			return fmt.Errorf("family delete %s went to the dead letter after deleting %d keys: %s (see 'invalidator dead list')", id, p.Deleted, reason)
+		}
+		status := fmt.Sprintf("scanned %d  deleted %d  %.0f keys/s  %s", p.Scanned, p.Deleted, rate, elapsed.Round(time.Second))
+		if p.Nodes > 1 {
+			status += fmt.Sprintf("  nodes done %d/%d", p.NodesDone, p.Nodes)
+		}
+		switch {
+		case tty:
+			fmt.Fprintf(errw, "\r\033[K%s", status)
+		case !o.asJSON && time.Since(lastLine) >= 5*time.Second:
+			fmt.Fprintln(errw, status)
+			lastLine = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(errw)
+			}
+			return fmt.Errorf("stopped waiting for family delete %s (it goes on in the worker): %w", id, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// archivedReason reports whether the task is in a dead letter, and why.
+func archivedReason(insp *asynq.Inspector, queues []string, id string) (string, bool) {
+	for _, q := range queues {
+		ti, err := insp.GetTaskInfo(q, id)
+		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) || err != nil {
+			continue
+		}
+		return ti.LastErr, ti.State == asynq.TaskStateArchived
+	}
+	return "", false
+}

@@ -148,6 +148,7 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 		newBenchCmd(a),
 		newDashboardCmd(a),
 		newExporterCmd(a),
+		newCheckFreshnessCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,135 @@
+package cacheaside
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// Loader reads the value of a key from the source of truth (the database).
+// It returns ErrNotFound (which it may wrap) when the thing does not exist.
+// Its ctx ends at Config.LoadTimeout, not when the caller gives up: other
+// callers may be waiting for the same load.
+type Loader func(ctx context.Context) ([]byte, error)
+
+// Cache reads through Redis with leases. It is safe for concurrent use;
+// make one per cache Redis and share it.
+type Cache struct {
+	cfg   Config
+	rdb   redis.UniversalClient
+	log   *slog.Logger
+	m     *Metrics
+	group singleflight.Group // merges identical concurrent reads in this process
+}
+
+// New validates cfg and returns a Cache.
+func New(cfg Config) (*Cache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Cache{cfg: cfg, rdb: cfg.Redis, log: cfg.Logger, m: cfg.Metrics}, nil
+}
+
+// Get returns the value of key: from Redis on a hit, else from load, whose
+// result it stores with the TTL of Config.TTL (or Config.Class) only if no
+// invalidation deleted the key while load ran. Concurrent misses of the same
+// key share one load: within this process through singleflight, across
+// processes through the lease. A loader's ErrNotFound comes back wrapped
+// (errors.Is(err, ErrNotFound)); other loader errors come back wrapped and
+// are never cached.
+func (c *Cache) Get(ctx context.Context, key string, load Loader) ([]byte, error) {
+	look := func(ctx context.Context, marker string) (lookupResult, error) {
+		return c.readOrLease(ctx, key, marker)
+	}
+	ttl := func() time.Duration { return jitteredTTL(c.cfg.TTL, c.cfg.Jitter, c.cfg.Rand) }
+	return c.get(ctx, "k"+key, key, look, ttl, load)
+}
+
+// GetFamily is Get for a key of a delete-strategy family: the key is
+// rendered from params (keyspec.Family.Key) and its TTL comes from the
+// family (its own, else its class's) with the family's jitter. A version
+// family is refused: read it with GetVersioned.
+func (c *Cache) GetFamily(ctx context.Context, fam *keyspec.Family, params map[string]string, load Loader) ([]byte, error) {
+	if fam.Strategy == keyspec.StrategyVersion {
+		return nil, fmt.Errorf("cacheaside: get family %q: %w: read it with GetVersioned", fam.Name, keyspec.ErrVersioned)
+	}
+	key, err := fam.Key(params)
+	if err != nil {
+		return nil, fmt.Errorf("cacheaside: %w", err)
+	}
+	look := func(ctx context.Context, marker string) (lookupResult, error) {
+		return c.readOrLease(ctx, key, marker)
+	}
+	ttl := func() time.Duration { return fam.JitteredTTL(c.cfg.Rand) }
+	return c.get(ctx, "k"+key, key, look, ttl, load)
+}
+
+// readOrLease runs readOrLeaseScript on a raw key.
+func (c *Cache) readOrLease(ctx context.Context, key, marker string) (lookupResult, error) {
+	s, err := readOrLeaseScript.Run(ctx, c.rdb, []string{key}, marker, px(c.cfg.LeaseTTL)).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return lookupResult{dataKey: key, leased: true}, nil
+	case err != nil:
+		return lookupResult{}, fmt.Errorf("read key %q: %w", key, err)
+	}
+	return lookupResult{dataKey: key, value: []byte(s)}, nil
+}
+
+// get merges identical concurrent reads (flight names the read: "k" + key or
+// "v" + version key, so the two kinds never merge) and counts hits and
+// misses per caller. what names the read in errors.
+func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl func() time.Duration, load Loader) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		led := false // set only if this caller's function runs the fill
+		ch := c.group.DoChan(flight, func() (any, error) {
+			led = true
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LoadTimeout)
+			defer cancel()
+			return c.fill(fctx, look, ttl, load)
+		})
+		var res singleflight.Result
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cacheaside: get %q: %w", what, ctx.Err())
+		case res = <-ch:
+		}
+		if res.Err != nil {
+			return nil, fmt.Errorf("cacheaside: get %q: %w", what, res.Err)
+		}
+		o := res.Val.(outcome)
+		// A caller that joined a load which may predate a write must not
+		// take its value: retry once. The retry's load starts after this
+		// caller did, because the flight it joined has ended.
+		if !o.trusted && !led && attempt == 0 {
+			continue
+		}
+		if o.hit {
+			c.m.hits.Inc()
+		} else {
+			c.m.misses.Inc()
+		}
+		if o.notFound {
+			return nil, fmt.Errorf("cacheaside: get %q: %w", what, ErrNotFound)
+		}
+		if res.Shared {
+			return bytes.Clone(o.value), nil // each caller may change its own
+		}
+		return o.value, nil
+	}
+}
+
+// jitteredTTL spreads ttl by the fraction j, as keyspec does for families.
+func jitteredTTL(ttl time.Duration, j float64, r keyspec.Rand) time.Duration {
+	c := keyspec.Class{TTL: ttl, Jitter: j}
+	return c.JitteredTTL(r)
+}

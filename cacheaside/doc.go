@@ -1,0 +1,67 @@
+// Package cacheaside is the read path: get-or-load from Redis with leases,
+// so a reader can never store a value older than the last write, and herd
+// protection, so a hot key that expires costs the database one load, not
+// one per process.
+//
+// Plain cache-aside has a race that neither TTLs nor deletes on write close:
+// a reader misses and reads the old row; a writer commits and its
+// invalidation deletes the key; the reader then stores the old row, which
+// is served until the TTL ends. cacheaside closes it with a lease kept in
+// the key itself (so it works on Redis Cluster with no second key):
+//
+//   - On a miss, one Lua script sets the key to this reader's lease marker
+//     with SET PX (Config.LeaseTTL) in the same round trip as the read.
+//   - The reader calls the loader, then stores with a Lua compare-and-set:
+//     only if the key still holds its own marker. An invalidation UNLINKs
+//     the key, marker and all, so a value loaded before the write is
+//     returned to its caller but never stored.
+//   - A reader that finds another reader's marker does not load: it re-reads
+//     with short jittered backoff until the value is there, and after
+//     Config.MaxWait loads for itself without storing. So a hot key gets one
+//     load per lease across the fleet; within a process, singleflight merges
+//     identical concurrent reads into one.
+//   - A loader that fails gives its lease back at once, and its error is
+//     never cached. ErrNotFound from a loader is cached for
+//     Config.NegativeTTL when that is set.
+//
+// Version families (keyspec.StrategyVersion) are read with GetVersioned:
+// one script reads the version key and the data key at that version, and a
+// miss is leased and stored under the version read. A value loaded before a
+// version bump so lands on the orphaned old key, and the next read loads
+// afresh. TTLs come from the family, spread by its jitter.
+//
+// The read half and the write half together:
+//
+//	cache, err := cacheaside.New(cacheaside.Config{Redis: cacheRedis, Metrics: metrics})
+//	prices := cacheaside.NewTyped(cache, cacheaside.JSON[Price]{})
+//	fam, err := policy.Family("product_price")
+//
+//	// GET /price/{sku}
+//	p, err := prices.GetFamily(ctx, fam, map[string]string{"sku": sku},
+//		func(ctx context.Context) (Price, error) { return db.Price(ctx, sku) })
+//
+//	// PUT /price/{sku}: write, commit, then invalidate.
+//	err = db.SetPrice(ctx, sku, p)
+//	_, err = inv.DeleteFamily(ctx, "product_price", map[string]string{"sku": sku}) // enqueue.Client
+//
+// # Format on Redis
+//
+// Every string cacheaside writes starts with a tag byte, so a marker can
+// never be mistaken for a value, whatever the value's bytes:
+//
+//	'v' + value   a loaded value, its bytes verbatim
+//	'n'           a negative entry: the loader returned ErrNotFound
+//	'l' + token   a lease marker; the token is 26 random base32 characters
+//
+// A key holding anything else (a plain SET by other code) fails reads with
+// ErrForeignValue and is left alone. Readers of the same keys must all use
+// cacheaside. A version key holds the version in decimal, as the worker's
+// bump writes it.
+//
+// # Metrics
+//
+// NewMetrics registers collectors on your own registry: hits, misses,
+// loads, lease waits, wait timeouts, stale stores prevented, loader errors
+// and load duration, named invalidator_cacheaside_*. Nothing is registered
+// globally.
+package cacheaside

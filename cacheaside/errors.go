@@ -1,0 +1,25 @@
+package cacheaside
+
+import "errors"
+
+// Sentinel errors. Errors that match them wrap them with %w and name the key,
+// so test with errors.Is.
+var (
+	// ErrNotFound is what a loader returns when the thing it loads does not
+	// exist. Get passes it on (wrapped) and, with Config.NegativeTTL set,
+	// caches the absence so repeated reads of a missing row do not all reach
+	// the database. Loaders may wrap it.
+	ErrNotFound = errors.New("not found")
+
+	// ErrForeignValue means a key holds a string cacheaside did not write
+	// (see the format in doc.go), e.g. one a plain SET left behind. The key
+	// is not overwritten, because it may belong to other code: give
+	// cacheaside keys of their own, or delete the old entry.
+	ErrForeignValue = errors.New("key holds a value cacheaside did not write")
+
+	// ErrCodec wraps the errors of a Typed cache's Codec: a value the loader
+	// returned that does not encode (nothing is stored), or a cached value
+	// that does not decode (written for an older T, say). A value that does
+	// not decode is not deleted: invalidate the key, or move T to new keys.
+	ErrCodec = errors.New("codec")
+)

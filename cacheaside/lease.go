@@ -1,0 +1,228 @@
+package cacheaside
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// readOrLeaseScript is the first step of every raw-key read: a hit, or a
+// lease on the miss, in one round trip.
+var readOrLeaseScript = redis.NewScript(`
+-- KEYS[1] -> cache key
+-- ARGV[1] -> this reader's lease marker ('l' + token)
+-- ARGV[2] -> lease duration in milliseconds
+-- Output: the key's string when it has one (a value, a negative entry or
+--         another reader's lease marker); nil when the key was missing and
+--         now holds ARGV[1] for ARGV[2] ms, i.e. this reader holds the lease
+local v = redis.call('GET', KEYS[1])
+if v then
+  return v
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+`)
+
+// storeScript is the compare-and-set that makes stale stores impossible: an
+// invalidation UNLINKs the key, marker and all, so a reader that loaded
+// before the write finds its marker gone and stores nothing.
+var storeScript = redis.NewScript(`
+-- KEYS[1] -> cache key (or a versioned family's data key)
+-- ARGV[1] -> this reader's lease marker
+-- ARGV[2] -> the encoded entry to store ('v' + value, or 'n')
+-- ARGV[3] -> TTL in milliseconds; "0" for no expiry
+-- Output: 1 if stored; 0 if the key no longer holds ARGV[1] (an
+--         invalidation deleted it, or the lease expired and maybe another
+--         reader took it), and then the key is left as it is
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+if ttl and ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
+// releaseScript gives a lease back after a failed load, so waiting readers
+// try at once instead of after the lease TTL.
+var releaseScript = redis.NewScript(`
+-- KEYS[1] -> cache key (or a versioned family's data key)
+-- ARGV[1] -> this reader's lease marker
+-- Output: 1 if the key held ARGV[1] and was deleted; 0 if it held anything
+--         else, which is left alone
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// releaseTimeout bounds the lease release on the way out of a failed or
+// cancelled load.
+const releaseTimeout = 2 * time.Second
+
+// lookup is the first step of a read: what the data key holds, or a lease
+// on it (see readOrLeaseScript and versionedReadScript).
+type lookup func(ctx context.Context, marker string) (lookupResult, error)
+
+type lookupResult struct {
+	dataKey string // the key the value lives at
+	value   []byte // the stored string; nil when leased
+	leased  bool   // the key was empty and now holds this reader's marker
+}
+
+// outcome is the result of one fill, shared by the callers merged into it.
+type outcome struct {
+	value    []byte
+	notFound bool
+	// hit: the answer came from Redis.
+	hit bool
+	// trusted: the value was read from Redis or stored under a lease that
+	// held to the end, so no invalidation ran during the load. An untrusted
+	// value may predate a write that committed while it loaded: the caller
+	// that started the load may use it (the write came after its read
+	// began), callers that joined later retry.
+	trusted bool
+}
+
+// fill answers one read: a hit; or a lease, a load and a store; or, when
+// another reader holds the lease, a wait for its value, and after MaxWait a
+// load without a store.
+func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration, load Loader) (outcome, error) {
+	marker := newLeaseMarker()
+	var waitStart time.Time
+	backoff := c.cfg.WaitBackoff
+	for {
+		r, err := look(ctx, marker)
+		if err != nil {
+			return outcome{}, err
+		}
+		if r.leased {
+			return c.loadAndStore(ctx, r.dataKey, marker, ttl, load)
+		}
+		e, err := decode(r.value)
+		if err != nil {
+			return outcome{}, fmt.Errorf("read key %q: %w", r.dataKey, err)
+		}
+		switch e.kind {
+		case kindValue:
+			return outcome{value: e.payload, hit: true, trusted: true}, nil
+		case kindNotFound:
+			return outcome{notFound: true, hit: true, trusted: true}, nil
+		}
+		// Another reader is loading: wait for its value rather than load too.
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+			c.m.leaseWaits.Inc()
+		}
+		left := c.cfg.MaxWait - time.Since(waitStart)
+		if left <= 0 {
+			c.m.waitTimeouts.Inc()
+			return c.loadOnly(ctx, r.dataKey, load)
+		}
+		// Full jitter in [backoff/2, backoff) keeps waiters of many
+		// processes from re-reading in lockstep.
+		pause := min(backoff/2+rand.N(backoff/2+1), left)
+		if err := sleep(ctx, pause); err != nil {
+			return outcome{}, fmt.Errorf("wait for the lease on key %q: %w", r.dataKey, err)
+		}
+		backoff = min(2*backoff, c.cfg.WaitBackoffMax)
+	}
+}
+
+// loadAndStore runs the loader under this reader's lease and stores the
+// result only if the lease still stands.
+func (c *Cache) loadAndStore(ctx context.Context, key, marker string, ttl func() time.Duration, load Loader) (outcome, error) {
+	v, err := c.runLoader(ctx, load)
+	var enc string
+	var d time.Duration
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if c.cfg.NegativeTTL <= 0 {
+			c.release(ctx, key, marker)
+			return outcome{notFound: true}, nil
+		}
+		enc, d = encodedNotFound, c.cfg.NegativeTTL
+	case err != nil:
+		c.release(ctx, key, marker)
+		return outcome{}, fmt.Errorf("load key %q: %w", key, err)
+	default:
+		enc, d = string(encodeValue(v)), ttl()
+	}
+	o := outcome{value: v, notFound: err != nil}
+	stored, serr := storeScript.Run(ctx, c.rdb, []string{key}, marker, enc, px(d)).Int()
+	switch {
+	case serr != nil:
+		// The load succeeded; a failed store costs a later miss, not this
+		// read. The lease expires by itself.
+		c.log.Warn("cacheaside: store failed; the value is served but not cached", "key", key, "err", serr)
+	case stored == 0:
+		c.m.staleStoresPrevented.Inc()
+		c.log.Debug("cacheaside: store refused: the lease is gone (invalidated or expired during the load)", "key", key)
+	default:
+		o.trusted = true
+	}
+	return o, nil
+}
+
+// loadOnly runs the loader without a lease and stores nothing: the reader
+// waited MaxWait for another reader's load, which may have died.
+func (c *Cache) loadOnly(ctx context.Context, key string, load Loader) (outcome, error) {
+	v, err := c.runLoader(ctx, load)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return outcome{notFound: true}, nil
+	case err != nil:
+		return outcome{}, fmt.Errorf("load key %q: %w", key, err)
+	}
+	return outcome{value: v}, nil
+}
+
+// runLoader calls the loader and counts it.
+func (c *Cache) runLoader(ctx context.Context, load Loader) ([]byte, error) {
+	start := time.Now()
+	v, err := load(ctx)
+	c.m.loadDuration.Observe(time.Since(start).Seconds())
+	c.m.loads.Inc()
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.m.loaderErrors.Inc()
+	}
+	return v, err
+}
+
+// release gives the lease back, best effort: if it fails, the lease expires.
+func (c *Cache) release(ctx context.Context, key, marker string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := releaseScript.Run(ctx, c.rdb, []string{key}, marker).Err(); err != nil {
+		c.log.Warn("cacheaside: release lease failed; readers wait until it expires", "key", key, "err", err)
+	}
+}
+
+// px converts a TTL to the milliseconds of SET PX, where 0 means no
+// expiry: a positive TTL under 1ms must not become "forever".
+func px(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,83 @@
+package cacheaside
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Prometheus collectors of one or more Caches: create them
+// once per registry and share them. Nothing is registered globally.
+//
+//	m, err := cacheaside.NewMetrics(reg)
+//	c, err := cacheaside.New(cacheaside.Config{Redis: rdb, Metrics: m})
+type Metrics struct {
+	hits, misses, loads, leaseWaits, waitTimeouts prometheus.Counter
+	staleStoresPrevented, loaderErrors            prometheus.Counter
+	loadDuration                                  prometheus.Histogram
+}
+
+// NewMetrics creates the collectors and registers them on reg:
+//
+//	invalidator_cacheaside_hits_total                   reads answered from Redis (values and negative entries)
+//	invalidator_cacheaside_misses_total                 reads that found nothing usable and got their value from a loader
+//	invalidator_cacheaside_loads_total                  loader calls
+//	invalidator_cacheaside_lease_waits_total            reads that found another reader's lease and waited
+//	invalidator_cacheaside_wait_timeouts_total          waits that gave up after MaxWait and loaded without storing
+//	invalidator_cacheaside_stale_stores_prevented_total stores refused because the lease was gone: an invalidation
+//	                                                    deleted it during the load (or it expired)
+//	invalidator_cacheaside_loader_errors_total          loader calls that failed (ErrNotFound is no error)
+//	invalidator_cacheaside_load_duration_seconds        time spent in the loader
+//
+// Hits and misses count every caller, also callers merged into one load;
+// the rest count events, once per load. NewMetrics fails if reg already
+// holds any of them (a second NewMetrics on one registry, say); nothing
+// stays registered then. Wrap reg (prometheus.WrapRegistererWith) to tell
+// several Metrics apart by label.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("cacheaside metrics: nil prometheus.Registerer (pass prometheus.NewRegistry(), or leave Config.Metrics nil to record nothing)")
+	}
+	m := newMetrics()
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, fmt.Errorf("cacheaside metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return m, nil
+}
+
+// newMetrics returns the collectors unregistered: a Cache without
+// Config.Metrics counts into these, which nobody reads.
+func newMetrics() *Metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "invalidator", Subsystem: "cacheaside", Name: name, Help: help})
+	}
+	return &Metrics{
+		hits:                 counter("hits_total", "Reads answered from Redis, values and negative entries."),
+		misses:               counter("misses_total", "Reads that found nothing usable in Redis and got their value from a loader."),
+		loads:                counter("loads_total", "Loader calls."),
+		leaseWaits:           counter("lease_waits_total", "Reads that found another reader's lease and waited for its value."),
+		waitTimeouts:         counter("wait_timeouts_total", "Lease waits that gave up after MaxWait and loaded without storing."),
+		staleStoresPrevented: counter("stale_stores_prevented_total", "Stores refused because the reader's lease was gone: an invalidation deleted it during the load, or it expired."),
+		loaderErrors:         counter("loader_errors_total", "Loader calls that returned an error other than ErrNotFound."),
+		loadDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "invalidator",
+			Subsystem: "cacheaside",
+			Name:      "load_duration_seconds",
+			Help:      "Time spent in the loader.",
+			Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms to 16s
+		}),
+	}
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.hits, m.misses, m.loads, m.leaseWaits, m.waitTimeouts,
+		m.staleStoresPrevented, m.loaderErrors, m.loadDuration}
+}

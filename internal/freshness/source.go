@@ -1,0 +1,42 @@
+package freshness
+
+import (
+	"context"
+	"sync"
+)
+
+// Source is the source of truth: rows identified by name, each at a version
+// that only its writes advance. A row never written is at version 0.
+// Implementations must be safe for concurrent use.
+type Source interface {
+	// Read returns the row's current version: the one of the last
+	// committed write.
+	Read(ctx context.Context, row string) (int64, error)
+	// Write advances the row's version by one and returns the new version
+	// once the write is committed, i.e. visible to every later Read.
+	Write(ctx context.Context, row string) (int64, error)
+}
+
+// Memory is an in-memory Source.
+type Memory struct {
+	mu   sync.Mutex
+	rows map[string]int64 // guarded by mu
+}
+
+// NewMemory returns an empty in-memory Source.
+func NewMemory() *Memory { return &Memory{rows: make(map[string]int64)} }
+
+// Read implements Source.
+func (m *Memory) Read(_ context.Context, row string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rows[row], nil
+}
+
+// Write implements Source.
+func (m *Memory) Write(_ context.Context, row string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rows[row]++
+	return m.rows[row], nil
+}

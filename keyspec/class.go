@@ -55,7 +55,8 @@ type Class struct {
 	// highest wins). Default 1.
 	Weight int
 	// SecondDelete, when > 0, makes the worker delete a task's keys again
-	// this long after it applied them (an asynq scheduled task). It narrows
+	// at least this long after it applied them (an asynq scheduled task;
+	// asynq schedules in whole seconds, so up to a second more). It narrows
 	// the window in which a reader that does not use cacheaside leases can
 	// put back a value it loaded before the write: a mitigation for such
 	// readers, not a guarantee. Pattern deletes and version bumps get no

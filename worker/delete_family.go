@@ -200,7 +200,13 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		return nil
 	}
 	w.metrics.eventAction(event, fam.Name, actionPattern)
-	log.Info("family deleted", attrs...)
+	// Event-driven deletes are routine and can be many a second; the
+	// metrics count them. A delete asked for by name is worth a line.
+	level := slog.LevelInfo
+	if event != "" {
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, "family deleted", attrs...)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -47,7 +48,13 @@ func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class,
 	if err != nil {
 		return fmt.Errorf("second delete: %w", err)
 	}
-	opts := []asynq.Option{asynq.Queue(class.Queue), asynq.MaxRetry(class.MaxRetry), asynq.ProcessIn(class.SecondDelete)}
+	// asynq keeps schedule times in whole seconds and would run a task at
+	// now+d truncated, up to a second early; rounding up keeps "at least d".
+	at := time.Now().Add(class.SecondDelete)
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		at = t.Add(time.Second)
+	}
+	opts := []asynq.Option{asynq.Queue(class.Queue), asynq.MaxRetry(class.MaxRetry), asynq.ProcessAt(at)}
 	if class.Timeout > 0 {
 		opts = append(opts, asynq.Timeout(class.Timeout))
 	}

@@ -109,7 +109,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 			return fmt.Errorf("event %q: queue the pattern delete of family %q: %w", t.Name, a.Family.Name, err)
 		}
 		// The family delete counts its action when it has run.
-		log.Info("event queued a family delete", "family", a.Family.Name, "pattern", a.Pattern, "task_id", id)
+		log.Debug("event queued a family delete", "family", a.Family.Name, "pattern", a.Pattern, "task_id", id)
 	}
 
 	// Second deletes, per class: their delays and queues differ.

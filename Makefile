@@ -14,6 +14,10 @@ help: ## list the targets
 build: ## build bin/invalidator
 	$(GO) build -o $(BIN) ./cmd/invalidator
 
+.PHONY: demo
+demo: ## 20 s of the whole stack: embedded Redis, worker, dashboard, metrics, a workload (needs only Go)
+	$(GO) run ./cmd/invalidator dev --workload --duration $(or $(DURATION),20s)
+
 .PHONY: test
 test: check-redis ## go vet + all tests with the race detector (needs redis-server)
 	$(GO) vet $(PKGS)

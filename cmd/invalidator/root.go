@@ -128,8 +128,12 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 	root.SetOut(a.out)
 	root.SetErr(a.err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		log, err := a.newLogger()
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		def := "info"
+		if cmd.Name() == "dev" {
+			def = "warn" // its status lines are the display; logs would bury them
+		}
+		log, err := a.newLogger(def)
 		a.log = log
 		return err
 	}
@@ -149,6 +153,7 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
 		newDashboardCmd(a),
 		newExporterCmd(a),
 		newCheckFreshnessCmd(a),
+		newDevCmd(a),
 	)
 	return root
 }
@@ -165,9 +170,9 @@ func (a *app) env(flag, name, def string) string {
 }
 
 // newLogger builds the logger of --log-level and --log-json.
-func (a *app) newLogger() (*slog.Logger, error) {
+func (a *app) newLogger(def string) (*slog.Logger, error) {
 	var level slog.Level
-	switch l := strings.ToLower(a.env(a.logLevel, envLogLevel, "info")); l {
+	switch l := strings.ToLower(a.env(a.logLevel, envLogLevel, def)); l {
 	case "debug":
 		level = slog.LevelDebug
 	case "info":

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/invalidator/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/worker"
+)
+
+// Default addresses of the dev stack; a taken port falls back to a free one.
+const (
+	defaultDevDashboardAddr = "127.0.0.1:8080"
+	defaultDevMetricsAddr   = "127.0.0.1:9464"
+	defaultDevPolicy        = "examples/policy.yaml"
+)
+
+type devOpts struct {
+	workload      bool
+	duration      time.Duration
+	dashboardAddr string
+	metricsAddr   string
+	writers       int
+	readers       int
+	writeRate     float64
+	asJSON        bool
+}
+
+func (o *devOpts) validate() error {
+	switch {
+	case o.duration < 0:
+		return usagef("--duration must not be negative, got %s", o.duration)
+	case o.writers < 1 || o.readers < 1:
+		return usagef("--writers and --readers must be at least 1")
+	case o.writeRate <= 0:
+		return usagef("--write-rate must be positive, got %g", o.writeRate)
+	}
+	return nil
+}
+
+func newDevCmd(a *app) *cobra.Command {
+	o := &devOpts{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole stack locally: Redis, a worker, the dashboard, metrics and a demo workload",
+		Long: `Run everything in one process, to see invalidator work before installing
+anything: an embedded Redis (in memory; or --redis URL for a real one), a
+worker on the policy (default examples/policy.yaml), the asynqmon dashboard
+and the metrics endpoint. Their addresses are printed first.
+
+With --workload, a simulated application runs on the policy's events:
+writers update an in-memory source of truth and publish product.updated,
+price.changed and user.updated; readers read through cacheaside. One status
+line a second shows writes/s, invalidations/s, the lag (from the worker's
+histogram: "≤" a bucket bound), the hit rate, stale reads and dead letters.
+
+--duration ends the run with a summary (Ctrl-C does too). The exit code is 1
+if any read was stale, the thing invalidator exists to prevent.`,
+		Example: `  invalidator dev --workload --duration 20s     # what 'make demo' runs
+  invalidator dev                                # the stack only: enqueue from another shell
+  invalidator dev --redis redis://127.0.0.1:6379 --workload`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return a.runDev(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.workload, "workload", false, "run the simulated application")
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long and print a summary (0: until Ctrl-C)")
+	f.StringVar(&o.dashboardAddr, "dashboard-addr", defaultDevDashboardAddr, "loopback address of the dashboard (a free port if taken)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", defaultDevMetricsAddr, "loopback address of /metrics, /healthz, /readyz (a free port if taken)")
+	f.IntVar(&o.writers, "writers", 4, "workload writers")
+	f.IntVar(&o.readers, "readers", 16, "workload readers")
+	f.Float64Var(&o.writeRate, "write-rate", 50, "workload writes per second")
+	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object")
+	return cmd
+}
+
+func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	policy, err := a.devPolicy()
+	if err != nil {
+		return err
+	}
+
+	var rdb redis.UniversalClient
+	redisDesc := ""
+	if a.redisURL != "" || a.getenv(envRedisURL) != "" {
+		if rdb, err = a.queueRedis(ctx); err != nil {
+			return err
+		}
+		redisDesc = "the Redis of --redis"
+	} else {
+		emb, err := devstack.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		rdb = emb.Client()
+		redisDesc = emb.URL() + " (embedded, in memory; try: invalidator queues --redis " + emb.URL() + ")"
+	}
+	defer rdb.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := worker.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{Queue: rdb, Policy: policy, Logger: a.log.With("subsystem", "worker"), Metrics: metrics})
+	if err != nil {
+		return err
+	}
+
+	sctx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
+	dash, err := dashboard.New(dashboard.Config{Redis: rdb, Addr: o.dashboardAddr, Logger: a.log})
+	if err != nil {
+		return &usageError{err}
+	}
+	dashLn, err := listenOrFree(o.dashboardAddr)
+	if err != nil {
+		return err
+	}
+	dashDone := make(chan error, 1)
+	go func() { dashDone <- dashboard.Serve(sctx, dashLn, dash, a.log) }()
+	metricsLn, err := listenOrFree(o.metricsAddr)
+	if err != nil {
+		return err
+	}
+	metricsAddr := metricsLn.Addr().String()
+	_ = metricsLn.Close() // serveMetrics binds it again
+	bound, waitMetrics, err := serveMetrics(sctx, metricsAddr, reg, map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}, a.log)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "invalidator dev\n  redis      %s\n  policy     %s (%d families, %d events)\n  dashboard  %s\n  metrics    http://%s/metrics  (health: /healthz, /readyz)\n",
+		redisDesc, policy.Source, len(policy.Families), len(policy.Events), dashboard.URL(dashLn.Addr()), bound)
+	if !o.workload {
+		fmt.Fprintln(out, "  no --workload: enqueue from another shell, e.g. invalidator enqueue event product.updated id=7 --policy "+policy.Source)
+	}
+	if o.duration == 0 {
+		fmt.Fprintln(out, "Ctrl-C stops.")
+	}
+
+	// The worker outlives the workload: after the load it drains the
+	// queues for the final check.
+	wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	stopOnSignal := context.AfterFunc(cmd.Context(), stopWorker) // Ctrl-C stops everything at once
+	defer stopOnSignal()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(wctx) }()
+
+	var sum devstack.Summary
+	var runErr error
+	if o.workload {
+		sum, runErr = devstack.RunWorkload(ctx, devstack.Config{
+			Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
+			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate,
+			Logger: a.log.With("subsystem", "workload"),
+			Status: func(s devstack.Status) { fmt.Fprintln(out, s) },
+		})
+	} else {
+		<-ctx.Done()
+	}
+	stopWorker()
+	runErr = errors.Join(runErr, <-workerDone)
+	stopServers()
+	runErr = errors.Join(runErr, waitMetrics(), <-dashDone)
+	if runErr != nil {
+		return runErr
+	}
+	if !o.workload {
+		return nil
+	}
+	if o.asJSON {
+		if err := json.NewEncoder(out).Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "\nsummary: %.0fs, %d writes, %.0f invalidations applied, %d reads (hit rate %.1f%%), lag p50 ≤%.1fms p99 ≤%.1fms, stale reads %d, dead letters %d\n",
+			sum.Seconds, sum.Writes, sum.Invalidations, sum.Reads, sum.HitRate*100, sum.LagP50Ms, sum.LagP99Ms, sum.StaleReads, sum.DeadLetters)
+		if sum.Drained {
+			fmt.Fprintf(out, "after the queues drained: %d rows read back through the cache, %d cached older than the source\n", sum.Checked, sum.StaleCached)
+		} else {
+			fmt.Fprintln(out, "the queues did not drain in time: the final check was skipped")
+		}
+	}
+	if sum.StaleReads > 0 || sum.StaleCached > 0 {
+		return fmt.Errorf("%d stale reads and %d stale cached values: data older than a completed write was served", sum.StaleReads, sum.StaleCached)
+	}
+	if sum.WriteErrors+sum.ReadErrors > 0 {
+		return fmt.Errorf("%d writes and %d reads failed; see the log above", sum.WriteErrors, sum.ReadErrors)
+	}
+	return nil
+}
+
+// devPolicy is --policy, else examples/policy.yaml when run from a checkout.
+func (a *app) devPolicy() (*keyspec.Policy, error) {
+	path := a.env(a.policy, envPolicy, "")
+	if path == "" {
+		if _, err := os.Stat(defaultDevPolicy); err != nil {
+			return nil, usagef("no policy: run from the repository root (for %s) or pass --policy FILE", defaultDevPolicy)
+		}
+		path = defaultDevPolicy
+	}
+	p, err := keyspec.Load(path)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+	}
+	return p, nil
+}
+
+// listenOrFree listens on addr, or on a free port of the same host when
+// addr's port is taken. Only loopback hosts are allowed: the dev stack has
+// no authentication.
+func listenOrFree(addr string) (net.Listener, error) {
+	if ok, err := dashboard.IsLoopback(addr); err != nil || !ok {
+		return nil, usagef("%s is not a loopback address; the dev stack serves without authentication, so it only listens on 127.0.0.1 or ::1", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	ln, ferr := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if ferr != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/devstack"
+)
+
+// `make demo` in miniature: the embedded stack, a short workload, a summary
+// with no stale read, and exit 0.
+func TestDevWorkload(t *testing.T) {
+	t.Parallel()
+	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--workload", "--duration", "2s", "--json",
+		"--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	for _, want := range []string{"embedded, in memory", "dashboard  http://127.0.0.1:", "/monitoring/", "metrics    http://127.0.0.1:", "stale reads 0"} {
+		require.Contains(t, r.stdout, want)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var sum devstack.Summary
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &sum), r.stdout)
+	require.Positive(t, sum.Writes)
+	require.Positive(t, sum.Reads)
+	require.Zero(t, sum.StaleReads)
+	require.True(t, sum.Drained)
+	require.Zero(t, sum.StaleCached)
+}
+
+func TestDevRefusesExposedAddresses(t *testing.T) {
+	t.Parallel()
+	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--duration", "1s", "--dashboard-addr", "0.0.0.0:0")
+	require.Equal(t, exitUsage, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stderr, "not loopback")
+}

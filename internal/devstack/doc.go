@@ -1,0 +1,17 @@
+// Package devstack is what `invalidator dev` runs for a newcomer: an
+// embedded Redis when none is given, and a simulated application on the
+// policy's events that writes, publishes invalidations and reads through
+// cacheaside, with a live status line and a stale-read count.
+//
+//	emb, err := devstack.StartEmbedded()
+//	defer emb.Close()
+//	rdb := emb.Client()
+//	// run a worker.Worker on rdb, then:
+//	sum, err := devstack.RunWorkload(ctx, devstack.Config{Queue: rdb, Cache: rdb, Policy: policy,
+//		Gatherer: reg, Status: func(s devstack.Status) { fmt.Println(s) }})
+//
+// A read counts as stale when it returned a version older than a write that
+// had completed more than Config.LagBound before the read started: the
+// invalidation had time to land, yet old data was served. With cacheaside's
+// leases that count stays zero however the loads and deletes interleave.
+package devstack

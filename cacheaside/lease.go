@@ -50,6 +50,37 @@ end
 return 1
 `)
 
+// versionedStoreScript is storeScript for a version family's data key. A
+// bump leaves the leased data key alone, so the value is stored either way
+// (after a bump, on the orphaned key, where no reader of the new version
+// looks), but the script reports whether the version moved on: then the
+// load may predate the bump's write, and readers who joined it after the
+// bump must load again rather than take it.
+var versionedStoreScript = redis.NewScript(`
+-- KEYS[1] -> data key at the version read (it shares KEYS[2]'s hash tag)
+-- KEYS[2] -> the family instance's version key
+-- ARGV[1] -> this reader's lease marker
+-- ARGV[2] -> the encoded entry to store ('v' + value, or 'n')
+-- ARGV[3] -> TTL in milliseconds; "0" for no expiry
+-- ARGV[4] -> the version the lease was taken under
+-- Output: 0 if the key no longer holds ARGV[1] (nothing stored); 1 if
+--         stored and the version is still ARGV[4]; 2 if stored but the
+--         version has moved on (the key is orphaned)
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+if ttl and ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then
+  return 2
+end
+return 1
+`)
+
 // releaseScript gives a lease back after a failed load, so waiting readers
 // try at once instead of after the lease TTL.
 var releaseScript = redis.NewScript(`
@@ -76,6 +107,10 @@ type lookupResult struct {
 	dataKey string // the key the value lives at
 	value   []byte // the stored string; nil when leased
 	leased  bool   // the key was empty and now holds this reader's marker
+	// versionKey and version are set for a version family: the store must
+	// also find the version unchanged, since a bump does not touch the
+	// leased data key.
+	versionKey, version string
 }
 
 // outcome is the result of one fill, shared by the callers merged into it.
@@ -105,7 +140,7 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 			return outcome{}, err
 		}
 		if r.leased {
-			return c.loadAndStore(ctx, r.dataKey, marker, ttl, load)
+			return c.loadAndStore(ctx, r, marker, ttl, load)
 		}
 		e, err := decode(r.value)
 		if err != nil {
@@ -139,7 +174,8 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 
 // loadAndStore runs the loader under this reader's lease and stores the
 // result only if the lease still stands.
-func (c *Cache) loadAndStore(ctx context.Context, key, marker string, ttl func() time.Duration, load Loader) (outcome, error) {
+func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string, ttl func() time.Duration, load Loader) (outcome, error) {
+	key := r.dataKey
 	v, err := c.runLoader(ctx, load)
 	var enc string
 	var d time.Duration
@@ -157,7 +193,13 @@ func (c *Cache) loadAndStore(ctx context.Context, key, marker string, ttl func()
 		enc, d = string(encodeValue(v)), ttl()
 	}
 	o := outcome{value: v, notFound: err != nil}
-	stored, serr := storeScript.Run(ctx, c.rdb, []string{key}, marker, enc, px(d)).Int()
+	var stored int
+	var serr error
+	if r.versionKey != "" {
+		stored, serr = versionedStoreScript.Run(ctx, c.rdb, []string{key, r.versionKey}, marker, enc, px(d), r.version).Int()
+	} else {
+		stored, serr = storeScript.Run(ctx, c.rdb, []string{key}, marker, enc, px(d)).Int()
+	}
 	switch {
 	case serr != nil:
 		// The load succeeded; a failed store costs a later miss, not this
@@ -166,6 +208,9 @@ func (c *Cache) loadAndStore(ctx context.Context, key, marker string, ttl func()
 	case stored == 0:
 		c.m.staleStoresPrevented.Inc()
 		c.log.Debug("cacheaside: store refused: the lease is gone (invalidated or expired during the load)", "key", key)
+	case stored == 2:
+		// Stored on a key the bump orphaned; the value may predate it.
+		c.log.Debug("cacheaside: version bumped during the load; the value went to the orphaned key", "key", key)
 	default:
 		o.trusted = true
 	}

@@ -100,7 +100,7 @@ func (c *Cache) readVersioned(ctx context.Context, fam *keyspec.Family, params m
 		return lookupResult{}, fmt.Errorf("cacheaside: %w", err)
 	}
 	if res[1] == nil {
-		return lookupResult{dataKey: key, leased: true}, nil
+		return lookupResult{dataKey: key, leased: true, versionKey: vkey, version: vs}, nil
 	}
 	s, ok := res[1].(string)
 	if !ok {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,13 @@ const (
 	// finishedCheckpointTTL is how long a finished scan's counts remain.
 	finishedCheckpointTTL = 10 * time.Minute
 	fieldForce            = "_force" // "1": an operator lifted max_keys for this scan
+	// fieldMode is the family mode the cursors and counts were made in. A
+	// shadow scan only counted the keys behind its cursor, so a scan that
+	// resumes in another mode must start over, not skip them.
+	fieldMode = "_mode"
+	// fieldTask is the ID of the task running the scan now (the first, or a
+	// continuation), so a progress display can tell if it died.
+	fieldTask = "_task"
 )
 
 // errMaxKeys stops a scan that would delete more than its family's
@@ -102,15 +110,21 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if event != "" {
 		log = log.With("event", event)
 	}
-	if fam.Mode == keyspec.ModeOff {
-		w.metrics.eventAction(event, fam.Name, actionOff)
-		log.Debug("family is off: pattern delete skipped")
-		return nil
-	}
-	dryRun := fam.Mode == keyspec.ModeShadow
 	scanID := taskID
 	if h := at.Headers()[scanHeader]; h != "" {
 		scanID = h
+	}
+	ck := checkpointKey(scanID)
+	if fam.Mode == keyspec.ModeOff {
+		w.metrics.eventAction(event, fam.Name, actionOff)
+		log.Debug("family is off: pattern delete skipped")
+		w.finishCheckpoint(ctx, ck, string(keyspec.ModeOff), 0, 0, log)
+		return nil
+	}
+	dryRun := fam.Mode == keyspec.ModeShadow
+	mode := string(keyspec.ModeEnforce)
+	if dryRun {
+		mode = string(keyspec.ModeShadow)
 	}
 
 	// Stop a little before the task's deadline with the cursor saved, and
@@ -121,18 +135,43 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		reserve := min(defaultScanSliceReserve, time.Until(d)/10)
 		softDeadline = d.Add(-reserve)
 	}
-	ck := checkpointKey(scanID)
 	saved, err := w.cfg.Queue.HGetAll(ctx, ck).Result()
 	if err != nil {
 		return fmt.Errorf("load scan checkpoint %s: %w", ck, err)
+	}
+	// Checkpoints without a mode predate shadow mode: they were enforced.
+	savedMode := cmp.Or(saved[fieldMode], string(keyspec.ModeEnforce))
+	modeChanged := savedMode != mode
+	if modeChanged && len(saved) > 0 {
+		log.Info("family mode changed since the scan began; scanning again from the start", "was", savedMode, "now", mode)
+	}
+	pipe := w.cfg.Queue.TxPipeline()
+	if modeChanged && len(saved) > 0 {
+		pipe.Del(ctx, ck) // the other mode's cursors and counts
+		if saved[fieldForce] == "1" {
+			pipe.HSet(ctx, ck, fieldForce, "1")
+		}
+	}
+	pipe.HSet(ctx, ck, fieldTask, taskID, fieldMode, mode)
+	pipe.PExpire(ctx, ck, w.cfg.CheckpointTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("save scan checkpoint %s: %w", ck, err)
+	}
+	if modeChanged {
+		saved = map[string]string{fieldForce: saved[fieldForce]}
 	}
 	maxKeys := int64(fam.MaxKeys)
 	if saved[fieldForce] == "1" || dryRun {
 		maxKeys = 0
 	}
-	var scanned, deleted atomic.Int64
-	base, _ := strconv.ParseInt(saved[fieldDeleted], 10, 64)
-	deleted.Store(base)
+	// deleted counts confirmed deletes (or, in shadow mode, matches);
+	// budget adds the keys of pages being deleted, for max_keys.
+	var scanned, deleted, budget atomic.Int64
+	baseDeleted, _ := strconv.ParseInt(saved[fieldDeleted], 10, 64)
+	baseScanned, _ := strconv.ParseInt(saved[fieldScanned], 10, 64)
+	deleted.Store(baseDeleted)
+	budget.Store(baseDeleted)
+	scanned.Store(baseScanned)
 	progress := w.metrics.scanStarted(fam.Name)
 	defer progress.done()
 	scanNode := func(ctx context.Context, node redis.UniversalClient, nodeID string) error {
@@ -141,7 +180,7 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 			return fmt.Errorf("node %s: %w", nodeID, err)
 		}
 		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, pattern: pattern, ck: ck,
-			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted,
+			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted, budget: &budget,
 			dryRun: dryRun, maxKeys: maxKeys, progress: progress, target: t.Target}
 		// A garbled checkpoint costs a rescan, never a skip.
 		if cp, ok := parseCheckpoint(saved[nodeID]); ok && cp.runID == runID {
@@ -184,15 +223,7 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	case err != nil:
 		return fmt.Errorf("delete family %q (pattern %q): %w", fam.Name, pattern, err)
 	}
-	// The finished checkpoint stays a little while, so a progress display
-	// (enqueue family --wait) can read the final counts.
-	pipe := w.cfg.Queue.TxPipeline()
-	pipe.HSet(ctx, ck, fieldFinished, "1", fieldScanned, scanned.Load(), fieldDeleted, deleted.Load())
-	pipe.PExpire(ctx, ck, finishedCheckpointTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		// The family is gone; the checkpoint only expires later.
-		log.Warn("could not mark scan checkpoint finished", "key", ck, "err", err)
-	}
+	w.finishCheckpoint(ctx, ck, mode, scanned.Load(), deleted.Load(), log)
 	if dryRun {
 		w.metrics.eventAction(event, fam.Name, actionShadow)
 		w.metrics.wouldDelete(event, fam.Name, int(deleted.Load()))
@@ -210,6 +241,19 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	return nil
 }
 
+// finishCheckpoint marks a scan finished with its final counts, and keeps
+// them a little while so a progress display (enqueue family --wait) can
+// read them.
+func (w *Worker) finishCheckpoint(ctx context.Context, ck, mode string, scanned, deleted int64, log *slog.Logger) {
+	pipe := w.cfg.Queue.TxPipeline()
+	pipe.HSet(ctx, ck, fieldFinished, "1", fieldMode, mode, fieldScanned, scanned, fieldDeleted, deleted)
+	pipe.PExpire(ctx, ck, finishedCheckpointTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		// The work is done; only a progress display misses the counts.
+		log.Warn("could not mark scan checkpoint finished", "key", ck, "err", err)
+	}
+}
+
 // ScanProgress is what FamilyDeleteProgress reads of a running family
 // delete.
 type ScanProgress struct {
@@ -218,6 +262,12 @@ type ScanProgress struct {
 	Found bool
 	// Finished is true once the scan has completed on every node.
 	Finished bool
+	// Mode is the family mode the scan runs in: "enforce", "shadow" (it
+	// counts matches and deletes nothing) or "off" (it did nothing).
+	Mode string
+	// Task is the ID of the task running the scan now: the first, or its
+	// latest continuation.
+	Task string
 	// Scanned counts the keys SCAN matched in the current run; Deleted the
 	// keys deleted over every run. Both are as of the last checkpoint save
 	// (every 100ms).
@@ -237,6 +287,7 @@ func FamilyDeleteProgress(ctx context.Context, queue redis.UniversalClient, task
 	var p ScanProgress
 	p.Found = len(h) > 0
 	p.Finished = h[fieldFinished] == "1"
+	p.Mode, p.Task = h[fieldMode], h[fieldTask]
 	p.Scanned, _ = strconv.ParseInt(h[fieldScanned], 10, 64)
 	p.Deleted, _ = strconv.ParseInt(h[fieldDeleted], 10, 64)
 	for k, v := range h {
@@ -300,7 +351,8 @@ type nodeScan struct {
 	ck           string
 	softDeadline time.Time
 	scanned      *atomic.Int64
-	deleted      *atomic.Int64 // shared by the task's nodes; counts earlier runs too
+	deleted      *atomic.Int64 // confirmed deletes, shared by the task's nodes; counts earlier runs too
+	budget       *atomic.Int64 // deleted plus the pages in flight, for max_keys
 	dryRun       bool          // shadow mode: count the keys, delete none
 	maxKeys      int64         // 0: no cap
 	progress     *scanProgress
@@ -371,24 +423,27 @@ func (s *nodeScan) deletePage(ctx context.Context, keys []string) (int64, error)
 		return 0, nil
 	}
 	want := int64(len(keys))
-	if s.maxKeys > 0 && s.deleted.Add(want) > s.maxKeys {
-		s.deleted.Add(-want)
+	if s.maxKeys > 0 && s.budget.Add(want) > s.maxKeys {
+		s.budget.Add(-want)
 		return 0, errMaxKeys
 	}
+	if s.maxKeys == 0 {
+		s.budget.Add(want)
+	}
 	if err := s.w.throttle(ctx, s.softDeadline, len(keys)); err != nil {
-		if s.maxKeys > 0 {
-			s.deleted.Add(-want)
-		}
+		s.budget.Add(-want)
 		return 0, err
 	}
 	n, err := unlink(ctx, s.node, keys, s.w.cfg.DeleteChunk)
-	if s.maxKeys > 0 {
-		s.deleted.Add(-want)
-	}
 	if err != nil {
+		// Chunks that went through before the error are not counted; a
+		// retry finds those keys gone and does not count them either.
+		s.budget.Add(-want)
 		return 0, fmt.Errorf("node %s: %w", s.nodeID, err)
 	}
-	// Keys that expired between SCAN and UNLINK are not counted.
+	// One step, so the budget never dips below what is deleted or in
+	// flight. Keys that expired between SCAN and UNLINK are not counted.
+	s.budget.Add(n - want)
 	s.deleted.Add(n)
 	return n, nil
 }

@@ -49,12 +49,13 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 		return err
 	}
 	log = log.With("event", t.Name)
-	second := at.Headers()[secondHeader] != ""
 
 	// Enforced key deletes, with the class of each key's family for the
-	// second delete.
+	// second delete. Shadow families are looked at last, best effort: they
+	// must never hold up or fail what is enforced.
 	var keys []string
 	var keyClasses []*keyspec.Class
+	var shadow []keyspec.Action
 	for _, a := range actions {
 		if a.Kind != keyspec.ActionDelete {
 			continue
@@ -64,9 +65,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 			w.metrics.eventAction(t.Name, a.Family.Name, actionOff)
 			log.Debug("family is off: key not deleted", "family", a.Family.Name, "key", a.Key)
 		case keyspec.ModeShadow:
-			if err := w.shadowKey(ctx, cache, t.Name, a, log); err != nil {
-				return err
-			}
+			shadow = append(shadow, a)
 		default:
 			keys = append(keys, a.Key)
 			keyClasses = append(keyClasses, st.policy.ClassOf(a.Family))
@@ -82,12 +81,6 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 			}
 		}
 	}
-	if second {
-		// A second pass repeats the key deletes only.
-		log.Debug("event second delete applied", "keys", len(keys))
-		return nil
-	}
-
 	for _, a := range actions {
 		if a.Kind == keyspec.ActionBump {
 			if err := w.bump(ctx, cache, a.Family, a.Key, t.Name, log); err != nil {
@@ -130,20 +123,25 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 			return fmt.Errorf("event %q: %w", t.Name, err)
 		}
 	}
+	for _, a := range shadow {
+		w.shadowKey(ctx, cache, t.Name, a, log)
+	}
 	log.Debug("event applied", "actions", len(actions), "keys_deleted", len(keys))
 	return nil
 }
 
-// shadowKey counts and logs a key a shadow-mode family would lose.
-func (w *Worker) shadowKey(ctx context.Context, cache redis.UniversalClient, event string, a keyspec.Action, log *slog.Logger) error {
+// shadowKey counts and logs a key a shadow-mode family would lose. A
+// failure is logged, never returned: shadow mode has no effect on the
+// invalidations that are enforced.
+func (w *Worker) shadowKey(ctx context.Context, cache redis.UniversalClient, event string, a keyspec.Action, log *slog.Logger) {
 	n, err := cache.Exists(ctx, a.Key).Result()
 	if err != nil {
-		return fmt.Errorf("event %q: shadow check of family %q: %w", event, a.Family.Name, err)
+		log.Warn("shadow mode: could not check key", "family", a.Family.Name, "key", a.Key, "err", err)
+		return
 	}
 	w.metrics.eventAction(event, a.Family.Name, actionShadow)
 	w.metrics.wouldDelete(event, a.Family.Name, int(n))
 	log.Info("shadow mode: would delete key", "family", a.Family.Name, "key", a.Key, "exists", n == 1)
-	return nil
 }
 
 // queueFamilyDelete enqueues the DeleteFamily task of an event's pattern

@@ -47,8 +47,9 @@ type Config struct {
 	// localhost) needs them. Default DefaultAddr.
 	Addr string
 	// Username and Password enable HTTP basic auth; set both or neither.
-	// Default: none, allowed on loopback only. Neither ever appears in a log
-	// line or an error.
+	// Default: none, allowed on loopback only, and then only requests whose
+	// Host is loopback (localhost, 127.0.0.0/8, [::1]) are served, against
+	// DNS rebinding. Neither ever appears in a log line or an error.
 	Username, Password string
 	// AllowWrites lets the UI retry, run, archive and delete tasks and pause
 	// queues. Writes must then come from a same-origin page (CSRF check).
@@ -112,19 +113,26 @@ func IsLoopback(addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("address %q: want host:port, e.g. %s: %w", addr, DefaultAddr, ErrBadAddr)
 	}
+	return isLoopbackHost(host), nil
+}
+
+// isLoopbackHost reports whether host (no port, no brackets) is localhost or
+// a loopback IP address (127.0.0.0/8, ::1, or either mapped into IPv6).
+func isLoopbackHost(host string) bool {
 	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true, nil
+		return true
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return false, nil
+		return false
 	}
-	return ip.Unmap().IsLoopback(), nil
+	return ip.Unmap().IsLoopback()
 }
 
 // New returns the dashboard handler: asynqmon under RootPath behind basic
-// auth (when credentials are set), the method and same-origin guard, payload
-// redaction and security headers, and a redirect from "/" to RootPath.
+// auth (when credentials are set) or the loopback Host check (when they are
+// not), the method and same-origin guard, payload redaction and security
+// headers, and a redirect from "/" to RootPath.
 func New(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
@@ -152,7 +160,10 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.hasAuth() {
 		h = basicAuth(h, cfg.Username, cfg.Password, log)
 	} else {
-		log.Info("no dashboard credentials set; serving without authentication, to this machine only", "addr", cfg.addr())
+		// Without credentials, the loopback bind is the only access control,
+		// and DNS rebinding gets around it: only loopback Host headers pass.
+		log.Info("no dashboard credentials set; serving without authentication, to this machine only, for loopback Host names only", "addr", cfg.addr())
+		h = loopbackHostOnly(h, cfg.addr(), log)
 	}
 	return securityHeaders(h), nil
 }

@@ -72,7 +72,7 @@ func withAuth(cfg dashboard.Config) dashboard.Config {
 }
 
 // do sends a request; user "" sends no credentials. header holds extra
-// headers as name, value pairs.
+// headers as name, value pairs; "Host" sets the request's Host.
 func (b *testBundle) do(t *testing.T, method, path, user, password string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, b.srv.URL+path, nil)
@@ -81,6 +81,10 @@ func (b *testBundle) do(t *testing.T, method, path, user, password string, heade
 		req.SetBasicAuth(user, password)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1] // the client ignores a Host header
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -261,6 +265,7 @@ func enqueueSensitive(t *testing.T, db *redistest.DB) {
 	})
 	enqueue(t, db, tasks.DeleteFamily{Family: "user_profile", Params: map[string]string{"email": "bob@example.com"}})
 	enqueue(t, db, tasks.BumpVersion{Family: "user_feed", Params: map[string]string{"user_id": "4242"}})
+	enqueue(t, db, tasks.Event{Name: "user.updated", Attrs: map[string]string{"email": "carol@example.com"}, Target: "sessions"})
 	c := asynq.NewClientFromRedisClient(db.Client)
 	_, err := c.EnqueueContext(t.Context(), asynq.NewTask(tasks.KindDeleteKeys, []byte("RAW-SECRET-BYTES")), asynq.Queue(testQueue))
 	require.NoError(t, err)
@@ -276,10 +281,11 @@ func TestPayloadsRedacted(t *testing.T) {
 		`invalidate:keys => invalidate:keys: 3 keys, first "user:1:profile" (others hidden)`,
 		`invalidate:family => invalidate:family: family "user_profile", email (values hidden)`,
 		`invalidate:version => invalidate:version: family "user_feed", user_id (values hidden)`,
+		`invalidate:event => invalidate:event: event "user.updated", email (values hidden)`,
 		`invalidate:keys => undecodable (16 bytes)`,
 	}, payloads)
 	all := strings.Join(payloads, "\n")
-	for _, secret := range []string{"SECRET-TOKEN", "alice@", "bob@", "4242", "RAW-SECRET"} {
+	for _, secret := range []string{"SECRET-TOKEN", "alice@", "bob@", "carol@", "4242", "RAW-SECRET"} {
 		require.NotContains(t, all, secret)
 	}
 }
@@ -294,6 +300,7 @@ func TestShowPayloads(t *testing.T) {
 		`3 keys ["user:1:profile" "session:SECRET-TOKEN" "user:1:email:alice@example.com"], target "sessions", enqueued `,
 		`family "user_profile" email="bob@example.com"`,
 		`family "user_feed" user_id="4242"`,
+		`event "user.updated" email="carol@example.com", target "sessions"`,
 		`undecodable (16 bytes): `,
 	} {
 		require.Contains(t, all, want)

@@ -2,7 +2,9 @@ package dashboard
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,6 +24,62 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "same-origin")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHostOnly serves only requests whose Host header names a loopback
+// host (localhost, 127.0.0.0/8, ::1; any port), and refuses the others with
+// 403. New installs it when there are no credentials: the loopback bind is
+// then the only access control, and DNS rebinding defeats it, since a page
+// on evil.example can make its name resolve to 127.0.0.1 and then read and
+// post to the dashboard as its own origin (the same-origin check compares
+// Origin with Host, which match). Browsers always send the name the page
+// used, so such requests carry Host evil.example and stop here. Reads are
+// checked as well as writes: queue listings are data too.
+//
+// addr is the configured listen address, used in the refusal's advice when
+// the request does not say which address it arrived on.
+func loopbackHostOnly(next http.Handler, addr string, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if loopbackHostHeader(r.Host) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		log.Warn("refused request: Host is not loopback (DNS rebinding protection)",
+			"method", r.Method, "path", r.URL.Path, "host", r.Host, "remote", r.RemoteAddr)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, fmt.Sprintf("403 forbidden: Host %q is not a loopback name or address. "+
+			"This dashboard runs without credentials, so it answers only to localhost, 127.0.0.1 or [::1] "+
+			"(DNS rebinding protection: any other name could be a site that resolves to this machine). "+
+			"Open %s instead, or set a user name and password to serve the dashboard under other names.",
+			r.Host, localURL(r, addr)), http.StatusForbidden)
+	})
+}
+
+// loopbackHostHeader reports whether a Host header (host, host:port,
+// [ipv6] or [ipv6]:port) names a loopback host.
+func loopbackHostHeader(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		// No port.
+		host = strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+	}
+	return host != "" && isLoopbackHost(host)
+}
+
+// localURL is the dashboard URL to suggest to a refused request: the
+// address the connection arrived on when it is loopback, else 127.0.0.1 at
+// the configured port.
+func localURL(r *http.Request, addr string) string {
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if host, _, err := net.SplitHostPort(local.String()); err == nil && isLoopbackHost(host) {
+			return URL(local)
+		}
+	}
+	port := "PORT"
+	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" && p != "0" {
+		port = p
+	}
+	return "http://" + net.JoinHostPort("127.0.0.1", port) + RootPath + "/"
 }
 
 // guard enforces the write policy. GET and HEAD always pass. Anything else

@@ -47,9 +47,9 @@ func resultFormatter(show bool) asynqmon.ResultFormatter {
 }
 
 // RedactPayload describes an invalidation task without its data: the kind,
-// the key count and first key, or the family and its parameter names (never
-// their values). A payload that does not decode shows as
-// "undecodable (N bytes)".
+// the key count and first key, the family and its parameter names, or the
+// event name and its attribute names (never parameter or attribute
+// values). A payload that does not decode shows as "undecodable (N bytes)".
 func RedactPayload(kind string, payload []byte) string {
 	t, err := tasks.Unmarshal(kind, payload)
 	if err != nil {
@@ -62,15 +62,19 @@ func RedactPayload(kind string, payload []byte) string {
 		}
 		return fmt.Sprintf("%s: %d keys, first %s (others hidden)", kind, len(t.Keys), quote(t.Keys[0], maxKeyShown))
 	case tasks.DeleteFamily:
-		return redactFamily(kind, t.Family, t.Params)
+		return redactNamed(kind, "family", t.Family, t.Params)
 	case tasks.BumpVersion:
-		return redactFamily(kind, t.Family, t.Params)
+		return redactNamed(kind, "family", t.Family, t.Params)
+	case tasks.Event:
+		return redactNamed(kind, "event", t.Name, t.Attrs)
 	}
 	return undecodable(payload)
 }
 
-func redactFamily(kind, family string, params map[string]string) string {
-	s := fmt.Sprintf("%s: family %s", kind, quote(family, maxKeyShown))
+// redactNamed describes a family (with its parameters) or an event (with its
+// attributes): the name and the parameter names, never their values.
+func redactNamed(kind, what, name string, params map[string]string) string {
+	s := fmt.Sprintf("%s: %s %s", kind, what, quote(name, maxKeyShown))
 	if len(params) == 0 {
 		return s
 	}
@@ -78,9 +82,10 @@ func redactFamily(kind, family string, params map[string]string) string {
 }
 
 // RevealPayload renders a whole invalidation task: every key (up to 16 KiB
-// of output), every parameter value, the target and the enqueue time. Keys
-// are quoted Go-style, so binary bytes show as escapes. A payload that does
-// not decode shows its size and the reason, never its bytes.
+// of output), every family parameter or event attribute with its value, the
+// target and the enqueue time. Keys are quoted Go-style, so binary bytes
+// show as escapes. A payload that does not decode shows its size and the
+// reason, never its bytes.
 func RevealPayload(kind string, payload []byte) string {
 	t, err := tasks.Unmarshal(kind, payload)
 	if err != nil {
@@ -105,11 +110,18 @@ func RevealPayload(kind string, payload []byte) string {
 		b.WriteByte(']')
 		target, at = t.Target, t.EnqueuedAt
 	case tasks.DeleteFamily:
-		revealFamily(&b, kind, t.Family, t.Params)
+		revealNamed(&b, kind, "family", t.Family, t.Params)
 		target, at = t.Target, t.EnqueuedAt
 	case tasks.BumpVersion:
-		revealFamily(&b, kind, t.Family, t.Params)
+		revealNamed(&b, kind, "family", t.Family, t.Params)
 		target, at = t.Target, t.EnqueuedAt
+	case tasks.Event:
+		revealNamed(&b, kind, "event", t.Name, t.Attrs)
+		target, at = t.Target, t.EnqueuedAt
+	default:
+		// A kind tasks knows but this switch does not: say so rather than
+		// print an empty string.
+		return fmt.Sprintf("%s: %s", kind, undecodable(payload))
 	}
 	if target != "" {
 		fmt.Fprintf(&b, ", target %s", quote(target, maxKeyShown))
@@ -120,8 +132,8 @@ func RevealPayload(kind string, payload []byte) string {
 	return b.String()
 }
 
-func revealFamily(b *strings.Builder, kind, family string, params map[string]string) {
-	fmt.Fprintf(b, "%s: family %s", kind, quote(family, maxKeyShown))
+func revealNamed(b *strings.Builder, kind, what, name string, params map[string]string) {
+	fmt.Fprintf(b, "%s: %s %s", kind, what, quote(name, maxKeyShown))
 	for _, name := range sortedNames(params) {
 		fmt.Fprintf(b, " %s=%s", name, quote(params[name], maxKeyShown))
 	}

@@ -1,5 +1,10 @@
 package keyspec
 
+import (
+	"fmt"
+	"slices"
+)
+
 // checkOverlaps reports pairs of families whose keys can coincide. Two
 // families sharing a key would invalidate each other's entries, and a
 // reader of one could be served the other's value.
@@ -32,6 +37,67 @@ func (d *decoder) checkOverlaps(p *Policy) {
 			}
 		}
 	}
+}
+
+// checkWildcardReach warns when an event's pattern delete can also match
+// keys of another family. A SCAN MATCH '*' matches any bytes, ':' too, so
+// "product:*" deletes every "product:{id}:reviews" key as well. That cannot
+// be expressed tighter in a Redis glob, and filtering matches by the
+// template would skip keys whose values hold a ':', a lost invalidation; so
+// the over-reach stays, and the policy's author is told.
+func (d *decoder) checkWildcardReach(p *Policy) {
+	for _, ename := range p.EventNames() {
+		e := p.Events[ename]
+		for i, inv := range e.Invalidates {
+			f := p.Families[inv.Family]
+			if f == nil || f.Template == nil || inv.kind(f) != ActionPattern {
+				continue
+			}
+			pat := patternShape(f, inv.Wildcard)
+			for _, oname := range p.FamilyNames() {
+				o := p.Families[oname]
+				if oname == f.Name || o.Template == nil {
+					continue
+				}
+				for _, os := range shapes(o) {
+					if key, ok := intersect(pat, os); ok {
+						d.warnf(d.eventAt[ename], fmt.Sprintf("%s[%d]", join(join("events", ename), "invalidates"), i),
+							"the pattern delete of family %q also matches keys of family %q (for example %q), because '*' matches ':' too; they will be deleted with it",
+							f.Name, oname, key)
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// patternShape is the shape of a family's SCAN pattern with the wildcard
+// parameters matching any bytes.
+func patternShape(f *Family, wildcard []string) []elem {
+	any := func(byte) bool { return true }
+	notDelim := func(c byte) bool { return c != ':' }
+	inTag := func(c byte) bool { return c != ':' && c != '{' && c != '}' }
+	var out []elem
+	for _, s := range f.Template.segs {
+		switch {
+		case !s.isParam:
+			for i := range len(s.text) {
+				out = append(out, elem{lit: s.text[i]})
+			}
+		case slices.Contains(wildcard, s.text):
+			if s.text == f.HashTag {
+				out = append(out, elem{lit: '{'}, elem{param: any}, elem{lit: '}'})
+			} else {
+				out = append(out, elem{param: any})
+			}
+		case s.text == f.HashTag:
+			out = append(out, elem{lit: '{'}, elem{param: inTag}, elem{lit: '}'})
+		default:
+			out = append(out, elem{param: notDelim})
+		}
+	}
+	return out
 }
 
 // checkUntriggered warns about families no event invalidates, once a policy

@@ -115,6 +115,7 @@ func (d *decoder) decode(data []byte) *Policy {
 		}
 	}
 	d.checkOverlaps(p)
+	d.checkWildcardReach(p)
 	d.checkUntriggered(p)
 	p.Warnings = d.warns
 	return p

@@ -246,11 +246,18 @@ func (a *app) confirmFamilyDelete(cmd *cobra.Command, family string, params map[
 	if err != nil {
 		return err
 	}
+	// Say where the count comes from: a CLI without the cache's URL
+	// counts in the queue Redis, which may hold none of the keys.
+	where := "the cache Redis"
+	if a.env(cacheURL, envCacheRedisURL, "") == "" {
+		where = "the queue Redis (the cache too, unless --cache-redis says otherwise)"
+	}
+	msg := fmt.Sprintf("%d keys match %s (family %s) in %s\n", n, pattern, family, where)
 	if dryRun {
-		_, err := fmt.Fprintf(cmd.OutOrStdout(), "%d keys match %s (family %s)\n", n, pattern, family)
+		_, err := fmt.Fprint(cmd.OutOrStdout(), msg)
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "%d keys match %s (family %s)\n", n, pattern, family)
+	fmt.Fprint(cmd.ErrOrStderr(), msg)
 	if n <= above {
 		return nil
 	}

@@ -15,11 +15,14 @@ import (
 
 // familyDeleteResult is the --wait --json output of enqueue family.
 type familyDeleteResult struct {
-	TaskIDs    []string `json:"task_ids"`
-	Scanned    int64    `json:"scanned"`
-	Deleted    int64    `json:"deleted"`
-	Seconds    float64  `json:"seconds"`
-	KeysPerSec float64  `json:"keys_per_sec"`
+	TaskIDs []string `json:"task_ids"`
+	// Mode is the family's mode: in "shadow" Deleted counts the keys that
+	// would have been deleted and nothing was; in "off" nothing ran.
+	Mode       string  `json:"mode"`
+	Scanned    int64   `json:"scanned"`
+	Deleted    int64   `json:"deleted"`
+	Seconds    float64 `json:"seconds"`
+	KeysPerSec float64 `json:"keys_per_sec"`
 }
 
 // waitFamilyDelete follows a family delete through its checkpoint until it
@@ -44,7 +47,7 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 	f, isFile := errw.(*os.File)
 	tty := isFile && isTerminal(f)
 	start := time.Now()
-	lastLine := time.Time{}
+	lastLine, lost := time.Time{}, time.Time{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -59,18 +62,49 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 				fmt.Fprint(errw, "\r\033[K")
 			}
 			if o.asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(familyDeleteResult{
-					TaskIDs: []string{id}, Scanned: p.Scanned, Deleted: p.Deleted, Seconds: elapsed.Seconds(), KeysPerSec: rate})
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(familyDeleteResult{TaskIDs: []string{id}, Mode: p.Mode,
+					Scanned: p.Scanned, Deleted: p.Deleted, Seconds: elapsed.Seconds(), KeysPerSec: rate})
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\ndeleted %d keys (scanned %d) in %s, %.0f keys/s\n",
-				id, p.Deleted, p.Scanned, elapsed.Round(time.Millisecond), rate)
+			var err error
+			switch p.Mode {
+			case "off":
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\nthe family is off in the worker's policy: nothing was deleted\n", id)
+			case "shadow":
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\nshadow mode: %d keys would have been deleted (scanned %d) in %s; nothing was deleted\n",
+					id, p.Deleted, p.Scanned, elapsed.Round(time.Millisecond))
+			default:
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\ndeleted %d keys (scanned %d) in %s, %.0f keys/s\n",
+					id, p.Deleted, p.Scanned, elapsed.Round(time.Millisecond), rate)
+			}
 			return err
 		}
-		if reason, dead := archivedReason(insp, queues, id); dead {
-			if tty {
-				fmt.Fprintln(errw)
+		// The scan runs in the first task or its latest continuation.
+		running := []string{id}
+		if p.Task != "" && p.Task != id {
+			running = append(running, p.Task)
+		}
+		found := false
+		for _, tid := range running {
+			state, reason, ok := taskState(insp, queues, tid)
+			if !ok {
+				continue
 			}
-			return fmt.Errorf("family delete %s went to the dead letter after deleting %d keys: %s (see 'invalidator dead list')", id, p.Deleted, reason)
+			found = true
+			if state == asynq.TaskStateArchived {
+				if tty {
+					fmt.Fprintln(errw)
+				}
+				return fmt.Errorf("family delete %s went to the dead letter after deleting %d keys: %s (see 'invalidator dead list')", tid, p.Deleted, reason)
+			}
+		}
+		// Neither task exists and no final counts came: the worker could
+		// not record them (it logs why). Give up after a grace period.
+		if found || p.Task == "" {
+			lost = time.Time{}
+		} else if lost.IsZero() {
+			lost = time.Now()
+		} else if time.Since(lost) > 5*time.Second {
+			return fmt.Errorf("family delete %s: its tasks are gone but no final counts were recorded (last seen: %d deleted); check the worker log", id, p.Deleted)
 		}
 		status := fmt.Sprintf("scanned %d  deleted %d  %.0f keys/s  %s", p.Scanned, p.Deleted, rate, elapsed.Round(time.Second))
 		if p.Nodes > 1 {
@@ -94,14 +128,15 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 	}
 }
 
-// archivedReason reports whether the task is in a dead letter, and why.
-func archivedReason(insp *asynq.Inspector, queues []string, id string) (string, bool) {
+// taskState finds a task in the queues and returns its state and last
+// error; ok is false when no queue has it (it completed and was removed).
+func taskState(insp *asynq.Inspector, queues []string, id string) (asynq.TaskState, string, bool) {
 	for _, q := range queues {
 		ti, err := insp.GetTaskInfo(q, id)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) || err != nil {
 			continue
 		}
-		return ti.LastErr, ti.State == asynq.TaskStateArchived
+		return ti.State, ti.LastErr, true
 	}
-	return "", false
+	return 0, "", false
 }

@@ -65,6 +65,13 @@ change to the classes' queues or weights, which needs a restart.`,
   invalidator worker --redis redis://queue:6379 --cache-redis redis+cluster://cache-1:6379,cache-2:6379`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Catch SIGHUP before anything slow (connecting, pinging): its
+			// default action ends the process, and a systemctl reload
+			// during start-up must not stop the worker. A reload asked for
+			// before the worker runs is applied once it does.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -121,7 +128,7 @@ change to the classes' queues or weights, which needs a restart.`,
 			if err != nil {
 				return err
 			}
-			stopReload := a.reloadOnHangup(ctx, w)
+			stopReload := a.reloadOnHangup(ctx, hup, w)
 			defer stopReload()
 			runErr := w.Run(ctx)
 			stopMetrics()
@@ -143,11 +150,9 @@ change to the classes' queues or weights, which needs a restart.`,
 	return cmd
 }
 
-// reloadOnHangup reloads the policy file into w on every SIGHUP until ctx
-// ends or the returned stop is called.
-func (a *app) reloadOnHangup(ctx context.Context, w *worker.Worker) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// reloadOnHangup reloads the policy file into w on every signal on hup
+// until ctx ends or the returned stop is called.
+func (a *app) reloadOnHangup(ctx context.Context, hup <-chan os.Signal, w *worker.Worker) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -161,10 +166,7 @@ func (a *app) reloadOnHangup(ctx context.Context, w *worker.Worker) (stop func()
 			}
 		}
 	}()
-	return func() {
-		signal.Stop(hup)
-		close(done)
-	}
+	return func() { close(done) }
 }
 
 // reloadPolicy loads the policy file and swaps it into w, or logs why not

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -10,10 +11,15 @@ import (
 	"github.com/invalidator/invalidator/internal/freshness"
 )
 
+// envFreshnessDSN is the environment fallback of --source-dsn; a DSN may
+// hold a password, which is better kept off the command line.
+const envFreshnessDSN = "INVALIDATOR_FRESHNESS_DSN"
+
 type checkFreshnessOpts struct {
-	cacheURL string
-	cfg      freshness.Config
-	asJSON   bool
+	cacheURL  string
+	sourceDSN string
+	cfg       freshness.Config
+	asJSON    bool
 }
 
 func (o *checkFreshnessOpts) validate() error {
@@ -61,7 +67,8 @@ func newCheckFreshnessCmd(a *app) *cobra.Command {
 		Long: `Run writers, a real in-process worker and two kinds of readers side by side,
 force the race that plain cache-aside loses, and count stale reads.
 
-Writers advance versioned rows (in memory) and then enqueue the invalidation
+Writers advance versioned rows (in memory, or in PostgreSQL with
+--source-dsn) and then enqueue the invalidation
 of the rows' keys. Readers read the same rows through cacheaside (leases) and
 through plain GET / load / SET (the control). Every loader sleeps
 --loader-delay after reading, and the worker waits --worker-delay per task,
@@ -98,6 +105,18 @@ run's own, so it is safe against a live deployment's Redis; the exit code is
 				}
 				defer cache.Close()
 				cfg.Cache = cache
+			}
+			if dsn := a.env(o.sourceDSN, envFreshnessDSN, ""); dsn != "" {
+				pg, err := freshness.OpenPostgres(ctx, dsn)
+				if err != nil {
+					return &unreachableError{err}
+				}
+				defer func() {
+					if err := pg.Close(context.WithoutCancel(ctx)); err != nil {
+						a.log.Warn("check freshness: clean-up failed", "err", err)
+					}
+				}()
+				cfg.Source = pg
 			}
 			cfg.Logger = a.log
 			if !o.asJSON {
@@ -136,5 +155,6 @@ run's own, so it is safe against a live deployment's Redis; the exit code is
 	f.DurationVar(&o.cfg.LagBound, "lag-bound", freshness.DefaultLagBound, "invalidation lag a read may be behind by before it counts as stale")
 	f.DurationVar(&o.cfg.TTL, "ttl", freshness.DefaultTTL, "TTL of the cache entries")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
+	f.StringVar(&o.sourceDSN, "source-dsn", "", "PostgreSQL DSN for the source of truth instead of memory (env "+envFreshnessDSN+"); rows go to table invalidator_freshness_rows, removed after the run")
 	return cmd
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,24 +69,6 @@ func TestDashboardCredentialErrorsHideThePassword(t *testing.T) {
 	require.NotContains(t, r.stdout+r.stderr, dashboardSecret)
 }
 
-// dashboardBuffer is written by the command's goroutine and read by the test.
-type dashboardBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (d *dashboardBuffer) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.Write(p)
-}
-
-func (d *dashboardBuffer) String() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.String()
-}
-
 func TestDashboardServesUntilCancelled(t *testing.T) {
 	t.Parallel()
 	db := redistest.NewDB(t)
@@ -98,7 +78,7 @@ func TestDashboardServesUntilCancelled(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errb dashboardBuffer
+	var out, errb syncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"dashboard", "--addr", "127.0.0.1:0", "--password-file", file},

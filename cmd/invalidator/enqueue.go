@@ -266,33 +266,16 @@ func (a *app) confirmFamilyDelete(cmd *cobra.Command, family string, params map[
 }
 
 func newEnqueueEventCmd(a *app, o *enqueueOpts) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "event EVENT [ATTRIBUTE=VALUE...]",
 		Short: "Publish an event; the policy decides which keys it invalidates",
 		Long: `Publish an event of the policy's events section, as application code does with
 enqueue.Client.Publish after a write. Every attribute the event declares must
 be given, and no other. 'invalidator policy explain' shows what it will do.`,
 		Example: `  invalidator enqueue event product.updated id=7 --policy examples/policy.yaml`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := minArgs(1)(cmd, args); err != nil {
-				return err
-			}
-			attrs, err := parseParams(args[1:])
-			if err != nil {
-				return err
-			}
-			c, done, err := o.client(cmd, a)
-			if err != nil {
-				return err
-			}
-			defer done()
-			id, err := c.Publish(cmd.Context(), args[0], attrs)
-			if err != nil {
-				return err
-			}
-			return o.print(cmd.OutOrStdout(), []string{id})
-		},
 	}
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).Publish)
+	return cmd
 }
 
 func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
@@ -305,7 +288,8 @@ func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
 	return cmd
 }
 
-// familyRunE runs a FAMILY PARAM=VALUE... command through one Client method.
+// familyRunE runs a NAME PARAM=VALUE... command (a family, or an event and
+// its attributes) through one Client method.
 func familyRunE(a *app, o *enqueueOpts,
 	call func(*enqueue.Client, context.Context, string, map[string]string) (string, error),
 ) func(*cobra.Command, []string) error {

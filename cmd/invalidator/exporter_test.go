@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,55 +18,14 @@ import (
 
 // runningCmd is a command running in-process in the background.
 type runningCmd struct {
-	out, err *lockedBuffer
+	out, err *syncBuffer
 	code     chan int
 	cancel   context.CancelFunc
 }
 
-// lockedBuffer is read by the test while the command writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// execExporter runs `invalidator exporter args...` as run() does, with
-// run()'s error output and exit codes. It adds the command to the tree
-// itself while root.go does not yet; once it does, invoke(t, env, "",
-// "exporter", ...) is the same thing.
+// execExporter runs `invalidator exporter args...` as main does.
 func execExporter(ctx context.Context, s streams, env map[string]string, args ...string) int {
-	a := &app{streams: s, getenv: func(k string) string { return env[k] }}
-	root := newRootCmd(a)
-	if c, _, err := root.Find([]string{"exporter"}); err != nil || c == root {
-		root.AddCommand(newExporterCmd(a))
-	}
-	root.SetArgs(append([]string{"exporter"}, args...))
-	cmd, err := root.ExecuteContextC(ctx)
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(s.err, "invalidator: %v\n", err)
-	var ue *usageError
-	var re *unreachableError
-	switch {
-	case errors.As(err, &ue), isInputError(err):
-		fmt.Fprintf(s.err, "Try '%s --help'.\n", cmd.CommandPath())
-		return exitUsage
-	case errors.As(err, &re):
-		return exitUnreachable
-	}
-	return exitFailure
+	return run(ctx, append([]string{"exporter"}, args...), s, func(k string) string { return env[k] })
 }
 
 // startExporter runs the exporter in the background until the test cancels
@@ -77,7 +33,7 @@ func execExporter(ctx context.Context, s streams, env map[string]string, args ..
 func startExporter(t *testing.T, env map[string]string, args ...string) *runningCmd {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &runningCmd{out: &lockedBuffer{}, err: &lockedBuffer{}, code: make(chan int, 1), cancel: cancel}
+	r := &runningCmd{out: &syncBuffer{}, err: &syncBuffer{}, code: make(chan int, 1), cancel: cancel}
 	go func() {
 		r.code <- execExporter(ctx, streams{in: strings.NewReader(""), out: r.out, err: r.err}, env, args...)
 	}()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,23 @@ func TestProcess(t *testing.T) {
 	db := redistest.NewDB(t)
 	ctx := context.Background()
 	policy := writePolicy(t, cliPolicy)
+
+	// A SIGHUP while the worker is still connecting (systemctl reload right
+	// after start) must not end it: SIGHUP's default action would.
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	require.NoError(t, err)
+	defer silent.Close()
+	starting := exec.Command(bin, "worker", "--redis", "redis://"+silent.Addr().String()+"/0")
+	starting.Env = append(os.Environ(), envPolicy+"="+policy)
+	require.NoError(t, starting.Start())
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, starting.Process.Signal(syscall.SIGHUP))
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, starting.Process.Signal(syscall.SIGTERM))
+	err = starting.Wait()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr, "the worker cannot have started against a silent Redis")
+	require.Equal(t, exitUnreachable, exitErr.ExitCode(), "a SIGHUP during start-up killed the worker: %v", err)
 	env := append(os.Environ(), envRedisURL+"="+db.URL, envPolicy+"="+policy)
 
 	var logs syncBuffer

@@ -205,6 +205,8 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 			sum.Seconds, sum.Writes, sum.Invalidations, sum.Reads, sum.HitRate*100, sum.LagP50Ms, sum.LagP99Ms, sum.StaleReads, sum.DeadLetters)
 		if sum.Drained {
 			fmt.Fprintf(out, "after the queues drained: %d rows read back through the cache, %d cached older than the source\n", sum.Checked, sum.StaleCached)
+		} else if cmd.Context().Err() != nil {
+			fmt.Fprintln(out, "interrupted: the final check was skipped")
 		} else {
 			fmt.Fprintln(out, "the queues did not drain in time: the final check was skipped")
 		}

@@ -229,9 +229,10 @@ func (s *source) stale(name string, v int64, start time.Time, bound time.Duratio
 	return false
 }
 
-// RunWorkload runs writers and readers until ctx ends, then waits for the
-// queues to drain (the worker must still run) and checks that no written
-// row is cached older than the source, and returns the summary. Writers
+// RunWorkload runs writers and readers until ctx ends, then (unless ctx was
+// cancelled rather than timed out) waits for the queues to drain, with the
+// worker still running, and checks that no written row is cached older
+// than the source, and returns the summary. Writers
 // commit to the in-memory source, then publish the row's event through
 // enqueue; readers read through cacheaside with a loader that reads the
 // source.
@@ -394,9 +395,15 @@ loop:
 	tick.Stop()
 	wg.Wait()
 
-	drained, checked, staleCached, err := finalCheck(context.WithoutCancel(ctx), cfg, insp, cache, fams, src)
-	if err != nil {
-		return Summary{}, err
+	// An interrupted run (ctx cancelled, not timed out) ends at once; the
+	// worker is stopping too, so the queues would never drain.
+	var drained bool
+	var checked, staleCached int
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		drained, checked, staleCached, err = finalCheck(context.WithoutCancel(ctx), cfg, insp, cache, fams, src)
+		if err != nil {
+			return Summary{}, err
+		}
 	}
 
 	lag.reset() // the summary's quantiles cover the whole run

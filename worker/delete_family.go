@@ -34,36 +34,40 @@ var errPaused = errors.New("paused at soft deadline")
 // rescanning a huge keyspace from zero.
 func checkpointKey(scanID string) string { return "invalidator:scan:{" + scanID + "}" }
 
-// checkpoint is one node's entry: the node's run_id and the cursor. A SCAN
-// cursor is only meaningful to the process that issued it (Redis seeds its
-// hash function at start-up), so after a restart or failover the scan
-// starts again from zero rather than skip keys.
+// checkpoint is one node's entry: the node's run_id, the family mode the
+// scan ran in, and the cursor, as "runid mode cursor". A SCAN cursor is
+// only meaningful to the process that issued it (Redis seeds its hash
+// function at start-up), so after a restart or failover the scan starts
+// again from zero rather than skip keys. Likewise a cursor of a shadow scan
+// only counted the keys behind it, so a scan in another mode ignores it.
+// Entries of an older layout do not parse and cost a rescan, never a skip.
 type checkpoint struct {
 	runID  string
+	mode   string
 	cursor uint64
 	done   bool
 }
 
 func (c checkpoint) String() string {
 	if c.done {
-		return c.runID + " " + cursorDone
+		return c.runID + " " + c.mode + " " + cursorDone
 	}
-	return c.runID + " " + strconv.FormatUint(c.cursor, 10)
+	return c.runID + " " + c.mode + " " + strconv.FormatUint(c.cursor, 10)
 }
 
 func parseCheckpoint(s string) (checkpoint, bool) {
-	runID, rest, ok := strings.Cut(s, " ")
-	if !ok || runID == "" {
+	f := strings.Split(s, " ")
+	if len(f) != 3 || f[0] == "" || f[1] == "" {
 		return checkpoint{}, false
 	}
-	if rest == cursorDone {
-		return checkpoint{runID: runID, done: true}, true
+	if f[2] == cursorDone {
+		return checkpoint{runID: f[0], mode: f[1], done: true}, true
 	}
-	cur, err := strconv.ParseUint(rest, 10, 64)
+	cur, err := strconv.ParseUint(f[2], 10, 64)
 	if err != nil {
 		return checkpoint{}, false
 	}
-	return checkpoint{runID: runID, cursor: cur}, true
+	return checkpoint{runID: f[0], mode: f[1], cursor: cur}, true
 }
 
 // Fields of a checkpoint hash besides the per-node cursors. Node IDs are
@@ -139,11 +143,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if err != nil {
 		return fmt.Errorf("load scan checkpoint %s: %w", ck, err)
 	}
-	// Checkpoints without a mode predate shadow mode: they were enforced.
-	savedMode := cmp.Or(saved[fieldMode], string(keyspec.ModeEnforce))
+	// A checkpoint without a mode was written by an older build, which may
+	// have scanned in shadow mode: it is not trusted.
+	savedMode := saved[fieldMode]
 	modeChanged := savedMode != mode
 	if modeChanged && len(saved) > 0 {
-		log.Info("family mode changed since the scan began; scanning again from the start", "was", savedMode, "now", mode)
+		log.Info("family mode changed since the scan began (or unknown); scanning again from the start", "was", cmp.Or(savedMode, "unknown"), "now", mode)
 	}
 	pipe := w.cfg.Queue.TxPipeline()
 	if modeChanged && len(saved) > 0 {
@@ -179,11 +184,11 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		if err != nil {
 			return fmt.Errorf("node %s: %w", nodeID, err)
 		}
-		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, pattern: pattern, ck: ck,
+		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, mode: mode, pattern: pattern, ck: ck,
 			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted, budget: &budget,
 			dryRun: dryRun, maxKeys: maxKeys, progress: progress, target: t.Target}
 		// A garbled checkpoint costs a rescan, never a skip.
-		if cp, ok := parseCheckpoint(saved[nodeID]); ok && cp.runID == runID {
+		if cp, ok := parseCheckpoint(saved[nodeID]); ok && cp.runID == runID && cp.mode == mode {
 			if cp.done {
 				return nil
 			}
@@ -268,8 +273,9 @@ type ScanProgress struct {
 	// Task is the ID of the task running the scan now: the first, or its
 	// latest continuation.
 	Task string
-	// Scanned counts the keys SCAN matched in the current run; Deleted the
-	// keys deleted over every run. Both are as of the last checkpoint save
+	// Scanned counts the keys SCAN matched and Deleted the keys deleted
+	// (in shadow mode: counted), over every run of the scan; a node
+	// rescanned after a restart is counted again. Both are as of the last checkpoint save
 	// (every 100ms).
 	Scanned, Deleted int64
 	// Nodes and NodesDone count the cache masters with a cursor, and those
@@ -347,6 +353,7 @@ type nodeScan struct {
 	node         redis.UniversalClient
 	nodeID       string
 	runID        string
+	mode         string // the family mode the scan runs in
 	pattern      string
 	ck           string
 	softDeadline time.Time
@@ -391,7 +398,7 @@ func (s *nodeScan) run(ctx context.Context) error {
 		s.safe = p.next
 		if p.next == 0 {
 			stop()
-			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, done: true}, s.scanned.Load(), s.deleted.Load())
+			return s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, mode: s.mode, done: true}, s.scanned.Load(), s.deleted.Load())
 		}
 		// Saving every page would put a round trip to the queue Redis in
 		// every page's path; every checkpointInterval costs a crash at most
@@ -491,7 +498,7 @@ func (s *nodeScan) stopAt(ctx context.Context, err error) error {
 }
 
 func (s *nodeScan) save(ctx context.Context) error {
-	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, cursor: s.safe}, s.scanned.Load(), s.deleted.Load()); err != nil {
+	if err := s.w.saveCheckpoint(ctx, s.ck, s.nodeID, checkpoint{runID: s.runID, mode: s.mode, cursor: s.safe}, s.scanned.Load(), s.deleted.Load()); err != nil {
 		return err
 	}
 	s.saved = s.safe
@@ -544,16 +551,42 @@ func serverRunID(ctx context.Context, node redis.UniversalClient) (string, error
 	return "", errors.New("read run_id: INFO server has no run_id")
 }
 
+// saveScript saves one node's cursor and the scan's totals, unless the
+// checkpoint now belongs to a scan in another mode: a run still going in
+// the old mode after a policy reload must not put its cursor or counts
+// into the new mode's checkpoint.
+var saveScript = redis.NewScript(`
+-- KEYS[1] -> checkpoint hash of one family delete (invalidator:scan:{id})
+-- ARGV[1] -> the saver's family mode
+-- ARGV[2] -> node id; ARGV[3] -> its checkpoint ("runid mode cursor")
+-- ARGV[4] -> keys scanned; ARGV[5] -> keys deleted (or counted, in shadow)
+-- ARGV[6] -> TTL of the hash in milliseconds
+-- Output: 1 if saved; 0 if the hash holds another mode (nothing written)
+local m = redis.call('HGET', KEYS[1], '_mode')
+if m and m ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], '_scanned', ARGV[4], '_deleted', ARGV[5], '_mode', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+`)
+
+// errModeChanged stops a scan whose checkpoint was taken over by a scan in
+// another mode; the task fails and its retry starts in the current mode.
+var errModeChanged = errors.New("the family's mode changed while the scan ran")
+
 // saveCheckpoint stores one node's cursor and the scan's totals. The deleted
 // total may lag by the pages since the last save; it is used for max_keys,
 // which a crash thus loosens by at most that much, and with the scanned
 // count for progress displays (FamilyDeleteProgress).
 func (w *Worker) saveCheckpoint(ctx context.Context, ck, nodeID string, cp checkpoint, scanned, deleted int64) error {
-	pipe := w.cfg.Queue.TxPipeline()
-	pipe.HSet(ctx, ck, nodeID, cp.String(), fieldScanned, scanned, fieldDeleted, deleted)
-	pipe.PExpire(ctx, ck, w.cfg.CheckpointTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
+	ok, err := saveScript.Run(ctx, w.cfg.Queue, []string{ck}, cp.mode, nodeID, cp.String(), scanned, deleted,
+		w.cfg.CheckpointTTL.Milliseconds()).Int()
+	if err != nil {
 		return fmt.Errorf("save scan checkpoint %s: %w", ck, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("save scan checkpoint %s: %w", ck, errModeChanged)
 	}
 	return nil
 }

@@ -48,6 +48,10 @@ func (h *scanWatch) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *scanWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		// Checkpoint saves run saveScript: EVALSHA sha 1 ck mode node value ...
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(cmd.Args()) > 6 && cmd.Args()[3] == h.ck {
+			h.checkSave(cmd.Args()[6].(string))
+		}
 		err := next(ctx, cmd)
 		if sc, ok := cmd.(*redis.ScanCmd); ok && err == nil {
 			keys, cur := sc.Val()

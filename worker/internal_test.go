@@ -104,7 +104,7 @@ func TestDeleteFamilySkipsFinishedNodes(t *testing.T) {
 	require.NoError(t, err)
 	runID, err := serverRunID(ctx, rdb)
 	require.NoError(t, err)
-	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, done: true}, 0, 0))
+	require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t2"), "standalone", checkpoint{runID: runID, mode: "enforce", done: true}, 0, 0))
 	task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
 	require.NoError(t, w.applyDeleteFamily(ctx, w.state.Load(), task, asynq.NewTask(tasks.KindDeleteFamily, nil), "t2", w.log))
 	require.Equal(t, len(keys), CountExisting(t, rdb, keys...))
@@ -119,7 +119,7 @@ func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
 	keys := fill(t, rdb, 2000, "item:s1:%d")
 	w, err := New(Config{Queue: rdb, Policy: familyPolicy(t), Logger: quiet()})
 	require.NoError(t, err)
-	for _, cp := range []checkpoint{{runID: "another-process", cursor: 1 << 40}, {runID: "another-process", done: true}} {
+	for _, cp := range []checkpoint{{runID: "another-process", mode: "enforce", cursor: 1 << 40}, {runID: "another-process", mode: "enforce", done: true}} {
 		fill(t, rdb, 2000, "item:s1:%d")
 		require.NoError(t, w.saveCheckpoint(ctx, checkpointKey("t3"), "standalone", cp, 0, 0))
 		task := tasks.DeleteFamily{Family: "item", Params: map[string]string{"shop": "s1"}}
@@ -130,12 +130,12 @@ func TestDeleteFamilyIgnoresCursorOfAnotherServer(t *testing.T) {
 
 func TestCheckpointRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, cp := range []checkpoint{{runID: "abc", cursor: 0}, {runID: "abc", cursor: 1<<64 - 1}, {runID: "abc", done: true}} {
+	for _, cp := range []checkpoint{{runID: "abc", mode: "enforce", cursor: 0}, {runID: "abc", mode: "shadow", cursor: 1<<64 - 1}, {runID: "abc", mode: "enforce", done: true}} {
 		got, ok := parseCheckpoint(cp.String())
 		require.True(t, ok)
 		require.Equal(t, cp, got)
 	}
-	for _, bad := range []string{"", "12", " 12", "abc x", "abc -1", "abc 99999999999999999999999"} {
+	for _, bad := range []string{"", "12", " 12", "abc x", "abc 12", "abc done", "abc enforce x", "abc enforce -1", "abc enforce 99999999999999999999999", "abc  12"} {
 		_, ok := parseCheckpoint(bad)
 		require.False(t, ok, "%q", bad)
 	}

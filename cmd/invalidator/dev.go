@@ -128,7 +128,11 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{Queue: rdb, Policy: policy, Logger: a.log.With("subsystem", "worker"), Metrics: metrics})
+	workerPolicy := policy
+	if o.workload {
+		workerPolicy = withoutSecondDeletes(policy)
+	}
+	w, err := worker.New(worker.Config{Queue: rdb, Policy: workerPolicy, Logger: a.log.With("subsystem", "worker"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -143,23 +147,21 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	if err != nil {
 		return err
 	}
-	dashDone := make(chan error, 1)
-	go func() { dashDone <- dashboard.Serve(sctx, dashLn, dash, a.log) }()
 	metricsLn, err := listenOrFree(o.metricsAddr)
 	if err != nil {
+		_ = dashLn.Close()
 		return err
 	}
-	metricsAddr := metricsLn.Addr().String()
-	_ = metricsLn.Close() // serveMetrics binds it again
-	bound, waitMetrics, err := serveMetrics(sctx, metricsAddr, reg, map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}, a.log)
-	if err != nil {
-		return err
-	}
+	dashDone := make(chan error, 1)
+	go func() { dashDone <- dashboard.Serve(sctx, dashLn, dash, a.log) }()
+	bound, waitMetrics := serveMetricsOn(sctx, metricsLn, reg, map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}, a.log)
 
 	fmt.Fprintf(out, "invalidator dev\n  redis      %s\n  policy     %s (%d families, %d events)\n  dashboard  %s\n  metrics    http://%s/metrics  (health: /healthz, /readyz)\n",
 		redisDesc, policy.Source, len(policy.Families), len(policy.Events), dashboard.URL(dashLn.Addr()), bound)
 	if !o.workload {
 		fmt.Fprintln(out, "  no --workload: enqueue from another shell, e.g. invalidator enqueue event product.updated id=7 --policy "+policy.Source)
+	} else {
+		fmt.Fprintln(out, "  workload   readers use cacheaside leases; the worker runs without second deletes, so the final check sees the leases alone")
 	}
 	if o.duration == 0 {
 		fmt.Fprintln(out, "Ctrl-C stops.")
@@ -173,21 +175,38 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	defer stopOnSignal()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
+	// A worker that stops early (it could not start, say) ends the run at
+	// once, with its error, instead of leaving a stack that invalidates
+	// nothing.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var workerErr error
+	workerExited := make(chan struct{})
+	go func() {
+		workerErr = <-workerDone
+		stopLoad()
+		close(workerExited)
+	}()
 
 	var sum devstack.Summary
 	var runErr error
 	if o.workload {
-		sum, runErr = devstack.RunWorkload(ctx, devstack.Config{
+		sum, runErr = devstack.RunWorkload(loadCtx, devstack.Config{
 			Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
 			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate,
-			Logger: a.log.With("subsystem", "workload"),
-			Status: func(s devstack.Status) { fmt.Fprintln(out, s) },
+			Logger:    a.log.With("subsystem", "workload"),
+			Status:    func(s devstack.Status) { fmt.Fprintln(out, s) },
+			Interrupt: cmd.Context(),
 		})
 	} else {
-		<-ctx.Done()
+		<-loadCtx.Done()
 	}
 	stopWorker()
-	runErr = errors.Join(runErr, <-workerDone)
+	<-workerExited
+	if workerErr == nil && loadCtx.Err() != nil && ctx.Err() == nil {
+		workerErr = errors.New("the worker stopped early")
+	}
+	runErr = errors.Join(runErr, workerErr)
 	stopServers()
 	runErr = errors.Join(runErr, waitMetrics(), <-dashDone)
 	if runErr != nil {
@@ -218,6 +237,19 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 		return fmt.Errorf("%d writes and %d reads failed; see the log above", sum.WriteErrors, sum.ReadErrors)
 	}
 	return nil
+}
+
+// withoutSecondDeletes returns a copy of p whose classes schedule no
+// second delete.
+func withoutSecondDeletes(p *keyspec.Policy) *keyspec.Policy {
+	c := *p
+	c.Classes = make(map[string]*keyspec.Class, len(p.Classes))
+	for name, cl := range p.Classes {
+		cp := *cl
+		cp.SecondDelete = 0
+		c.Classes[name] = &cp
+	}
+	return &c
 }
 
 // devPolicy is --policy, else examples/policy.yaml when run from a checkout.

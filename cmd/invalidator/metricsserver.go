@@ -43,6 +43,13 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, re
 	if err != nil {
 		return "", nil, fmt.Errorf("metrics server: listen on %s: %w", addr, err)
 	}
+	bound, wait := serveMetricsOn(ctx, l, reg, ready, log)
+	return bound, wait, nil
+}
+
+// serveMetricsOn is serveMetrics on a listener the caller opened; it closes
+// it when done.
+func serveMetricsOn(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready map[string]redis.UniversalClient, log *slog.Logger) (string, func() error) {
 	log = log.With("subsystem", "metrics")
 	hh := health.New(health.PingAll(ready), health.WithLogger(log))
 	mux := http.NewServeMux()
@@ -86,5 +93,5 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, re
 		}
 		stopped <- nil
 	}()
-	return l.Addr().String(), func() error { return <-stopped }, nil
+	return l.Addr().String(), func() error { return <-stopped }
 }

@@ -99,7 +99,7 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 		}
 		// Neither task exists and no final counts came: the worker could
 		// not record them (it logs why). Give up after a grace period.
-		if found || p.Task == "" {
+		if found {
 			lost = time.Time{}
 		} else if lost.IsZero() {
 			lost = time.Now()

@@ -57,6 +57,9 @@ type Config struct {
 	// DrainTimeout bounds the wait, after the load ends, for the queues to
 	// empty before the final check. Default 15s.
 	DrainTimeout time.Duration
+	// Interrupt, when it ends, ends the drain and the final check early
+	// (Ctrl-C). Optional.
+	Interrupt context.Context
 }
 
 // RowKind is one kind of row: a family it is cached in, the event a write
@@ -175,6 +178,21 @@ type source struct {
 type row struct {
 	version int64
 	writes  []write // recent completed writes, oldest first
+	// lost: a write of this row was committed but its invalidation could
+	// not be published, so the final check skips the row.
+	lost bool
+}
+
+// publishTimeout bounds a writer's publish after its commit.
+const publishTimeout = 5 * time.Second
+
+// unpublished marks a row whose last write's invalidation was not sent.
+func (s *source) unpublished(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rows[name]; r != nil {
+		r.lost = true
+	}
 }
 
 type write struct {
@@ -286,16 +304,26 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 					return
 				case <-tick.C:
 				}
+				if ctx.Err() != nil {
+					return // no write starts after the end
+				}
 				k := rng.IntN(len(cfg.Rows))
 				id := 1 + rng.IntN(cfg.Entities)
-				rk := cfg.Rows[k]
-				src.commit(rowName(rk, id))
-				// After the commit, as the application would.
-				if _, err := producer.Publish(ctx, rk.Event, rk.Attrs(id)); err != nil {
-					if ctx.Err() == nil {
-						writeErrs.Add(1)
-						cfg.Logger.Warn("publish failed", "event", rk.Event, "err", err)
-					}
+				rk, name := cfg.Rows[k], rowName(cfg.Rows[k], id)
+				src.commit(name)
+				// After the commit, as the application would, and to the
+				// end even if the run ends meanwhile: a committed write
+				// owes its invalidation.
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+				_, err := producer.Publish(pctx, rk.Event, rk.Attrs(id))
+				cancel()
+				if err != nil {
+					// The application would retry or use an outbox; the
+					// workload counts it and leaves the row out of the
+					// final check, which judges the cache, not this.
+					writeErrs.Add(1)
+					src.unpublished(name)
+					cfg.Logger.Warn("publish failed", "event", rk.Event, "err", err)
 					continue
 				}
 				writes.Add(1)
@@ -400,7 +428,14 @@ loop:
 	var drained bool
 	var checked, staleCached int
 	if !errors.Is(ctx.Err(), context.Canceled) {
-		drained, checked, staleCached, err = finalCheck(context.WithoutCancel(ctx), cfg, insp, cache, fams, src)
+		fctx := context.WithoutCancel(ctx)
+		if cfg.Interrupt != nil {
+			var stop context.CancelFunc
+			fctx, stop = context.WithCancel(fctx)
+			defer context.AfterFunc(cfg.Interrupt, stop)()
+			defer stop()
+		}
+		drained, checked, staleCached, err = finalCheck(fctx, cfg, insp, cache, fams, src)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -444,15 +479,19 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 		}
 		select {
 		case <-ctx.Done():
-			cfg.Logger.Warn("queues did not drain before the final check", "timeout", cfg.DrainTimeout)
+			if cfg.Interrupt == nil || cfg.Interrupt.Err() == nil {
+				cfg.Logger.Warn("queues did not drain before the final check", "timeout", cfg.DrainTimeout)
+			}
 			return false, 0, 0, nil
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	src.mu.Lock()
 	names := make([]string, 0, len(src.rows))
-	for name := range src.rows {
-		names = append(names, name)
+	for name, r := range src.rows {
+		if !r.lost {
+			names = append(names, name)
+		}
 	}
 	src.mu.Unlock()
 	slices.Sort(names)
@@ -466,6 +505,9 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 			return []byte(strconv.FormatInt(src.read(name), 10)), nil
 		})
 		if err != nil {
+			if cfg.Interrupt != nil && cfg.Interrupt.Err() != nil {
+				return false, checked, stale, nil
+			}
 			return true, checked, stale, fmt.Errorf("final check of %s: %w", name, err)
 		}
 		checked++

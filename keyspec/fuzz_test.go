@@ -80,6 +80,9 @@ func countBraces(params []string) int {
 // must be a consistent policy.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nclasses:\n  standard: {ttl: 10m}\nfamilies:\n  user: {template: 'user:{id}', class: standard}\n"))
+	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m, weight: 2}}\nfamilies:\n  p: {template: 'p:{id}:{page}', class: standard, mode: shadow, max_keys: 9}\n" +
+		"  c: {template: 'c', class: standard, strategy: version}\nevents:\n  p.updated:\n    attributes: [id, x]\n" +
+		"    invalidates: [{family: p, wildcard: [page]}, c]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -121,6 +124,18 @@ func FuzzParse(f *testing.F) {
 			if fam.Strategy == StrategyVersion {
 				require.Positive(t, fam.TTL)
 			}
+		}
+		// Every event of a policy that loads resolves, with any plain
+		// attribute values, into one action per invalidation.
+		for name, e := range p.Events {
+			attrs := map[string]string{}
+			for _, a := range e.Attributes {
+				attrs[a] = "v"
+			}
+			actions, err := p.Resolve(name, attrs)
+			require.NoError(t, err, "event %q", name)
+			require.Len(t, actions, len(e.Invalidates))
+			require.NotEmpty(t, actions)
 		}
 	})
 }

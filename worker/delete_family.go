@@ -139,31 +139,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		reserve := min(defaultScanSliceReserve, time.Until(d)/10)
 		softDeadline = d.Add(-reserve)
 	}
-	saved, err := w.cfg.Queue.HGetAll(ctx, ck).Result()
+	saved, was, err := w.beginScan(ctx, ck, mode, taskID)
 	if err != nil {
-		return fmt.Errorf("load scan checkpoint %s: %w", ck, err)
+		return err
 	}
-	// A checkpoint without a mode was written by an older build, which may
-	// have scanned in shadow mode: it is not trusted.
-	savedMode := saved[fieldMode]
-	modeChanged := savedMode != mode
-	if modeChanged && len(saved) > 0 {
-		log.Info("family mode changed since the scan began (or unknown); scanning again from the start", "was", cmp.Or(savedMode, "unknown"), "now", mode)
-	}
-	pipe := w.cfg.Queue.TxPipeline()
-	if modeChanged && len(saved) > 0 {
-		pipe.Del(ctx, ck) // the other mode's cursors and counts
-		if saved[fieldForce] == "1" {
-			pipe.HSet(ctx, ck, fieldForce, "1")
-		}
-	}
-	pipe.HSet(ctx, ck, fieldTask, taskID, fieldMode, mode)
-	pipe.PExpire(ctx, ck, w.cfg.CheckpointTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("save scan checkpoint %s: %w", ck, err)
-	}
-	if modeChanged {
-		saved = map[string]string{fieldForce: saved[fieldForce]}
+	if was != mode {
+		log.Info("family mode changed since the scan began (or unknown); scanning again from the start", "was", was, "now", mode)
 	}
 	maxKeys := int64(fam.MaxKeys)
 	if saved[fieldForce] == "1" || dryRun {
@@ -549,6 +530,50 @@ func serverRunID(ctx context.Context, node redis.UniversalClient) (string, error
 		}
 	}
 	return "", errors.New("read run_id: INFO server has no run_id")
+}
+
+// beginScript opens a run of a scan on its checkpoint in one round trip. A
+// checkpoint without a mode was written by an older build, which may have
+// scanned in shadow mode, so it is not trusted either.
+var beginScript = redis.NewScript(`
+-- KEYS[1] -> checkpoint hash of one family delete (invalidator:scan:{id})
+-- ARGV[1] -> the run's family mode; ARGV[2] -> the run's task id
+-- ARGV[3] -> TTL of the hash in milliseconds
+-- Output: {was, field, value, ...}: the mode the hash held ("?" when it
+--         held none; ARGV[1] when there was no hash), then the hash as
+--         this run starts from. If it held another mode, or none, its
+--         cursors and counts are dropped first (an operator's _force
+--         stays). _task and _mode are set to this run.
+local was = redis.call('HGET', KEYS[1], '_mode')
+if not was then
+  if redis.call('EXISTS', KEYS[1]) == 1 then was = '?' else was = ARGV[1] end
+end
+if was ~= ARGV[1] then
+  local force = redis.call('HGET', KEYS[1], '_force')
+  redis.call('DEL', KEYS[1])
+  if force then
+    redis.call('HSET', KEYS[1], '_force', force)
+  end
+end
+redis.call('HSET', KEYS[1], '_task', ARGV[2], '_mode', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, was)
+return out
+`)
+
+// beginScan runs beginScript and returns the checkpoint the run starts
+// from and the mode it held before.
+func (w *Worker) beginScan(ctx context.Context, ck, mode, taskID string) (map[string]string, string, error) {
+	res, err := beginScript.Run(ctx, w.cfg.Queue, []string{ck}, mode, taskID, w.cfg.CheckpointTTL.Milliseconds()).StringSlice()
+	if err != nil || len(res)%2 != 1 {
+		return nil, "", fmt.Errorf("open scan checkpoint %s: %w", ck, cmp.Or(err, errors.New("malformed reply")))
+	}
+	saved := make(map[string]string, len(res)/2)
+	for i := 1; i+1 < len(res); i += 2 {
+		saved[res[i]] = res[i+1]
+	}
+	return saved, res[0], nil
 }
 
 // saveScript saves one node's cursor and the scan's totals, unless the

@@ -48,8 +48,9 @@ func (h *scanWatch) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *scanWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		// Checkpoint saves run saveScript: EVALSHA sha 1 ck mode node value ...
-		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(cmd.Args()) > 6 && cmd.Args()[3] == h.ck {
+		// Checkpoint saves run saveScript: EVALSHA sha 1 ck mode node value
+		// scanned deleted ttl. (beginScript has fewer arguments.)
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(cmd.Args()) == 10 && cmd.Args()[3] == h.ck {
 			h.checkSave(cmd.Args()[6].(string))
 		}
 		err := next(ctx, cmd)

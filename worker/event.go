@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -50,76 +49,62 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 	}
 	log = log.With("event", t.Name)
 
-	// Enforced key deletes, with the class of each key's family for the
-	// second delete. Shadow families are looked at last, best effort: they
-	// must never hold up or fail what is enforced.
-	var keys []string
-	var keyClasses []*keyspec.Class
-	var shadow []keyspec.Action
+	// Sort the actions once. Shadow key checks run last, best effort: they
+	// must never hold up or fail what is enforced. Bumps and pattern
+	// deletes apply shadow mode themselves.
+	var deletes, bumps, patterns, shadow []keyspec.Action
 	for _, a := range actions {
-		if a.Kind != keyspec.ActionDelete {
-			continue
-		}
-		switch a.Family.Mode {
-		case keyspec.ModeOff:
+		switch {
+		case a.Family.Mode == keyspec.ModeOff:
 			w.metrics.eventAction(t.Name, a.Family.Name, actionOff)
-			log.Debug("family is off: key not deleted", "family", a.Family.Name, "key", a.Key)
-		case keyspec.ModeShadow:
+			log.Debug("family is off: nothing done", "family", a.Family.Name, "action", a.Kind)
+		case a.Kind == keyspec.ActionDelete && a.Family.Mode == keyspec.ModeShadow:
 			shadow = append(shadow, a)
+		case a.Kind == keyspec.ActionDelete:
+			deletes = append(deletes, a)
+		case a.Kind == keyspec.ActionBump:
+			bumps = append(bumps, a)
 		default:
-			keys = append(keys, a.Key)
-			keyClasses = append(keyClasses, st.policy.ClassOf(a.Family))
+			patterns = append(patterns, a)
 		}
+	}
+
+	// Key deletes, and their second deletes per class (delays and queues
+	// differ between classes).
+	keys := make([]string, 0, len(deletes))
+	var classes []*keyspec.Class
+	byClass := map[*keyspec.Class][]string{}
+	for _, a := range deletes {
+		keys = append(keys, a.Key)
+		c := st.policy.ClassOf(a.Family)
+		if _, seen := byClass[c]; !seen {
+			classes = append(classes, c)
+		}
+		byClass[c] = append(byClass[c], a.Key)
 	}
 	if len(keys) > 0 {
 		if err := w.batchers[t.Target].unlink(ctx, keys); err != nil {
 			return fmt.Errorf("event %q: delete %d keys: %w", t.Name, len(keys), err)
 		}
-		for _, a := range actions {
-			if a.Kind == keyspec.ActionDelete && a.Family.Mode.Enforced() {
-				w.metrics.eventAction(t.Name, a.Family.Name, actionDelete)
-			}
+		for _, a := range deletes {
+			w.metrics.eventAction(t.Name, a.Family.Name, actionDelete)
 		}
 	}
-	for _, a := range actions {
-		if a.Kind == keyspec.ActionBump {
-			if err := w.bump(ctx, cache, a.Family, a.Key, t.Name, log); err != nil {
-				return fmt.Errorf("event %q: %w", t.Name, err)
-			}
+	for _, a := range bumps {
+		if err := w.bump(ctx, cache, a.Family, a.Key, t.Name, log); err != nil {
+			return fmt.Errorf("event %q: %w", t.Name, err)
 		}
 	}
-	for _, a := range actions {
-		if a.Kind != keyspec.ActionPattern || a.Family.Mode == keyspec.ModeOff {
-			if a.Kind == keyspec.ActionPattern {
-				w.metrics.eventAction(t.Name, a.Family.Name, actionOff)
-			}
-			continue
-		}
-		// Shadow families are queued too: the family delete counts what
-		// it would delete without deleting.
-		id, err := w.queueFamilyDelete(ctx, st, a, t, log)
+	for _, a := range patterns {
+		// The family delete counts its action when it has run.
+		id, err := w.queueFamilyDelete(ctx, st, a, t)
 		if err != nil {
 			return fmt.Errorf("event %q: queue the pattern delete of family %q: %w", t.Name, a.Family.Name, err)
 		}
-		// The family delete counts its action when it has run.
 		log.Debug("event queued a family delete", "family", a.Family.Name, "pattern", a.Pattern, "task_id", id)
 	}
-
-	// Second deletes, per class: their delays and queues differ.
-	var classes []*keyspec.Class
-	for _, c := range keyClasses {
-		if !slices.Contains(classes, c) {
-			classes = append(classes, c)
-		}
-	}
-	for _, class := range classes {
-		var ck []string
-		for i, k := range keys {
-			if keyClasses[i] == class {
-				ck = append(ck, k)
-			}
-		}
-		if err := w.scheduleSecondDelete(ctx, class, ck, t.Target, log); err != nil {
+	for _, c := range classes {
+		if err := w.scheduleSecondDelete(ctx, c, byClass[c], t.Target, log); err != nil {
 			return fmt.Errorf("event %q: %w", t.Name, err)
 		}
 	}
@@ -146,7 +131,7 @@ func (w *Worker) shadowKey(ctx context.Context, cache redis.UniversalClient, eve
 
 // queueFamilyDelete enqueues the DeleteFamily task of an event's pattern
 // action on the family's class queue, with the class's retry budget.
-func (w *Worker) queueFamilyDelete(ctx context.Context, st *policyState, a keyspec.Action, t tasks.Event, _ *slog.Logger) (string, error) {
+func (w *Worker) queueFamilyDelete(ctx context.Context, st *policyState, a keyspec.Action, t tasks.Event) (string, error) {
 	class := st.policy.ClassOf(a.Family)
 	payload, err := tasks.Marshal(tasks.DeleteFamily{Family: a.Family.Name, Params: a.Params, Target: t.Target, EnqueuedAt: t.EnqueuedAt})
 	if err != nil {

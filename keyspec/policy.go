@@ -92,7 +92,7 @@ func (p *Policy) Class(name string) (*Class, error) {
 		return c, nil
 	}
 	return nil, fmt.Errorf("%w %q in %s (declared: %s); declare it under classes: or fix the name",
-		ErrUnknownClass, name, p.describe(), nameList(slices.Sorted(maps.Keys(p.Classes))))
+		ErrUnknownClass, name, p.describe(), nameList(p.ClassNames()))
 }
 
 // ClassOf returns the class of a family of this policy. A family without a
@@ -125,6 +125,11 @@ func (p *Policy) Queues() []string {
 	}
 	slices.Sort(qs)
 	return slices.Compact(qs)
+}
+
+// ClassNames returns the names of all classes, sorted.
+func (p *Policy) ClassNames() []string {
+	return slices.Sorted(maps.Keys(p.Classes))
 }
 
 // FamilyNames returns the names of all families, sorted.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -270,7 +269,7 @@ func (d *decoder) defaultClass(p *Policy, root *yaml.Node, top map[string]entry)
 			return
 		}
 		if _, ok := p.Classes[name]; !ok {
-			d.errorf(e.val, "default_class", "unknown class %q; declared classes: %s", name, nameList(classNames(p)))
+			d.errorf(e.val, "default_class", "unknown class %q; declared classes: %s", name, nameList(p.ClassNames()))
 			return
 		}
 		p.DefaultClass = name
@@ -282,10 +281,10 @@ func (d *decoder) defaultClass(p *Policy, root *yaml.Node, top map[string]entry)
 	case p.Classes[standardClassName] != nil:
 		p.DefaultClass = standardClassName
 	case len(p.Classes) == 1:
-		p.DefaultClass = classNames(p)[0]
+		p.DefaultClass = p.ClassNames()[0]
 	default:
 		d.errorf(root, "default_class", "is required when there are several classes and none is named %q; set it to one of: %s",
-			standardClassName, nameList(classNames(p)))
+			standardClassName, nameList(p.ClassNames()))
 	}
 }
 
@@ -319,10 +318,10 @@ func (d *decoder) family(p *Policy, fe entry) {
 
 	var class *Class
 	if e, ok := fs["class"]; !ok {
-		d.errorf(fe.key, join(path, "class"), "is required; declared classes: %s", nameList(classNames(p)))
+		d.errorf(fe.key, join(path, "class"), "is required; declared classes: %s", nameList(p.ClassNames()))
 	} else if s, ok := d.str(e.val, join(path, "class"), "a class name"); ok {
 		if class = p.Classes[s]; class == nil {
-			d.errorf(e.val, join(path, "class"), "unknown class %q; declared classes: %s", s, nameList(classNames(p)))
+			d.errorf(e.val, join(path, "class"), "unknown class %q; declared classes: %s", s, nameList(p.ClassNames()))
 		}
 		f.Class = s
 	}
@@ -591,9 +590,4 @@ func join(path, name string) string {
 		return name
 	}
 	return path + "." + name
-}
-
-// classNames returns the declared class names, sorted.
-func classNames(p *Policy) []string {
-	return slices.Sorted(maps.Keys(p.Classes))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -127,7 +126,7 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 	b.WriteString("\n## Freshness classes\n\n")
 	b.WriteString("| class | TTL | queue | weight | retries | timeout | backoff | second delete |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, name := range classNames(p) {
+	for _, name := range p.ClassNames() {
 		c := p.Classes[name]
 		second := "—"
 		if c.SecondDelete > 0 {
@@ -169,11 +168,6 @@ func invalidationText(p *keyspec.Policy, inv keyspec.Invalidation) string {
 		s += " (" + md(strings.Join(params, ", ")) + ")"
 	}
 	return s
-}
-
-// classNames returns the policy's class names, sorted.
-func classNames(p *keyspec.Policy) []string {
-	return slices.Sorted(maps.Keys(p.Classes))
 }
 
 func ttlText(ttl time.Duration, jitter float64) string {

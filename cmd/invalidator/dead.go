@@ -147,31 +147,37 @@ func selection(args []string, all bool) error {
 func eachArchived(insp *asynq.Inspector, queues, ids []string, fn func(queue, id string) error) error {
 	var errs []error
 	for _, id := range ids {
-		found := false
-		for _, q := range queues {
-			ti, err := insp.GetTaskInfo(q, id)
-			if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("task %s: %w", id, err)
-			}
-			if ti.State != asynq.TaskStateArchived {
-				errs = append(errs, fmt.Errorf("task %s in queue %q is %s, not archived", id, q, ti.State))
-				found = true
-				break
-			}
-			if err := fn(q, id); err != nil {
-				return fmt.Errorf("task %s in queue %q: %w", id, q, err)
-			}
-			found = true
-			break
-		}
-		if !found {
+		ti, err := findTask(insp, queues, id)
+		switch {
+		case err != nil:
+			return fmt.Errorf("task %s: %w", id, err)
+		case ti == nil:
 			errs = append(errs, fmt.Errorf("task %s is in no queue's dead letter", id))
+		case ti.State != asynq.TaskStateArchived:
+			errs = append(errs, fmt.Errorf("task %s in queue %q is %s, not archived", id, ti.Queue, ti.State))
+		default:
+			if err := fn(ti.Queue, id); err != nil {
+				return fmt.Errorf("task %s in queue %q: %w", id, ti.Queue, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// findTask looks a task up in the queues; nil when no queue has it (it
+// completed and was removed, or never existed).
+func findTask(insp *asynq.Inspector, queues []string, id string) (*asynq.TaskInfo, error) {
+	for _, q := range queues {
+		ti, err := insp.GetTaskInfo(q, id)
+		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ti, nil
+	}
+	return nil, nil
 }
 
 // deadAction is what retry and purge do to archived tasks.

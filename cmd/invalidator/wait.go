@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -85,16 +84,16 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 		}
 		found := false
 		for _, tid := range running {
-			state, reason, ok := taskState(insp, queues, tid)
-			if !ok {
-				continue
+			ti, err := findTask(insp, queues, tid)
+			if err != nil || ti == nil {
+				continue // a lookup error is retried on the next poll
 			}
 			found = true
-			if state == asynq.TaskStateArchived {
+			if ti.State == asynq.TaskStateArchived {
 				if tty {
 					fmt.Fprintln(errw)
 				}
-				return fmt.Errorf("family delete %s went to the dead letter after deleting %d keys: %s (see 'invalidator dead list')", tid, p.Deleted, reason)
+				return fmt.Errorf("family delete %s went to the dead letter after deleting %d keys: %s (see 'invalidator dead list')", tid, p.Deleted, ti.LastErr)
 			}
 		}
 		// Neither task exists and no final counts came: the worker could
@@ -126,17 +125,4 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 		case <-tick.C:
 		}
 	}
-}
-
-// taskState finds a task in the queues and returns its state and last
-// error; ok is false when no queue has it (it completed and was removed).
-func taskState(insp *asynq.Inspector, queues []string, id string) (asynq.TaskState, string, bool) {
-	for _, q := range queues {
-		ti, err := insp.GetTaskInfo(q, id)
-		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) || err != nil {
-			continue
-		}
-		return ti.State, ti.LastErr, true
-	}
-	return 0, "", false
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,14 +23,8 @@ import (
 // TestProcess builds the binary and drives it as a user would: a worker
 // process, enqueues from other processes, and a SIGTERM at the end.
 func TestProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "invalidator")
-	build := exec.Command("go", "build", "-race", "-o", bin, ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	bin := testBinary(t)
 
 	db := redistest.NewDB(t)
 	ctx := context.Background()
@@ -55,18 +48,8 @@ func TestProcess(t *testing.T) {
 	require.Equal(t, exitUnreachable, exitErr.ExitCode(), "a SIGHUP during start-up killed the worker: %v", err)
 	env := append(os.Environ(), envRedisURL+"="+db.URL, envPolicy+"="+policy)
 
-	var logs syncBuffer
-	worker := exec.Command(bin, "worker", "--poll-interval", "1ms", "--log-level", "debug")
-	worker.Env = env
-	worker.Stderr = &logs
-	require.NoError(t, worker.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- worker.Wait() }()
-	t.Cleanup(func() {
-		if worker.ProcessState == nil {
-			_ = worker.Process.Kill()
-		}
-	})
+	worker := startProc(t, bin, env, "worker", "--poll-interval", "1ms", "--log-level", "debug")
+	logs := worker.logs
 
 	cli := func(args ...string) string {
 		t.Helper()
@@ -80,7 +63,7 @@ func TestProcess(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		require.Eventually(t, func() bool { return db.Client.Exists(ctx, keys...).Val() == 0 },
-			20*time.Second, time.Millisecond, "worker logs:\n%s", &logs)
+			20*time.Second, time.Millisecond, "worker logs:\n%s", logs)
 		return time.Since(start)
 	}
 
@@ -114,7 +97,7 @@ func TestProcess(t *testing.T) {
 	// 2,000 keys is above --confirm-above: without a terminal it needs --yes.
 	refused := exec.Command(bin, "enqueue", "family", "user_profile")
 	refused.Env = env
-	out, err = refused.CombinedOutput()
+	out, err := refused.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	require.Contains(t, string(out), "2000 keys match user:*:profile")
 	require.Contains(t, string(out), "without --yes")
@@ -158,9 +141,9 @@ func TestProcess(t *testing.T) {
 		t.Helper()
 		require.NoError(t, os.WriteFile(policy, []byte(body), 0o600))
 		before := strings.Count(logs.String(), want)
-		require.NoError(t, worker.Process.Signal(syscall.SIGHUP))
+		worker.signal(t, syscall.SIGHUP)
 		require.Eventually(t, func() bool { return strings.Count(logs.String(), want) > before },
-			10*time.Second, 5*time.Millisecond, "no %q in worker logs:\n%s", want, &logs)
+			10*time.Second, 5*time.Millisecond, "no %q in worker logs:\n%s", want, logs)
 	}
 	withEvent := func(mode string) string {
 		return strings.Replace(cliPolicy, "    class: standard\n", "    class: standard\n    mode: "+mode+"\n", 1) +
@@ -172,7 +155,7 @@ func TestProcess(t *testing.T) {
 	require.NoError(t, db.Client.Set(ctx, "user:1:profile", 1, 0).Err())
 	cli("enqueue", "event", "user.updated", "id=1")
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "shadow mode: would delete key") },
-		10*time.Second, 5*time.Millisecond, "worker logs:\n%s", &logs)
+		10*time.Second, 5*time.Millisecond, "worker logs:\n%s", logs)
 	require.Equal(t, int64(1), db.Client.Exists(ctx, "user:1:profile").Val(), "shadow mode deleted the key")
 
 	reload(withEvent("shadow")+"  broken: {", "policy reload refused")
@@ -182,13 +165,8 @@ func TestProcess(t *testing.T) {
 	gone("user:1:profile")
 
 	// SIGTERM: a clean, prompt exit.
-	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "worker logs:\n%s", &logs)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("worker did not stop after SIGTERM; logs:\n%s", &logs)
-	}
+	worker.signal(t, syscall.SIGTERM)
+	require.NoError(t, worker.wait(t, 20*time.Second), "worker logs:\n%s", logs)
 	require.Contains(t, logs.String(), "worker stopped")
 	require.Contains(t, logs.String(), "task moved to dead letter")
 

@@ -28,6 +28,10 @@ type Cache struct {
 	log   *slog.Logger
 	m     *Metrics
 	group singleflight.Group // merges identical concurrent reads in this process
+
+	// onFlight, when set (by tests, before the first read), is called each
+	// time a read has started or joined its singleflight flight.
+	onFlight func()
 }
 
 // New validates cfg and returns a Cache.
@@ -97,6 +101,9 @@ func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl f
 			defer cancel()
 			return c.fill(fctx, look, ttl, load)
 		})
+		if c.onFlight != nil {
+			c.onFlight()
+		}
 		var res singleflight.Result
 		select {
 		case <-ctx.Done():

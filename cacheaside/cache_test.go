@@ -375,6 +375,8 @@ func TestConfigValidate(t *testing.T) {
 func TestGetJoinedCallerRetriesRefusedLoad(t *testing.T) {
 	t.Parallel()
 	b := setup(t, cacheaside.Config{})
+	flights := make(chan struct{}, 4)
+	cacheaside.OnFlight(b.cache, func() { flights <- struct{}{} })
 	src := newSource("old")
 	g := newGate(src)
 
@@ -384,6 +386,7 @@ func TestGetJoinedCallerRetriesRefusedLoad(t *testing.T) {
 		leader <- string(v)
 	}()
 	require.Equal(t, "old", <-g.loaded)
+	<-flights // the leader's
 	src.set("new")
 	require.NoError(t, b.rdb.Unlink(t.Context(), "k").Err())
 
@@ -392,10 +395,9 @@ func TestGetJoinedCallerRetriesRefusedLoad(t *testing.T) {
 		v, _ := b.cache.Get(context.Background(), "k", src.load) // starts after the invalidation
 		follower <- string(v)
 	}()
-	// Give the follower time to join the flight; if it has not, it loads on
-	// its own and the test still holds.
-	time.Sleep(50 * time.Millisecond)
+	<-flights // the follower has joined the leader's load, still held by the gate
 	close(g.release)
 	require.Equal(t, "old", <-leader)
-	require.Equal(t, "new", <-follower)
+	require.Equal(t, "new", <-follower, "a read that joined a load refused by an invalidation took its value")
+	require.EqualValues(t, 2, src.calls.Load(), "the follower loaded again")
 }

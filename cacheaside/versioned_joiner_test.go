@@ -3,7 +3,6 @@ package cacheaside_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -21,6 +20,8 @@ import (
 func TestGetVersionedJoinerAfterBumpLoadsFresh(t *testing.T) {
 	t.Parallel()
 	b := setup(t, cacheaside.Config{})
+	flights := make(chan struct{}, 4)
+	cacheaside.OnFlight(b.cache, func() { flights <- struct{}{} })
 	p := feedPolicy(t)
 	fam, err := p.Family("feed")
 	require.NoError(t, err)
@@ -35,6 +36,7 @@ func TestGetVersionedJoinerAfterBumpLoadsFresh(t *testing.T) {
 		leader <- string(v)
 	}()
 	require.Equal(t, "old", <-g.loaded)
+	<-flights // the leader's
 	src.set("new")
 	bump(t, b.rdb, p, "feed", params) // the write's invalidation has completed
 
@@ -43,8 +45,9 @@ func TestGetVersionedJoinerAfterBumpLoadsFresh(t *testing.T) {
 		v, _ := b.cache.GetVersioned(context.Background(), fam, params, src.load) // starts after the bump
 		follower <- string(v)
 	}()
-	time.Sleep(50 * time.Millisecond) // let the follower join the flight
+	<-flights // the follower has joined the leader's load, still held by the gate
 	close(g.release)
 	require.Equal(t, "old", <-leader)
 	require.Equal(t, "new", <-follower, "a read that started after the version bump was served the pre-write value")
+	require.EqualValues(t, 2, src.calls.Load(), "the follower loaded again")
 }

@@ -47,9 +47,11 @@ func New(cfg Config) (*Cache, error) {
 // result it stores with the TTL of Config.TTL (or Config.Class) only if no
 // invalidation deleted the key while load ran. Concurrent misses of the same
 // key share one load: within this process through singleflight, across
-// processes through the lease. A loader's ErrNotFound comes back wrapped
-// (errors.Is(err, ErrNotFound)); other loader errors come back wrapped and
-// are never cached.
+// processes through the lease, which its holder renews while it loads. A
+// read that waits Config.MaxWait for another reader's load fails with
+// ErrWaitTimeout (it loads nothing). A loader's ErrNotFound comes back
+// wrapped (errors.Is(err, ErrNotFound)); other loader errors come back
+// wrapped and are never cached.
 func (c *Cache) Get(ctx context.Context, key string, load Loader) ([]byte, error) {
 	look := func(ctx context.Context, marker string) (lookupResult, error) {
 		return c.readOrLease(ctx, key, marker)
@@ -97,9 +99,9 @@ func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl f
 		led := false // set only if this caller's function runs the fill
 		ch := c.group.DoChan(flight, func() (any, error) {
 			led = true
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LoadTimeout)
-			defer cancel()
-			return c.fill(fctx, look, ttl, load)
+			// The flight outlives this caller if it gives up: others may
+			// have joined. MaxWait bounds its wait, LoadTimeout its load.
+			return c.fill(context.WithoutCancel(ctx), look, ttl, load)
 		})
 		if c.onFlight != nil {
 			c.onFlight()

@@ -159,16 +159,21 @@ func TestGetWaitsForLease(t *testing.T) {
 	require.EqualValues(t, 1, metric(t, otherReg, "invalidator_cacheaside_hits_total"))
 }
 
-// A lease whose holder never stores (it died) blocks the key only until
-// MaxWait: then the reader loads without storing.
+// A lease that stays held past MaxWait (here a marker with an hour's TTL,
+// as only a foreign writer leaves) fails the read with ErrWaitTimeout: the
+// reader loads nothing and stores nothing over another's lease.
 func TestGetWaitBound(t *testing.T) {
 	t.Parallel()
 	b := setup(t, cacheaside.Config{MaxWait: 30 * time.Millisecond})
 	const marker = "lDEADHOLDER234567ABCDEFGHI"
 	require.NoError(t, b.rdb.Set(t.Context(), "k", marker, time.Hour).Err())
 	src := newSource("v1")
-	require.Equal(t, "v1", get(t, b.cache, "k", src.load))
+	_, err := b.cache.Get(t.Context(), "k", src.load)
+	require.ErrorIs(t, err, cacheaside.ErrWaitTimeout)
+	require.ErrorContains(t, err, `"k"`)
+	require.Zero(t, src.calls.Load(), "a reader at its bound does not add a load")
 	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_wait_timeouts_total"))
+	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_lease_wait_duration_seconds"))
 	raw, err := b.rdb.Get(t.Context(), "k").Result()
 	require.NoError(t, err)
 	require.Equal(t, marker, raw, "the reader stored nothing over another's lease")
@@ -183,6 +188,7 @@ func TestGetExpiredLeaseIsTakenOver(t *testing.T) {
 	src := newSource("v1")
 	require.Equal(t, "v1", get(t, b.cache, "k", src.load))
 	require.Zero(t, metric(t, b.reg, "invalidator_cacheaside_wait_timeouts_total"))
+	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_lease_takeovers_total"))
 	raw, err := b.rdb.Get(t.Context(), "k").Result()
 	require.NoError(t, err)
 	require.Equal(t, "vv1", raw, "stored under the reader's own lease")

@@ -13,16 +13,14 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	// DefaultLeaseTTL outlasts a slow database read by far; a reader that
-	// dies while loading blocks the key for at most this long.
-	DefaultLeaseTTL = 5 * time.Second
-	// DefaultMaxWait is how long a reader waits for another reader's load
-	// before it loads for itself (without storing).
-	DefaultMaxWait = time.Second
+	// DefaultLeaseTTL is how long a lease lasts unless its holder renews
+	// it, which it does every LeaseTTL/3 while its loader runs. So a reader
+	// that dies while loading blocks the key for at most this long, however
+	// long loads take; and a holder keeps its lease through Redis stalls of
+	// up to about 2/3 of it.
+	DefaultLeaseTTL = 2 * time.Second
 	// DefaultWaitBackoff is the first pause between re-reads while waiting.
 	DefaultWaitBackoff = 2 * time.Millisecond
-	// DefaultWaitBackoffMax caps the pause between re-reads.
-	DefaultWaitBackoffMax = 50 * time.Millisecond
 	// DefaultLoadTimeout bounds one load shared by merged callers.
 	DefaultLoadTimeout = 30 * time.Second
 )
@@ -52,25 +50,42 @@ type Config struct {
 	// (absence is not cached).
 	NegativeTTL time.Duration
 
-	// LeaseTTL is how long a reader's lease on a missing key lasts. A load
-	// that takes longer loses its lease: its value is returned but not
-	// stored, and another reader may load. Default: 5s.
+	// LeaseTTL is how long a reader's lease on a missing key lasts unless
+	// renewed. The holder renews it every LeaseTTL/3 while its loader runs
+	// (up to LoadTimeout), so a slow load keeps it; a holder that dies stops
+	// renewing, and its lease lapses within LeaseTTL, when a waiting reader
+	// takes it over. A lease that lapses mid-load anyway (renewals failed)
+	// costs a second load, never a stale store. Default: 2s.
 	LeaseTTL time.Duration
 
 	// MaxWait bounds how long a reader that finds another's lease waits for
-	// the value. After it, the reader calls the loader itself and does not
-	// store the result. Default: 1s.
+	// the value. It waits while the lease is held; if the lease goes (an
+	// invalidation deleted it, the holder's load failed, the holder died),
+	// one waiter takes a new lease and loads, and the others wait for it.
+	// At MaxWait with the lease still held, the read fails with
+	// ErrWaitTimeout and loads nothing: the holder is alive and loading, so
+	// the database is slow, and a load per waiting process would slow it
+	// further. The caller's ctx bounds its own wait too. Set MaxWait below
+	// your request deadline to get ErrWaitTimeout (and, say, serve a
+	// fallback) instead of the ctx error. Default: LoadTimeout, so a reader
+	// waits as long as a holder may load.
 	MaxWait time.Duration
 
 	// WaitBackoff is the first pause between re-reads while waiting; it
-	// doubles, with jitter, up to WaitBackoffMax. Defaults: 2ms and 50ms.
+	// doubles, with jitter, up to WaitBackoffMax. The doubling keeps a short
+	// load's waiters quick, and the cap bounds both what a long wait costs
+	// Redis (a re-read per waiting process every 3/4 WaitBackoffMax on
+	// average) and how late a waiter sees the value, or takes over a lapsed
+	// lease. Defaults: 2ms and LeaseTTL/8 (250ms).
 	WaitBackoff    time.Duration
 	WaitBackoffMax time.Duration
 
-	// LoadTimeout bounds one load, including the waiting before it. Callers
+	// LoadTimeout bounds one load: the loader's ctx, the renewal of its
+	// lease, and the store (MaxWait bounds the waiting before it). Callers
 	// merged into one load each stop waiting when their own ctx ends, but
 	// the load goes on for the others, so it runs under this timeout rather
-	// than under any one caller's ctx. Default: 30s.
+	// than under any one caller's ctx. A loader that ignores its ctx holds
+	// the key for at most LoadTimeout plus LeaseTTL. Default: 30s.
 	LoadTimeout time.Duration
 
 	// Logger receives debug logs of refused stores and warnings of failed
@@ -121,18 +136,18 @@ func (c Config) withDefaults() Config {
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultLeaseTTL
 	}
-	if c.MaxWait == 0 {
-		c.MaxWait = DefaultMaxWait
-	}
 	if c.WaitBackoff == 0 {
 		c.WaitBackoff = DefaultWaitBackoff
 	}
 	if c.WaitBackoffMax == 0 {
-		c.WaitBackoffMax = DefaultWaitBackoffMax
+		c.WaitBackoffMax = c.LeaseTTL / 8
 	}
 	c.WaitBackoffMax = max(c.WaitBackoffMax, c.WaitBackoff)
 	if c.LoadTimeout == 0 {
 		c.LoadTimeout = DefaultLoadTimeout
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = c.LoadTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -15,11 +15,23 @@
 //     only if the key still holds its own marker. An invalidation UNLINKs
 //     the key, marker and all, so a value loaded before the write is
 //     returned to its caller but never stored.
-//   - A reader that finds another reader's marker does not load: it re-reads
-//     with short jittered backoff until the value is there, and after
-//     Config.MaxWait loads for itself without storing. So a hot key gets one
-//     load per lease across the fleet; within a process, singleflight merges
-//     identical concurrent reads into one.
+//   - While its loader runs, the reader renews its lease every LeaseTTL/3
+//     with another compare-and-set (PEXPIRE only if the key still holds its
+//     marker, so a lease an invalidation deleted stays deleted). A slow load
+//     keeps its lease however long it takes, up to Config.LoadTimeout; a
+//     reader that dies stops renewing, and its lease lapses within LeaseTTL.
+//   - A reader that finds another reader's marker does not load: it re-reads,
+//     with jittered backoff from 2ms doubling up to LeaseTTL/8, for as long
+//     as the lease is held. When the lease goes (an invalidation deleted it,
+//     the holder's load failed, the holder died), the next re-read anywhere
+//     takes a new lease and loads, and the other waiters wait for that. So a
+//     hot key gets one load at a time across the fleet, however slow the
+//     database; within a process, singleflight merges identical concurrent
+//     reads into one.
+//   - A waiter gives up at Config.MaxWait (default: LoadTimeout) with
+//     ErrWaitTimeout and loads nothing: the holder is alive and loading, so
+//     the database is slow, and a load per waiting process is what it can
+//     least afford. The caller's ctx ends its own wait sooner.
 //   - A loader that fails gives its lease back at once, and its error is
 //     never cached. ErrNotFound from a loader is cached for
 //     Config.NegativeTTL when that is set.
@@ -61,7 +73,8 @@
 // # Metrics
 //
 // NewMetrics registers collectors on your own registry: hits, misses,
-// loads, lease waits, wait timeouts, stale stores prevented, loader errors
+// loads, lease waits and their duration, wait timeouts, lease takeovers,
+// lease renewals and renewal errors, stale stores prevented, loader errors
 // and load duration, named invalidator_cacheaside_*. Nothing is registered
 // globally.
 package cacheaside

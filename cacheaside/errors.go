@@ -17,6 +17,14 @@ var (
 	// cacheaside keys of their own, or delete the old entry.
 	ErrForeignValue = errors.New("key holds a value cacheaside did not write")
 
+	// ErrWaitTimeout means a read found another reader loading the key and
+	// gave up after Config.MaxWait, with that reader's lease still held. It
+	// loaded nothing itself: a load that outlasts MaxWait means a slow
+	// database, and one more load per waiting process is what such a
+	// database can least afford. Retry later, serve a fallback, or raise
+	// MaxWait.
+	ErrWaitTimeout = errors.New("gave up waiting for another reader's load after MaxWait")
+
 	// ErrCodec wraps the errors of a Typed cache's Codec: a value the loader
 	// returned that does not encode (nothing is stored), or a cached value
 	// that does not decode (written for an older T, say). A value that does

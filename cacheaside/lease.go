@@ -81,6 +81,25 @@ end
 return 1
 `)
 
+// renewScript extends a lease while its holder's loader runs, so a load
+// that outlasts LeaseTTL keeps its lease and the waiters keep waiting. It
+// compares the marker and then only moves the expiry, never the value: a
+// lease that an invalidation deleted stays deleted, and the holder's store
+// is then refused.
+var renewScript = redis.NewScript(`
+-- KEYS[1] -> cache key (or a versioned family's data key)
+-- ARGV[1] -> this reader's lease marker
+-- ARGV[2] -> lease duration in milliseconds
+-- Output: 1 if the key held ARGV[1] and now expires ARGV[2] ms from now; 0
+--         if it held anything else or nothing (invalidated, expired, taken
+--         by another reader), and then it is left as it is
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
 // releaseScript gives a lease back after a failed load, so waiting readers
 // try at once instead of after the lease TTL.
 var releaseScript = redis.NewScript(`
@@ -128,29 +147,45 @@ type outcome struct {
 }
 
 // fill answers one read: a hit; or a lease, a load and a store; or, when
-// another reader holds the lease, a wait for its value, and after MaxWait a
-// load without a store.
+// another reader holds the lease, a wait for its value. The wait lasts as
+// long as the lease does, since its holder renews it while it loads (see
+// keepLease), up to MaxWait, and then fails with ErrWaitTimeout rather than
+// load too: a load that outlasts MaxWait means a slow database, and a herd
+// of loads is what it can least afford. A lease that goes away
+// (invalidated, given back after a failed load, or lapsed because its holder
+// died) is taken by the next re-read, here or in another process; the other
+// waiters wait for the new holder. ctx has no deadline of its own: MaxWait
+// bounds the wait, LoadTimeout the load.
 func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration, load Loader) (outcome, error) {
 	marker := newLeaseMarker()
 	var waitStart time.Time
 	backoff := c.cfg.WaitBackoff
 	for {
+		asked := time.Now() // a lease taken by this read lasts LeaseTTL from a moment after it
 		r, err := look(ctx, marker)
-		if err != nil {
-			return outcome{}, err
+		var e entry
+		if err == nil && !r.leased {
+			if e, err = decode(r.value); err != nil {
+				err = fmt.Errorf("read key %q: %w", r.dataKey, err)
+			}
 		}
-		if r.leased {
-			return c.loadAndStore(ctx, r, marker, ttl, load)
-		}
-		e, err := decode(r.value)
-		if err != nil {
-			return outcome{}, fmt.Errorf("read key %q: %w", r.dataKey, err)
-		}
-		switch e.kind {
-		case kindValue:
-			return outcome{value: e.payload, hit: true, trusted: true}, nil
-		case kindNotFound:
-			return outcome{notFound: true, hit: true, trusted: true}, nil
+		if waiting := err == nil && !r.leased && e.kind == kindLease; !waiting {
+			if !waitStart.IsZero() {
+				c.m.leaseWaitDuration.Observe(time.Since(waitStart).Seconds())
+				if r.leased {
+					c.m.leaseTakeovers.Inc()
+				}
+			}
+			switch {
+			case err != nil:
+				return outcome{}, err
+			case r.leased:
+				return c.loadAndStore(ctx, r, marker, asked, ttl, load)
+			case e.kind == kindNotFound:
+				return outcome{notFound: true, hit: true, trusted: true}, nil
+			default:
+				return outcome{value: e.payload, hit: true, trusted: true}, nil
+			}
 		}
 		// Another reader is loading: wait for its value rather than load too.
 		if waitStart.IsZero() {
@@ -159,8 +194,9 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 		}
 		left := c.cfg.MaxWait - time.Since(waitStart)
 		if left <= 0 {
+			c.m.leaseWaitDuration.Observe(time.Since(waitStart).Seconds())
 			c.m.waitTimeouts.Inc()
-			return c.loadOnly(ctx, r.dataKey, load)
+			return outcome{}, fmt.Errorf("wait for the lease on key %q: %w (%s); the lease is still held", r.dataKey, ErrWaitTimeout, c.cfg.MaxWait)
 		}
 		// Full jitter in [backoff/2, backoff) keeps waiters of many
 		// processes from re-reading in lockstep.
@@ -172,11 +208,16 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 	}
 }
 
-// loadAndStore runs the loader under this reader's lease and stores the
-// result only if the lease still stands.
-func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string, ttl func() time.Duration, load Loader) (outcome, error) {
+// loadAndStore runs the loader under this reader's lease (taken by a read
+// sent at asked), renewing the lease while it runs, and stores the result
+// only if the lease still stands.
+func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string, asked time.Time, ttl func() time.Duration, load Loader) (outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.LoadTimeout)
+	defer cancel()
 	key := r.dataKey
+	stopRenewing := c.keepLease(ctx, key, marker, asked)
 	v, err := c.runLoader(ctx, load)
+	stopRenewing()
 	var enc string
 	var d time.Duration
 	switch {
@@ -217,17 +258,54 @@ func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string,
 	return o, nil
 }
 
-// loadOnly runs the loader without a lease and stores nothing: the reader
-// waited MaxWait for another reader's load, which may have died.
-func (c *Cache) loadOnly(ctx context.Context, key string, load Loader) (outcome, error) {
-	v, err := c.runLoader(ctx, load)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return outcome{notFound: true}, nil
-	case err != nil:
-		return outcome{}, fmt.Errorf("load key %q: %w", key, err)
+// keepLease renews this reader's lease on key, taken by a read sent at
+// asked, every LeaseTTL/3 (counted from asked, since Redis counts the lease
+// from a moment after it) until the returned stop is called (the loader has
+// returned), ctx ends (LoadTimeout: a loader that never returns must not
+// hold the key forever), or the lease is gone. A gone lease stays gone: an
+// invalidation deleted it, or it lapsed and another reader may hold the key
+// now; either way the store will be refused. A failed renewal is retried at
+// the next tick, so the lease outlives one failure.
+func (c *Cache) keepLease(ctx context.Context, key, marker string, asked time.Time) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	every := max(c.cfg.LeaseTTL/3, time.Millisecond)
+	go func() {
+		defer close(done)
+		next := asked.Add(every)
+		t := time.NewTimer(time.Until(next))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			sent := time.Now()
+			// A renewal that cannot land before the lease lapses is moot.
+			rctx, rcancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+			held, err := renewScript.Run(rctx, c.rdb, []string{key}, marker, px(c.cfg.LeaseTTL)).Int()
+			rcancel()
+			switch {
+			case ctx.Err() != nil:
+				return // stopped while renewing; the result does not matter
+			case err != nil:
+				c.m.leaseRenewalErrors.Inc()
+				c.log.Warn("cacheaside: lease renewal failed; the lease lapses unless a later renewal succeeds", "key", key, "err", err)
+			case held == 0:
+				c.log.Debug("cacheaside: lease gone during the load (invalidated or expired); renewal stops", "key", key)
+				return
+			default:
+				c.m.leaseRenewals.Inc()
+			}
+			next = sent.Add(every)
+			t.Reset(time.Until(next))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
-	return outcome{value: v}, nil
 }
 
 // runLoader calls the loader and counts it.

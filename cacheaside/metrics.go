@@ -14,8 +14,10 @@ import (
 //	c, err := cacheaside.New(cacheaside.Config{Redis: rdb, Metrics: m})
 type Metrics struct {
 	hits, misses, loads, leaseWaits, waitTimeouts prometheus.Counter
+	leaseTakeovers, leaseRenewals                 prometheus.Counter
+	leaseRenewalErrors                            prometheus.Counter
 	staleStoresPrevented, loaderErrors            prometheus.Counter
-	loadDuration                                  prometheus.Histogram
+	loadDuration, leaseWaitDuration               prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them on reg:
@@ -24,7 +26,15 @@ type Metrics struct {
 //	invalidator_cacheaside_misses_total                 reads that found nothing usable and got their value from a loader
 //	invalidator_cacheaside_loads_total                  loader calls
 //	invalidator_cacheaside_lease_waits_total            reads that found another reader's lease and waited
-//	invalidator_cacheaside_wait_timeouts_total          waits that gave up after MaxWait and loaded without storing
+//	invalidator_cacheaside_wait_timeouts_total          waits that hit MaxWait with the lease still held, and failed
+//	                                                    with ErrWaitTimeout (nothing loaded)
+//	invalidator_cacheaside_lease_takeovers_total        waits that ended by taking the lease: the holder's lease went
+//	                                                    (invalidated, given back after a failed load, or lapsed
+//	                                                    because its holder died) and this reader loads instead
+//	invalidator_cacheaside_lease_renewals_total         lease renewals by holders whose load outlasts LeaseTTL/3
+//	invalidator_cacheaside_lease_renewal_errors_total   renewals that failed on a Redis error (two in a row and
+//	                                                    the lease may lapse mid-load)
+//	invalidator_cacheaside_lease_wait_duration_seconds  time spent waiting for another reader's load
 //	invalidator_cacheaside_stale_stores_prevented_total stores refused because the lease was gone: an invalidation
 //	                                                    deleted it during the load (or it expired)
 //	invalidator_cacheaside_loader_errors_total          loader calls that failed (ErrNotFound is no error)
@@ -64,7 +74,10 @@ func newMetrics() *Metrics {
 		misses:               counter("misses_total", "Reads that found nothing usable in Redis and got their value from a loader."),
 		loads:                counter("loads_total", "Loader calls."),
 		leaseWaits:           counter("lease_waits_total", "Reads that found another reader's lease and waited for its value."),
-		waitTimeouts:         counter("wait_timeouts_total", "Lease waits that gave up after MaxWait and loaded without storing."),
+		waitTimeouts:         counter("wait_timeouts_total", "Lease waits that hit MaxWait with the lease still held and failed with ErrWaitTimeout, loading nothing."),
+		leaseTakeovers:       counter("lease_takeovers_total", "Lease waits that ended by taking the lease, because the holder's lease went: invalidated, given back after a failed load, or lapsed because its holder died."),
+		leaseRenewals:        counter("lease_renewals_total", "Lease renewals by holders whose load outlasts LeaseTTL/3."),
+		leaseRenewalErrors:   counter("lease_renewal_errors_total", "Lease renewals that failed on a Redis error; the lease may lapse mid-load."),
 		staleStoresPrevented: counter("stale_stores_prevented_total", "Stores refused because the reader's lease was gone: an invalidation deleted it during the load, or it expired."),
 		loaderErrors:         counter("loader_errors_total", "Loader calls that returned an error other than ErrNotFound."),
 		loadDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -74,10 +87,18 @@ func newMetrics() *Metrics {
 			Help:      "Time spent in the loader.",
 			Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms to 16s
 		}),
+		leaseWaitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "invalidator",
+			Subsystem: "cacheaside",
+			Name:      "lease_wait_duration_seconds",
+			Help:      "Time spent waiting for another reader's load, until its value, a takeover of the lease, or MaxWait.",
+			Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.hits, m.misses, m.loads, m.leaseWaits, m.waitTimeouts,
-		m.staleStoresPrevented, m.loaderErrors, m.loadDuration}
+		m.leaseTakeovers, m.leaseRenewals, m.leaseRenewalErrors,
+		m.staleStoresPrevented, m.loaderErrors, m.loadDuration, m.leaseWaitDuration}
 }

@@ -38,7 +38,11 @@ func TestProcess(t *testing.T) {
 	starting := exec.Command(bin, "worker", "--redis", "redis://"+silent.Addr().String()+"/0")
 	starting.Env = append(os.Environ(), envPolicy+"="+policy)
 	require.NoError(t, starting.Start())
-	time.Sleep(300 * time.Millisecond)
+	// Signal once it is connecting, not after a fixed sleep: a race-built
+	// binary on a loaded machine may not have reached main in 300ms.
+	conn, err := silent.Accept()
+	require.NoError(t, err)
+	defer conn.Close()
 	require.NoError(t, starting.Process.Signal(syscall.SIGHUP))
 	time.Sleep(300 * time.Millisecond)
 	require.NoError(t, starting.Process.Signal(syscall.SIGTERM))

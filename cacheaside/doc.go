@@ -40,7 +40,10 @@
 // one script reads the version key and the data key at that version, and a
 // miss is leased and stored under the version read. A value loaded before a
 // version bump so lands on the orphaned old key, and the next read loads
-// afresh. TTLs come from the family, spread by its jitter.
+// afresh. TTLs come from the family, spread by its jitter. A missing
+// version key (evicted, expired) is recreated exactly as the worker's bump
+// restarts one, keyspec.VersionRestartMargin above Redis TIME, so it never
+// lands on a version whose data is still cached.
 //
 // The read half and the write half together:
 //

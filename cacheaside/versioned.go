@@ -25,17 +25,18 @@ var versionedReadScript = redis.NewScript(`
 -- ARGV[3] -> lease duration in milliseconds
 -- ARGV[4] -> TTL in milliseconds of a version key this script creates; "0"
 --            for none
+-- ARGV[5] -> restart margin in microseconds (keyspec.VersionRestartMargin)
 -- Output: {version, value}: the current version as a decimal string, and the
 --         data key's string at that version; value is nil when the data key
 --         was missing and now holds ARGV[2] for ARGV[3] ms (this reader
---         holds the lease). A missing version key is created from Redis
---         TIME in milliseconds, as the worker's bump does, so a version key
---         lost to eviction restarts above every version handed out before
---         and old data stays orphaned.
+--         holds the lease). A missing version key is created at Redis TIME
+--         in microseconds plus ARGV[5], as the worker's bump restarts one,
+--         so a version key lost to eviction restarts above every version
+--         handed out before and old data stays orphaned.
 local ver = redis.call('GET', KEYS[1])
 if not ver then
   local t = redis.call('TIME')
-  ver = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  ver = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[5]))
   local ttl = tonumber(ARGV[4])
   if ttl and ttl > 0 then
     redis.call('SET', KEYS[1], ver, 'PX', ttl)
@@ -60,8 +61,10 @@ return {ver, false}
 // value loaded before a version bump lands on the orphaned old key, and the
 // next read, at the new version, loads afresh. The TTL comes from the family
 // (its own, else its class's), with jitter. A missing version key is
-// created from Redis TIME, like the worker's bump; its TTL is the one the
-// worker gives it.
+// created keyspec.VersionRestartMargin above Redis TIME in microseconds,
+// exactly as the worker's bump restarts one, so it lands above every
+// version handed out before it went missing; its TTL is the one the worker
+// gives it.
 func (c *Cache) GetVersioned(ctx context.Context, fam *keyspec.Family, params map[string]string, load Loader) ([]byte, error) {
 	vkey, err := fam.VersionKey(params)
 	if err != nil {
@@ -83,7 +86,7 @@ func (c *Cache) GetVersioned(ctx context.Context, fam *keyspec.Family, params ma
 // keyspec's naming of data keys.
 func (c *Cache) readVersioned(ctx context.Context, fam *keyspec.Family, params map[string]string, vkey, prefix, marker string) (lookupResult, error) {
 	res, err := versionedReadScript.Run(ctx, c.rdb, []string{vkey}, prefix, marker,
-		px(c.cfg.LeaseTTL), px(fam.VersionKeyTTL())).Slice()
+		px(c.cfg.LeaseTTL), px(fam.VersionKeyTTL()), keyspec.VersionRestartMargin.Microseconds()).Slice()
 	if err != nil {
 		return lookupResult{}, fmt.Errorf("read version key %q: %w", vkey, err)
 	}

@@ -68,13 +68,18 @@ func TestGetVersionedCreatesVersionKey(t *testing.T) {
 	params := map[string]string{"user": "42"}
 	src := newSource("page 1")
 
-	before := time.Now().Add(-time.Second).UnixMilli()
+	before, err := b.rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
 	v, err := b.cache.GetVersioned(t.Context(), fam, params, src.load)
 	require.NoError(t, err)
 	require.Equal(t, "page 1", string(v))
+	after, err := b.rdb.Time(t.Context()).Result()
+	require.NoError(t, err)
 
 	ver := version(t, b.rdb, fam, params)
-	require.GreaterOrEqual(t, ver, before, "a missing version key starts at Redis TIME in ms, above every older version")
+	margin := keyspec.VersionRestartMargin.Microseconds()
+	require.GreaterOrEqual(t, ver, before.UnixMicro()+margin, "a missing version key starts at Redis TIME in µs plus the restart margin")
+	require.LessOrEqual(t, ver, after.UnixMicro()+margin)
 	vttl, err := b.rdb.PTTL(t.Context(), "feed:{42}:page#ver").Result()
 	require.NoError(t, err)
 	require.True(t, vttl > 2*time.Minute, "version key TTL %s, want the worker's 2 × longest data TTL", vttl)

@@ -6,6 +6,30 @@ import (
 	"time"
 )
 
+// VersionRestartMargin is how far above the cache Redis's clock a version
+// starts when its version key is missing: never created, expired or
+// evicted. The worker's bump and cacheaside's versioned read both take it
+// from here, so they restart alike.
+//
+// Versions are Redis TIME in microseconds: a bump sets max(current+1, TIME),
+// and one script call takes Redis more than a microsecond, so a version
+// does not run ahead of TIME however fast one key is bumped (in
+// milliseconds, as before, a burst ran it hundreds of ms ahead). Data of
+// version v lives at DataKey(params, v), so a restart that landed below a
+// version already handed out would serve superseded data again. A restart
+// at TIME+margin lands above every version handed out, as long as no
+// version was more than the margin ahead of the clock when the key went
+// missing: the margin absorbs the cache Redis's clock stepping back (an NTP
+// step, a failover to a replica whose clock is behind). A restart itself is
+// exactly the margin ahead, and falls back to the clock as time passes. The
+// worker counts bumps that leave a version further ahead than the margin
+// (invalidator_version_ahead_of_clock_total).
+//
+// A larger margin costs nothing but headroom in the version space:
+// microsecond versions stay below 2^53, which Lua's numbers hold exactly,
+// until the year 2255.
+const VersionRestartMargin = 10 * time.Second
+
 // Suffixes of a version family's keys. They differ after "#v", so a data key
 // can never be mistaken for the version key.
 const (

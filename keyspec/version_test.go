@@ -168,3 +168,16 @@ func TestDataKeyPrefixAndVersionKeyTTL(t *testing.T) {
 	_, err = d.DataKeyPrefix(map[string]string{"id": "1"})
 	require.ErrorIs(t, err, ErrNotVersioned)
 }
+
+// Versions are microseconds of Redis TIME, restarted the margin above it:
+// they must stay exact in Lua's doubles (below 2^53) for this century and
+// the next, and above 10^14, below which the worker takes a version for a
+// millisecond one of an older release.
+func TestVersionRestartMarginKeepsVersionsExact(t *testing.T) {
+	t.Parallel()
+	require.Greater(t, VersionRestartMargin, time.Second, "the margin must absorb a clock step of a second")
+	latest := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro() + VersionRestartMargin.Microseconds()
+	require.Less(t, latest, int64(1)<<53)
+	require.Greater(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), int64(100_000_000_000_000))
+	require.Less(t, time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), int64(100_000_000_000_000))
+}

@@ -38,7 +38,8 @@ func (t DeleteFamily) Validate() error {
 
 // BumpVersion advances the version of a versioned family instance, which
 // orphans every key built on the old version (they expire by TTL). The worker
-// sets version := max(version+1, Redis TIME in ms), so a version key lost to
+// sets version := max(version+1, Redis TIME in µs), and a missing version key
+// restarts keyspec.VersionRestartMargin above TIME, so a version key lost to
 // eviction restarts above every old version.
 type BumpVersion struct {
 	// Family names a versioned key family declared in the policy; not empty.

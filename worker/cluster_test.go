@@ -57,10 +57,10 @@ func TestClusterCache(t *testing.T) {
 		vkey, err := fam.VersionKey(params)
 		require.NoError(t, err)
 		version := func() int64 { v, _ := cluster.Get(ctx, vkey).Int64(); return v }
-		require.NoError(t, cluster.Set(ctx, vkey, 5_000_000_000_000, 0).Err()) // far ahead of Redis TIME
+		require.NoError(t, cluster.Set(ctx, vkey, 5_000_000_000_000_000, 0).Err()) // µs, far ahead of Redis TIME
 		_, err = b.client.BumpVersion(ctx, "feed", params)
 		require.NoError(t, err)
-		require.Eventually(t, func() bool { return version() == 5_000_000_000_001 }, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return version() == 5_000_000_000_000_001 }, 10*time.Second, time.Millisecond)
 	})
 }
 

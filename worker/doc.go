@@ -19,8 +19,12 @@
 //     resumes where it stopped; a scan near its deadline pauses on purpose
 //     and resumes at once without spending a retry.
 //   - invalidate:version: one Lua script sets the version to
-//     max(current+1, Redis TIME in ms), so versions never go backwards even
-//     when the version key was evicted.
+//     max(current+1, Redis TIME in µs), or, when the version key is missing
+//     (evicted, expired), to TIME plus keyspec.VersionRestartMargin, so
+//     versions never go backwards even when the version key was evicted.
+//     A bump that leaves a version further ahead of the clock than that
+//     margin is counted (invalidator_version_ahead_of_clock_total) and
+//     logged: an eviction could then restart below it.
 //
 // Failures are sorted. A poison task (undecodable payload, failed
 // validation, unknown family, a foreign kind in our queues) can never

@@ -65,6 +65,7 @@ type Metrics struct {
 	scansRunning      *prometheus.GaugeVec   // family
 	wouldDeleteTotal  *prometheus.CounterVec // event, family
 	eventActionsTotal *prometheus.CounterVec // event, family, action
+	versionAheadTotal *prometheus.CounterVec // family
 
 	now func() time.Time // the clock lag is measured with; tests replace it
 
@@ -131,6 +132,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "event_actions_total",
 			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
 		}, []string{"event", "family", "action"}),
+		versionAheadTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "version_ahead_of_clock_total",
+			Help: "Version bumps that left the version further ahead of the cache Redis clock than the restart margin, by family: " +
+				"if the version key is evicted before the clock catches up, data of superseded versions can be served again. " +
+				"Should stay 0; a step back of the cache Redis clock is the likely cause.",
+		}, []string{"family"}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -152,6 +159,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.appliedTotal, m.keysTotal, m.retriesTotal, m.deadTotal, m.lagSeconds, m.batchKeys, m.batchTasks,
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
+		m.versionAheadTotal,
 	}
 }
 
@@ -247,6 +255,20 @@ func (m *Metrics) eventAction(event, family, action string) {
 		return
 	}
 	m.eventActionsTotal.WithLabelValues(event, family, action).Inc()
+}
+
+// versionBumped records a version bump of family: ahead says the version is
+// further ahead of the cache Redis clock than keyspec.VersionRestartMargin.
+// Every bump creates the family's series, at 0 until the first one ahead, so
+// that an alert on its increase sees the first.
+func (m *Metrics) versionBumped(family string, ahead bool) {
+	if m == nil {
+		return
+	}
+	c := m.versionAheadTotal.WithLabelValues(family)
+	if ahead {
+		c.Inc()
+	}
 }
 
 // scanStarted records the start of a family delete and returns the handle

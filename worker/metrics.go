@@ -65,6 +65,7 @@ type Metrics struct {
 	scansRunning      *prometheus.GaugeVec   // family
 	wouldDeleteTotal  *prometheus.CounterVec // event, family
 	eventActionsTotal *prometheus.CounterVec // event, family, action
+	familyKeptTotal   *prometheus.CounterVec // family
 
 	now func() time.Time // the clock lag is measured with; tests replace it
 
@@ -131,6 +132,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "event_actions_total",
 			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
 		}, []string{"event", "family", "action"}),
+		familyKeptTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "family_scan_keys_kept_total",
+			Help: "Keys a family delete's SCAN matched that its parameter declarations rule out (keys of other families the glob also matches), so they were kept, by family.",
+		}, []string{"family"}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -152,6 +157,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.appliedTotal, m.keysTotal, m.retriesTotal, m.deadTotal, m.lagSeconds, m.batchKeys, m.batchTasks,
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
+		m.familyKeptTotal,
 	}
 }
 
@@ -320,4 +326,13 @@ func (p *scanProgress) done() {
 	m.scansRunning.DeleteLabelValues(p.family)
 	m.scanScanned.DeleteLabelValues(p.family)
 	m.scanDeleted.DeleteLabelValues(p.family)
+}
+
+// familyKeysKept records n keys a family delete's SCAN returned that are
+// not the family's, and so were kept.
+func (m *Metrics) familyKeysKept(family string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.familyKeptTotal.WithLabelValues(family).Add(float64(n))
 }

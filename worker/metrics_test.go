@@ -310,6 +310,7 @@ func TestMetrics_Lint(t *testing.T) {
 	m.wouldDelete("e", "f", 1)
 	m.eventAction("e", "f", "a")
 	m.scanStarted("f").add(1, 1)
+	m.familyKeysKept("f", 1)
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -65,6 +65,20 @@ func FuzzParseTemplate(f *testing.F) {
 		} else if len(params) > 0 {
 			require.True(t, redisMatch(wild, key), "pattern %q key %q", wild, key)
 		}
+
+		// Without declarations a pattern delete's matcher filters nothing,
+		// and matches exactly what the glob does.
+		for _, given := range []map[string]string{values, nil} {
+			m, err := fam.Matcher(given)
+			if err != nil {
+				require.ErrorIs(t, err, ErrUnsafePattern)
+				continue
+			}
+			require.False(t, m.Filters())
+			for _, k := range []string{key, value, src, key + value, value + key, m.Pattern()} {
+				require.Equal(t, redisMatch(m.Pattern(), k), m.Match(k), "pattern %q key %q", m.Pattern(), k)
+			}
+		}
 	})
 }
 

@@ -321,6 +321,22 @@ func TestMatcher(t *testing.T) {
 		require.Equal(t, redisMatch(m.Pattern(), key), m.Match(key), key)
 	}
 
+	// A declared hash-tag parameter is matched inside its braces.
+	perm, err := NewFamily("permissions", "perm:{user_id}:{resource}", FamilyOptions{HashTag: "user_id",
+		Params: map[string]Param{"user_id": {Match: "[0-9]+"}}})
+	require.NoError(t, err)
+	m, err = perm.Matcher(nil)
+	require.NoError(t, err)
+	require.Equal(t, "perm:{*}:*", m.Pattern())
+	require.True(t, m.Match("perm:{42}:doc:7"), "an undeclared resource takes any bytes")
+	require.False(t, m.Match("perm:{4x}:doc"))
+	m, err = perm.Matcher(map[string]string{"user_id": "42"})
+	require.NoError(t, err)
+	require.False(t, m.Filters(), "the only wildcard is undeclared")
+	key, err := perm.Key(map[string]string{"user_id": "42", "resource": "a:b"})
+	require.NoError(t, err)
+	require.True(t, m.Match(key))
+
 	// KeysMatcher: every key the family renders, version and data keys of
 	// a version family included.
 	feed, err := NewFamily("feed", "feed:{user_id}", FamilyOptions{Strategy: StrategyVersion, TTL: 1, HashTag: "user_id",

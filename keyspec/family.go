@@ -239,8 +239,9 @@ func (f *Family) Param(name string) (Param, bool) {
 // (ErrMissingParam), no others (ErrUnknownParam), none empty
 // (ErrEmptyParam), and each must match its declaration, if it has one
 // (ErrInvalidParam). Values are inserted verbatim: a key is bytes, and any
-// byte is allowed in an undeclared value. The value of the HashTag parameter is wrapped in
-// braces, so "user:{id}:profile" with id=42 renders "user:{42}:profile".
+// byte is allowed in an undeclared value. The value of the HashTag
+// parameter is wrapped in braces, so "user:{id}:profile" with id=42
+// renders "user:{42}:profile".
 func (f *Family) Key(params map[string]string) (string, error) {
 	if err := f.checkParams("render", params, true); err != nil {
 		return "", err

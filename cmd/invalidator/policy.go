@@ -46,8 +46,8 @@ is wrong, not just the first. Besides the syntax and every field, it finds:
 and warns about families that no event invalidates, event attributes that
 no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
-to keep a delete to its family). Exit code 1 when there are errors (or warnings, with
---strict).`,
+to keep a delete to its family). Exit code 1 when there are errors (or
+warnings, with --strict).`,
 		Example: "  invalidator policy lint examples/policy.yaml",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -34,6 +34,7 @@ fuzz: ## run each fuzz target FUZZTIME (default 200000x: count-based, see golang
 	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(or $(FUZZTIME),200000x) ./tasks/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTemplate$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
+	$(GO) test -run='^$$' -fuzz='^FuzzParamMatch$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cacheaside/
 
 .PHONY: check-redis

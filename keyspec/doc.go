@@ -13,6 +13,15 @@
 // every user. A pattern that would match every key, or keys of unrelated
 // prefixes ("user*" also matches "users:..."), is refused.
 //
+// A family may declare the values of its parameters (Param): a regular
+// expression each value must match, such as "[0-9]+" for ids. Rendering
+// refuses any other value (ErrInvalidParam), and a pattern delete removes
+// only the keys the whole template matches (Family.Matcher): a glob '*'
+// matches ':' too, so without the declaration "product:*" would also delete
+// "product:7:price:EUR". An undeclared parameter matches any bytes, exactly
+// as the glob does. The policy linter warns about families whose pattern
+// deletes can match each other's keys.
+//
 // A family may name a hash-tag parameter: its value is wrapped in braces
 // ("user:{42}:profile"), so all keys of one entity share a Redis Cluster slot.
 // A family with strategy "version" is invalidated by advancing a version key

@@ -40,6 +40,12 @@ var (
 	// the cache writes, so it is refused rather than silently missing.
 	ErrEmptyParam = errors.New("empty parameter value")
 
+	// ErrInvalidParam means a parameter value does not match the
+	// declaration of its parameter in the policy (families.<name>.params).
+	// Such a key would lie outside the family, and a pattern delete of the
+	// family would not remove it; fix the value, or widen the declaration.
+	ErrInvalidParam = errors.New("parameter value outside its declaration")
+
 	// ErrUnsafePattern means a SCAN MATCH pattern would match every key, or
 	// keys of unrelated prefixes. Fix more parameters so the pattern starts
 	// with a literal prefix that ends in a delimiter such as ':'.

@@ -59,6 +59,7 @@ func (d *decoder) event(p *Policy, ee entry) {
 			e.Invalidates = append(e.Invalidates, v)
 		}
 	}
+	d.checkAttributeDecls(p, e, fs["attributes"].val)
 	for _, a := range e.Attributes {
 		if !used[a] {
 			d.warnf(fs["attributes"].val, join(path, "attributes"), "attribute %q gives no template parameter; publishers must still send it", a)
@@ -148,6 +149,33 @@ func (d *decoder) invalidation(p *Policy, e *Event, n *yaml.Node, field string, 
 		}
 	}
 	return inv, ok
+}
+
+// checkAttributeDecls refuses an attribute that gives several declared
+// parameters which no value matches all at once: every publication of the
+// event would be refused.
+func (d *decoder) checkAttributeDecls(p *Policy, e *Event, at *yaml.Node) {
+	for _, a := range e.Attributes {
+		var decls []*paramDecl
+		var names []string
+		for _, inv := range e.Invalidates {
+			f := p.Families[inv.Family]
+			for _, param := range f.Template.params {
+				if decl := f.params[param]; decl != nil && inv.source(param) == a {
+					decls = append(decls, decl)
+					names = append(names, fmt.Sprintf("%s.%s %q", f.Name, param, decl.Match))
+				}
+			}
+		}
+		if len(decls) < 2 {
+			continue
+		}
+		if _, ok := commonValue(decls); !ok {
+			d.errorf(at, join(join("events", e.Name), "attributes"),
+				"no value of attribute %q matches all the declarations it is given to (%s), so every publication would be refused; make the declarations agree",
+				a, strings.Join(names, ", "))
+		}
+	}
 }
 
 // names decodes a list of parameter or attribute names.

@@ -53,16 +53,19 @@ func TestOddEventYAMLNoPanic(t *testing.T) {
 // would invalidate each other's entries"), but a pattern delete's '*' also
 // matches ':', so a wildcard invalidation of one family deletes the keys of
 // a second family that the overlap check passed. Here the event
-// product.updated with wildcard [id] on "product:{id}" deletes every
+// catalog.reset with wildcard [id] on "product:{id}" deletes every
 // "product:{id}:reviews" key as well (and counts them against product's
-// max_keys / would_delete).
+// max_keys / would_delete). The policy's author is warned at the family,
+// whose every pattern delete (by an event or by hand) reaches that far,
+// until a declaration of id keeps it to its family.
 func TestWildcardPatternReachWarns(t *testing.T) {
 	t.Parallel()
-	p, err := Parse("p.yaml", []byte(`version: 1
+	policy := func(decl string) string {
+		return `version: 1
 classes:
   standard: {ttl: 1m}
 families:
-  product: {template: "product:{id}", class: standard}
+  product: {template: "product:{id}", class: standard` + decl + `}
   product_reviews: {template: "product:{id}:reviews", class: standard}
 events:
   catalog.reset:
@@ -71,7 +74,9 @@ events:
   reviews.changed:
     attributes: [id]
     invalidates: [product_reviews]
-`))
+`
+	}
+	p, err := Parse("p.yaml", []byte(policy("")))
 	require.NoError(t, err, "the overlap check passes these two families")
 	acts, err := p.Resolve("catalog.reset", map[string]string{})
 	require.NoError(t, err)
@@ -81,7 +86,24 @@ events:
 	matched, err := path.Match(acts[0].Pattern, reviewKey) // same semantics as Redis glob for this pattern
 	require.NoError(t, err)
 	require.True(t, matched, "the premise: pattern %q matches %q", acts[0].Pattern, reviewKey)
+	m, err := acts[0].Family.Matcher(acts[0].Params)
+	require.NoError(t, err)
+	require.False(t, m.Filters(), "nothing is declared, so nothing may be filtered")
+	require.True(t, m.Match(reviewKey))
 	// A Redis glob cannot say "no ':' here", so the policy author is warned.
 	require.Len(t, p.Warnings, 1)
-	require.Contains(t, p.Warnings[0].Error(), `p.yaml:8:3: events.catalog.reset.invalidates[0]: the pattern delete of family "product" also matches keys of family "product_reviews" (for example "product:x:reviews")`)
+	require.Contains(t, p.Warnings[0].Error(), `p.yaml:5:3: families.product: a pattern delete of family "product" (product:*) also matches keys of family "product_reviews" (for example "product:x:reviews")`)
+	require.Contains(t, p.Warnings[0].Error(), `declare params.id of family "product"`)
+
+	// Declared, the delete keeps to its family and the warning goes.
+	p, err = Parse("p.yaml", []byte(policy(`, params: {id: {match: '[0-9]+'}}`)))
+	require.NoError(t, err)
+	require.Empty(t, p.Warnings)
+	acts, err = p.Resolve("catalog.reset", map[string]string{})
+	require.NoError(t, err)
+	m, err = acts[0].Family.Matcher(acts[0].Params)
+	require.NoError(t, err)
+	require.True(t, m.Filters())
+	require.False(t, m.Match(reviewKey))
+	require.True(t, m.Match("product:7"))
 }

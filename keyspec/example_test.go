@@ -105,3 +105,26 @@ families:
 	// policy.yaml:6:15: families.user.template: invalid key template "user:{id" at offset 5: unclosed '{'; close the parameter with '}'
 	// policy.yaml:7:12: families.user.class: unknown class "gold"; declared classes: standard
 }
+
+func ExampleFamily_Matcher() {
+	// A glob '*' matches ':' too: "product:*" also matches price keys.
+	// Declaring what an id is keeps a pattern delete to the family.
+	product, _ := keyspec.NewFamily("product", "product:{id}", keyspec.FamilyOptions{
+		Params: map[string]keyspec.Param{"id": {Match: "[0-9]+"}},
+	})
+	m, _ := product.Matcher(nil) // every product
+	fmt.Println(m.Pattern(), m.Filters())
+	for _, key := range []string{"product:7", "product:7:price:EUR", "product:7:details"} {
+		fmt.Println(key, m.Match(key))
+	}
+
+	// A value outside the declaration is refused when a key is rendered.
+	_, err := product.Key(map[string]string{"id": "7:price:EUR"})
+	fmt.Println(errors.Is(err, keyspec.ErrInvalidParam))
+	// Output:
+	// product:* true
+	// product:7 true
+	// product:7:price:EUR false
+	// product:7:details false
+	// true
+}

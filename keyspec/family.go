@@ -59,6 +59,9 @@ type FamilyOptions struct {
 	// MaxKeys caps the keys one pattern delete of the family may remove;
 	// 0 means no cap. See Family.MaxKeys.
 	MaxKeys int
+	// Params declares the values of template parameters, by name; a
+	// parameter left out takes any value. See Param.
+	Params map[string]Param
 }
 
 // Family is a declared set of cache keys that share a template, such as every
@@ -94,6 +97,10 @@ type Family struct {
 	// it (invalidator dead retry --force) instead of a typo wiping half the
 	// cache.
 	MaxKeys int
+
+	// params holds the compiled declarations of the template parameters
+	// that have one (see Param); read them with Family.Param.
+	params map[string]*paramDecl
 }
 
 // NewFamily builds and validates a family outside a policy file, for code
@@ -128,6 +135,19 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 		if msg := checkClassName(opts.Class); msg != "" {
 			return nil, fmt.Errorf("family %q: class: %s", name, msg)
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts.Params)) {
+		if !t.HasParam(name) {
+			return nil, fmt.Errorf("family %q: params: %q is not a parameter of template %q (parameters: %s)", f.Name, name, t.String(), paramList(t))
+		}
+		d, msg := compileParam(opts.Params[name])
+		if msg != "" {
+			return nil, fmt.Errorf("family %q: params.%s: %s", f.Name, name, msg)
+		}
+		if f.params == nil {
+			f.params = map[string]*paramDecl{}
+		}
+		f.params[name] = d
 	}
 	for _, msg := range []string{
 		checkTTL(f.TTL),
@@ -206,11 +226,22 @@ func paramList(t *Template) string {
 	return strings.Join(t.params, ", ")
 }
 
+// Param returns the declaration of a template parameter, and false when it
+// has none (it takes any value).
+func (f *Family) Param(name string) (Param, bool) {
+	if d := f.params[name]; d != nil {
+		return d.Param, true
+	}
+	return Param{}, false
+}
+
 // Key renders the family's full key. Every template parameter must be given
-// (ErrMissingParam), no others (ErrUnknownParam), and none empty
-// (ErrEmptyParam). Values are inserted verbatim: a key is bytes, and any byte
-// is allowed in a value. The value of the HashTag parameter is wrapped in
-// braces, so "user:{id}:profile" with id=42 renders "user:{42}:profile".
+// (ErrMissingParam), no others (ErrUnknownParam), none empty
+// (ErrEmptyParam), and each must match its declaration, if it has one
+// (ErrInvalidParam). Values are inserted verbatim: a key is bytes, and any
+// byte is allowed in an undeclared value. The value of the HashTag
+// parameter is wrapped in braces, so "user:{id}:profile" with id=42
+// renders "user:{42}:profile".
 func (f *Family) Key(params map[string]string) (string, error) {
 	if err := f.checkParams("render", params, true); err != nil {
 		return "", err
@@ -260,8 +291,23 @@ func (f *Family) checkParams(op string, params map[string]string, all bool) erro
 			return fmt.Errorf("%s family %q: %w for %q: give the value the cache key was written with",
 				op, f.Name, ErrEmptyParam, name)
 		}
+		if d := f.params[name]; d != nil && !d.m.match(v) {
+			return fmt.Errorf("%s family %q: %w: parameter %q value %s does not match its declaration %q in the policy; "+
+				"fix the value, or widen the declaration if such keys exist",
+				op, f.Name, ErrInvalidParam, name, quoteValue(v), d.Match)
+		}
 	}
 	return f.checkHashTag(op, params)
+}
+
+// quoteValue quotes a parameter value for an error message, cut short if
+// it is long: it may be anything a caller passed.
+func quoteValue(v string) string {
+	const limit = 64
+	if len(v) > limit {
+		return fmt.Sprintf("%q... (%d bytes)", v[:limit], len(v))
+	}
+	return fmt.Sprintf("%q", v)
 }
 
 // checkHashTag makes sure the braces around the HashTag value are the ones

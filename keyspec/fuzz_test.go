@@ -2,6 +2,8 @@ package keyspec
 
 import (
 	"errors"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -63,6 +65,20 @@ func FuzzParseTemplate(f *testing.F) {
 		} else if len(params) > 0 {
 			require.True(t, redisMatch(wild, key), "pattern %q key %q", wild, key)
 		}
+
+		// Without declarations a pattern delete's matcher filters nothing,
+		// and matches exactly what the glob does.
+		for _, given := range []map[string]string{values, nil} {
+			m, err := fam.Matcher(given)
+			if err != nil {
+				require.ErrorIs(t, err, ErrUnsafePattern)
+				continue
+			}
+			require.False(t, m.Filters())
+			for _, k := range []string{key, value, src, key + value, value + key, m.Pattern()} {
+				require.Equal(t, redisMatch(m.Pattern(), k), m.Match(k), "pattern %q key %q", m.Pattern(), k)
+			}
+		}
 	})
 }
 
@@ -83,6 +99,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m, weight: 2}}\nfamilies:\n  p: {template: 'p:{id}:{page}', class: standard, mode: shadow, max_keys: 9}\n" +
 		"  c: {template: 'c', class: standard, strategy: version}\nevents:\n  p.updated:\n    attributes: [id, x]\n" +
 		"    invalidates: [{family: p, wildcard: [page]}, c]\n"))
+	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m}}\nfamilies:\n  product: {template: 'product:{id}', class: standard, params: {id: {match: '[0-9]+'}}}\n" +
+		"  price: {template: 'product:{sku}:price:{currency}', class: standard, params: {sku: {match: '[0-9]+'}, currency: {match: '(?i)[a-z]{3}'}}}\n" +
+		"  feed: {template: 'feed:{u}', class: standard, strategy: version, hash_tag: u, params: {u: {match: '[^:{}]+'}}}\n" +
+		"events:\n  product.updated:\n    attributes: [id, u]\n    invalidates: [product, {family: price, params: {sku: id}, wildcard: [currency]}, feed]\n"))
+	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m}}\nfamilies:\n  a: {template: 'a:{x}', class: standard, params: {x: {match: 'x|y'}}}\n" +
+		"  b: {template: 'a:{x}:b', class: standard, params: {x: {match: '^[^:]*$'}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -124,18 +146,123 @@ func FuzzParse(f *testing.F) {
 			if fam.Strategy == StrategyVersion {
 				require.Positive(t, fam.TTL)
 			}
+			checkDeclaredFamily(t, fam)
 		}
 		// Every event of a policy that loads resolves, with any plain
 		// attribute values, into one action per invalidation.
 		for name, e := range p.Events {
 			attrs := map[string]string{}
+			braces := false
 			for _, a := range e.Attributes {
 				attrs[a] = "v"
+				// An attribute given to declared parameters takes a value
+				// all of them match; the linter refuses an event where
+				// there is none.
+				var decls []*paramDecl
+				for _, inv := range e.Invalidates {
+					fam := p.Families[inv.Family]
+					for _, param := range fam.Template.params {
+						if d := fam.params[param]; d != nil && inv.source(param) == a {
+							decls = append(decls, d)
+						}
+					}
+				}
+				if len(decls) > 0 {
+					v, ok := commonValue(decls)
+					require.True(t, ok, "event %q attribute %q", name, a)
+					if v == "" {
+						return // undecided: too large to check here
+					}
+					attrs[a] = v
+					braces = braces || strings.ContainsAny(v, "{}")
+				}
 			}
 			actions, err := p.Resolve(name, attrs)
+			if braces && errors.Is(err, ErrUnsafeHashTag) {
+				continue // a declaration that allows braces in a hash tag
+			}
 			require.NoError(t, err, "event %q", name)
 			require.Len(t, actions, len(e.Invalidates))
 			require.NotEmpty(t, actions)
 		}
+	})
+}
+
+// checkDeclaredFamily renders a key of fam from a value of each declared
+// parameter (and "v" for the others): the key renders, its pattern delete's
+// matcher and the family's KeysMatcher match it, and the matcher never
+// matches a key its glob does not.
+func checkDeclaredFamily(t *testing.T, fam *Family) {
+	t.Helper()
+	values := map[string]string{}
+	for _, param := range fam.Template.params {
+		values[param] = "v"
+		d := fam.params[param]
+		if d == nil {
+			continue
+		}
+		decl, ok := fam.Param(param)
+		require.True(t, ok)
+		require.Equal(t, d.Match, decl.Match)
+		v, ok := commonValue([]*paramDecl{d})
+		require.True(t, ok, "a declaration the policy accepts matches some value")
+		if v == "" || strings.ContainsAny(v, "{}") {
+			return
+		}
+		values[param] = v
+		bad := v + "\x00:"
+		if !d.m.match(bad) {
+			_, err := fam.Key(map[string]string{param: bad})
+			if len(fam.Template.params) == 1 {
+				require.ErrorIs(t, err, ErrInvalidParam)
+			}
+		}
+	}
+	if fam.Strategy == StrategyVersion {
+		key, err := fam.VersionKey(values)
+		require.NoError(t, err)
+		require.True(t, fam.KeysMatcher().Match(key), "version key %q", key)
+		return
+	}
+	key, err := fam.Key(values)
+	require.NoError(t, err)
+	require.True(t, fam.KeysMatcher().Match(key), "key %q", key)
+	m, err := fam.Matcher(nil)
+	if err != nil {
+		require.ErrorIs(t, err, ErrUnsafePattern)
+		return
+	}
+	require.True(t, m.Match(key), "matcher of %q on %q", m.Pattern(), key)
+	require.True(t, redisMatch(m.Pattern(), key), "glob %q on %q", m.Pattern(), key)
+}
+
+// FuzzParamMatch compiles arbitrary declarations and matches arbitrary
+// values: on ASCII values the byte-level automaton (and its DFA) agrees
+// with Go's regexp anchored at both ends, and a refused declaration is
+// refused with a message.
+func FuzzParamMatch(f *testing.F) {
+	for _, s := range [][2]string{
+		{"[0-9]+", "42"}, {"[A-Z]{3}", "EUR"}, {"(?i)[a-f0-9]{8}-[a-f0-9]{4}", "DEADbeef-0a1b"}, {"[^:]+", "a:b"},
+		{"^x|y$", "y"}, {"a*b?c{2,3}", "acc"}, {".+", "a\nb"}, {"(?s).", "\n"}, {`\w+\.\d`, "ab.1"}, {"a|\\b", "b"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, expr, value string) {
+		d, msg := compileParam(Param{Match: expr})
+		if msg != "" {
+			require.Nil(t, d)
+			return
+		}
+		require.NotNil(t, d)
+		got := d.m.match(value)
+		require.Equal(t, got, d.nfa.match(value), "DFA and simulation disagree: %q on %q", expr, value)
+		for i := 0; i < len(value); i++ {
+			if value[i] >= 0x80 {
+				return // bytes, not runes: Go's regexp reads these differently
+			}
+		}
+		re, err := regexp.Compile("^(?:" + expr + ")$")
+		require.NoError(t, err, "a declaration we accept compiles in Go")
+		require.Equal(t, re.MatchString(value), got, "%q on %q", expr, value)
 	})
 }

@@ -17,6 +17,11 @@ import (
 // delimiter such as ':': "*" would match every key and "user*" would also
 // match "users:...". The error names the parameter to fix. With every
 // parameter given the pattern matches exactly the one key Key renders.
+// Given values must match their declarations (ErrInvalidParam).
+//
+// A '*' matches any bytes, ':' too, so "product:*" also matches the keys
+// of a family "product:{id}:details". Filter what SCAN returns through
+// Family.Matcher, which holds the parameters' declarations.
 //
 // A version family has no pattern (ErrVersioned): its data lives at
 // DataKey keys, which the template's pattern would not match.

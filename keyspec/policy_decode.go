@@ -26,7 +26,8 @@ const standardClassName = "standard"
 var (
 	topFields          = []string{"version", "default_class", "classes", "families", "events"}
 	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete"}
-	familyFields       = []string{"template", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner"}
+	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner"}
+	paramFields        = []string{"match"}
 	eventFields        = []string{"owner", "description", "attributes", "invalidates"}
 	invalidationFields = []string{"family", "params", "wildcard"}
 
@@ -114,7 +115,6 @@ func (d *decoder) decode(data []byte) *Policy {
 		}
 	}
 	d.checkOverlaps(p)
-	d.checkWildcardReach(p)
 	d.checkUntriggered(p)
 	p.Warnings = d.warns
 	return p
@@ -316,6 +316,10 @@ func (d *decoder) family(p *Policy, fe entry) {
 		}
 	}
 
+	if e, ok := fs["params"]; ok {
+		d.params(f, e, join(path, "params"))
+	}
+
 	var class *Class
 	if e, ok := fs["class"]; !ok {
 		d.errorf(fe.key, join(path, "class"), "is required; declared classes: %s", nameList(p.ClassNames()))
@@ -372,6 +376,60 @@ func (d *decoder) family(p *Policy, fe entry) {
 	}
 	p.Families[name] = f
 	d.familyAt[name] = fe.key
+}
+
+// params decodes a family's parameter declarations; its template must be
+// decoded.
+func (d *decoder) params(f *Family, e entry, path string) {
+	n := resolve(e.val)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "must be a mapping of template parameters to declarations, e.g. params: {id: {match: '[0-9]+'}}, not %s", kindName(n))
+		return
+	}
+	ents, _ := d.entries(n, path)
+	for _, pe := range ents {
+		name, field := pe.key.Value, join(path, pe.key.Value)
+		if f.Template != nil && !f.Template.HasParam(name) {
+			d.errorf(pe.key, field, "%q is not a parameter of template %q (parameters: %s)", name, f.Template, paramList(f.Template))
+			continue
+		}
+		v := resolve(pe.val)
+		if v.Kind == yaml.ScalarNode && !isNull(v) {
+			// An event's params maps parameters to attribute names; a
+			// family's declares the values.
+			d.errorf(v, field, "must be a declaration such as {match: '[0-9]+'}, not %s (in a family, params declares the values a parameter takes; in an event, params maps parameters to attributes)", kindName(v))
+			continue
+		}
+		if isNull(v) {
+			d.errorf(pe.key, field, "is empty; declare the values, e.g. {match: '[0-9]+'}, or remove it")
+			continue
+		}
+		fs, ok := d.fields(v, field, paramFields)
+		if !ok {
+			continue
+		}
+		me, ok := fs["match"]
+		if !ok {
+			d.errorf(v, join(field, "match"), "is required: a regular expression every value matches as a whole, e.g. '[0-9]+'")
+			continue
+		}
+		expr, ok := d.str(me.val, join(field, "match"), "a regular expression such as '[0-9]+'")
+		if !ok {
+			continue
+		}
+		decl, msg := compileParam(Param{Match: expr})
+		if msg != "" {
+			d.errorf(resolve(me.val), join(field, "match"), "%s", msg)
+			continue
+		}
+		if f.params == nil {
+			f.params = map[string]*paramDecl{}
+		}
+		f.params[name] = decl
+	}
 }
 
 // entries returns the pairs of mapping n in file order. It reports a node

@@ -187,7 +187,7 @@ func TestParseReportsEveryError(t *testing.T) {
 		`policy.yaml:16:15: families.feed.hash_tag: hash_tag "uid" is not a parameter of template "feed:{user_id}" (parameters: user_id)`,
 		`policy.yaml:17:3: families.orphan.class: is required; declared classes: Critical, standard`,
 		`policy.yaml:19:10: families.orphan.ttl: ttl -5m0s is negative; use 0 for no expiry`,
-		`policy.yaml:20:5: families.orphan.max_retry: unknown field "max_retry"; known fields: template, class, strategy, hash_tag, ttl, jitter, mode, max_keys, owner`,
+		`policy.yaml:20:5: families.orphan.max_retry: unknown field "max_retry"; known fields: template, params, class, strategy, hash_tag, ttl, jitter, mode, max_keys, owner`,
 	} {
 		require.True(t, strings.HasPrefix(lines[i], want), "line %d:\n got %s\nwant %s...", i, lines[i], want)
 	}

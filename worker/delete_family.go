@@ -101,9 +101,17 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if fam.Strategy == keyspec.StrategyVersion {
 		return poison(fmt.Errorf("family %q uses the version strategy: bump its version instead of deleting by pattern", fam.Name))
 	}
-	pattern, err := fam.Pattern(t.Params)
+	// SCAN MATCH returns every key the glob matches, and a glob '*' takes
+	// ':' too: the matcher keeps the delete to the family's keys where
+	// the policy declares parameter values. Without declarations it would
+	// reject nothing, and the scan skips it.
+	match, err := fam.Matcher(t.Params)
 	if err != nil {
 		return poison(err)
+	}
+	pattern := match.Pattern()
+	if !match.Filters() {
+		match = nil
 	}
 	cache, err := w.target(t.Target)
 	if err != nil {
@@ -150,9 +158,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if saved[fieldForce] == "1" || dryRun {
 		maxKeys = 0
 	}
-	// deleted counts confirmed deletes (or, in shadow mode, matches);
-	// budget adds the keys of pages being deleted, for max_keys.
-	var scanned, deleted, budget atomic.Int64
+	// scanned counts the keys SCAN returned, deleted the confirmed deletes
+	// (or, in shadow mode, the family's keys); budget adds the keys of
+	// pages being deleted, for max_keys. matched counts the family's keys
+	// among those scanned in this run, for the log: only they are deleted,
+	// counted and charged.
+	var scanned, matched, deleted, budget atomic.Int64
 	baseDeleted, _ := strconv.ParseInt(saved[fieldDeleted], 10, 64)
 	baseScanned, _ := strconv.ParseInt(saved[fieldScanned], 10, 64)
 	deleted.Store(baseDeleted)
@@ -165,9 +176,9 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		if err != nil {
 			return fmt.Errorf("node %s: %w", nodeID, err)
 		}
-		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, mode: mode, pattern: pattern, ck: ck,
-			softDeadline: softDeadline, scanned: &scanned, deleted: &deleted, budget: &budget,
-			dryRun: dryRun, maxKeys: maxKeys, progress: progress, target: t.Target}
+		s := &nodeScan{w: w, node: node, nodeID: nodeID, runID: runID, mode: mode, pattern: pattern, match: match, ck: ck,
+			softDeadline: softDeadline, scanned: &scanned, matched: &matched, deleted: &deleted, budget: &budget,
+			dryRun: dryRun, maxKeys: maxKeys, progress: progress, target: t.Target, family: fam.Name}
 		// A garbled checkpoint costs a rescan, never a skip.
 		if cp, ok := parseCheckpoint(saved[nodeID]); ok && cp.runID == runID && cp.mode == mode {
 			if cp.done {
@@ -191,6 +202,9 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		verb = "would_delete"
 	}
 	attrs := []any{"scanned", scanned.Load(), verb, deleted.Load(), "took", time.Since(start).String()}
+	if match != nil {
+		attrs = append(attrs, "matched_this_run", matched.Load())
+	}
 	switch {
 	case errors.Is(err, errPaused):
 		next, cerr := w.continueScan(ctx, st, fam, at, scanID)
@@ -256,8 +270,10 @@ type ScanProgress struct {
 	Task string
 	// Scanned counts the keys SCAN matched and Deleted the keys deleted
 	// (in shadow mode: counted), over every run of the scan; a node
-	// rescanned after a restart is counted again. Both are as of the last checkpoint save
-	// (every 100ms).
+	// rescanned after a restart is counted again. Both are as of the last
+	// checkpoint save (every 100ms). Only the family's keys are deleted
+	// or counted: where the policy declares parameter values, a SCAN match
+	// of another family's key is scanned and kept.
 	Scanned, Deleted int64
 	// Nodes and NodesDone count the cache masters with a cursor, and those
 	// finished.
@@ -336,15 +352,18 @@ type nodeScan struct {
 	runID        string
 	mode         string // the family mode the scan runs in
 	pattern      string
+	match        *keyspec.Matcher // nil: every key the pattern matches is the family's
 	ck           string
 	softDeadline time.Time
 	scanned      *atomic.Int64
+	matched      *atomic.Int64 // keys of the family, of those scanned
 	deleted      *atomic.Int64 // confirmed deletes, shared by the task's nodes; counts earlier runs too
 	budget       *atomic.Int64 // deleted plus the pages in flight, for max_keys
 	dryRun       bool          // shadow mode: count the keys, delete none
 	maxKeys      int64         // 0: no cap
 	progress     *scanProgress
 	target       string // the cache target's name, for metrics
+	family       string // for metrics
 
 	safe  uint64 // every key before this cursor is deleted
 	saved uint64 // the cursor in the checkpoint
@@ -370,7 +389,10 @@ func (s *nodeScan) run(ctx context.Context) error {
 	lastSave := time.Now()
 	for p := range pages {
 		s.scanned.Add(int64(len(p.keys)))
-		n, err := s.deletePage(ctx, p.keys)
+		keys := s.familyKeys(p.keys)
+		s.matched.Add(int64(len(keys)))
+		s.w.metrics.familyKeysKept(s.family, len(p.keys)-len(keys))
+		n, err := s.deletePage(ctx, keys)
 		if err != nil {
 			return finish(err)
 		}
@@ -399,6 +421,29 @@ func (s *nodeScan) run(ctx context.Context) error {
 		scanErr = ctx.Err()
 	}
 	return finish(scanErr)
+}
+
+// familyKeys returns the keys of a SCAN page that are the family's: all
+// of them without a matcher. It never changes page (a SCAN reply).
+func (s *nodeScan) familyKeys(page []string) []string {
+	if s.match == nil {
+		return page
+	}
+	for i, k := range page {
+		if s.match.Match(k) {
+			continue
+		}
+		// The first key to drop: copy what is kept so far, then filter.
+		keep := make([]string, i, len(page)-1)
+		copy(keep, page[:i])
+		for _, k := range page[i+1:] {
+			if s.match.Match(k) {
+				keep = append(keep, k)
+			}
+		}
+		return keep
+	}
+	return page
 }
 
 // deletePage removes one page's keys, or counts them in a dry run, and

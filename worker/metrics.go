@@ -66,6 +66,7 @@ type Metrics struct {
 	wouldDeleteTotal  *prometheus.CounterVec // event, family
 	eventActionsTotal *prometheus.CounterVec // event, family, action
 	versionAheadTotal *prometheus.CounterVec // family
+	familyKeptTotal   *prometheus.CounterVec // family
 
 	now func() time.Time // the clock lag is measured with; tests replace it
 
@@ -138,6 +139,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 				"if the version key is evicted before the clock catches up, data of superseded versions can be served again. " +
 				"Should stay 0; a step back of the cache Redis clock is the likely cause.",
 		}, []string{"family"}),
+		familyKeptTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "family_scan_keys_kept_total",
+			Help: "Keys a family delete's SCAN matched that its parameter declarations rule out (keys of other families the glob also matches), so they were kept, by family.",
+		}, []string{"family"}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -160,6 +165,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.appliedTotal, m.keysTotal, m.retriesTotal, m.deadTotal, m.lagSeconds, m.batchKeys, m.batchTasks,
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
 		m.versionAheadTotal,
+		m.familyKeptTotal,
 	}
 }
 
@@ -342,4 +348,13 @@ func (p *scanProgress) done() {
 	m.scansRunning.DeleteLabelValues(p.family)
 	m.scanScanned.DeleteLabelValues(p.family)
 	m.scanDeleted.DeleteLabelValues(p.family)
+}
+
+// familyKeysKept records n keys a family delete's SCAN returned that are
+// not the family's, and so were kept.
+func (m *Metrics) familyKeysKept(family string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.familyKeptTotal.WithLabelValues(family).Add(float64(n))
 }

@@ -311,6 +311,7 @@ func TestMetrics_Lint(t *testing.T) {
 	m.eventAction("e", "f", "a")
 	m.scanStarted("f").add(1, 1)
 	m.versionBumped("f", true)
+	m.familyKeysKept("f", 1)
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -167,8 +167,10 @@ func newEnqueueFamilyCmd(a *app, o *enqueueOpts) *cobra.Command {
 		Long: `Delete by pattern inside one family of the policy. Parameters left out match
 any value; values are matched literally (a value of * matches only "*").
 
-First it counts the matching keys in the cache (a SCAN of the whole
-keyspace, as the delete itself does) and prints the count. Above
+First it counts the keys the delete would remove (a SCAN of the whole
+keyspace, as the delete itself does, keeping only the family's keys where
+the policy declares parameter values) and prints the count, and how many of
+them also fit other families' templates. Above
 --confirm-above keys it asks on a terminal, and refuses without one; --yes
 skips the count and the question. The worker still stops at the family's
 max_keys, if the policy sets one.
@@ -233,7 +235,7 @@ func (a *app) confirmFamilyDelete(cmd *cobra.Command, family string, params map[
 	if err != nil {
 		return err
 	}
-	pattern, err := fam.Pattern(params)
+	m, err := fam.Matcher(params)
 	if err != nil {
 		return err
 	}
@@ -242,17 +244,18 @@ func (a *app) confirmFamilyDelete(cmd *cobra.Command, family string, params map[
 		return err
 	}
 	defer cache.Close()
-	n, err := countMatching(cmd.Context(), cache, pattern)
+	fc, err := countFamilyDelete(cmd.Context(), cache, policy, fam, params, m)
 	if err != nil {
 		return err
 	}
+	n := fc.Matched // what the worker deletes
 	// Say where the count comes from: a CLI without the cache's URL
 	// counts in the queue Redis, which may hold none of the keys.
 	where := "the cache Redis"
 	if a.env(cacheURL, envCacheRedisURL, "") == "" {
 		where = "the queue Redis (the cache too, unless --cache-redis says otherwise)"
 	}
-	msg := fmt.Sprintf("%d keys match %s (family %s) in %s\n", n, pattern, family, where)
+	msg := fc.describe(where)
 	if dryRun {
 		_, err := fmt.Fprint(cmd.OutOrStdout(), msg)
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -33,15 +34,20 @@ func newPolicyLintCmd() *cobra.Command {
 		Long: `Check a policy file. Every problem is reported as FILE:LINE:COLUMN: FIELD: what
 is wrong, not just the first. Besides the syntax and every field, it finds:
 
-  - two families whose templates can render the same key
+  - two families whose templates can render the same key (undeclared
+    values taken to hold no ':', declared ones as declared)
+  - invalid parameter declarations (params: {id: {match: RE}}), and event
+    attributes given to declarations that no value matches all at once
   - events that invalidate nothing, or name unknown families
   - template parameters an event does not provide (neither an attribute
     nor a wildcard), and wildcards that make an unsafe pattern
   - TTL jitter outside [0, 0.5], unknown classes, modes and strategies
 
-and warns about families that no event invalidates and event attributes
-that no template uses. Exit code 1 when there are errors (or warnings, with
---strict).`,
+and warns about families that no event invalidates, event attributes that
+no template uses, and families whose pattern deletes also match other
+families' keys (a glob '*' matches ':' too; declare the parameters' values
+to keep a delete to its family). Exit code 1 when there are errors (or
+warnings, with --strict).`,
 		Example: "  invalidator policy lint examples/policy.yaml",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -200,8 +206,14 @@ type explainRow struct {
 	Mode     string `json:"mode"`
 	Key      string `json:"key,omitempty"`
 	Pattern  string `json:"pattern,omitempty"`
-	Matching *int64 `json:"matching_keys,omitempty"` // with a cache to count in
-	Version  *int64 `json:"current_version,omitempty"`
+	Matching *int64 `json:"matching_keys,omitempty"` // with a cache to count in: what the action removes
+	// Of a pattern delete, with a cache: the keys the pattern matches
+	// (Matching counts those of the family, after its declarations filter
+	// them), and the keys among Matching that also fit other families'
+	// templates, by family.
+	Scanned *int64           `json:"scanned_keys,omitempty"`
+	Others  map[string]int64 `json:"other_families_keys,omitempty"`
+	Version *int64           `json:"current_version,omitempty"`
 }
 
 func newPolicyExplainCmd(a *app) *cobra.Command {
@@ -217,8 +229,9 @@ would take: the keys it deletes, the patterns it deletes by, the versions it
 bumps, with each family's class and mode. Nothing is enqueued.
 
 Given a live cache (--redis or --cache-redis), it also counts the keys each
-action would remove (a SCAN per pattern, read-only) and reads the current
-versions.`,
+action would remove (a SCAN per pattern, read-only, keeping only the
+family's keys where the policy declares parameter values, and saying how
+many also fit other families' templates) and reads the current versions.`,
 		Example: `  invalidator policy explain product.updated id=7 --policy examples/policy.yaml
   invalidator policy explain product.updated id=7 --redis redis://127.0.0.1:6379 --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -249,7 +262,7 @@ versions.`,
 				r := explainRow{Action: string(act.Kind), Family: act.Family.Name, Class: act.Family.Class,
 					Mode: string(act.Family.Mode), Key: act.Key, Pattern: act.Pattern}
 				if cache != nil {
-					if err := countAction(cmd, cache, act, &r); err != nil {
+					if err := countAction(cmd, cache, p, act, &r); err != nil {
 						return err
 					}
 				}
@@ -276,7 +289,17 @@ versions.`,
 				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%q", r.Action, r.Family, r.Class, r.Mode, target)
 				switch {
 				case r.Matching != nil:
-					line += fmt.Sprintf("\t%d keys", *r.Matching)
+					line += fmt.Sprintf("\t%d %s", *r.Matching, keysWord(*r.Matching))
+					var notes []string
+					if r.Scanned != nil && *r.Scanned > *r.Matching {
+						notes = append(notes, fmt.Sprintf("%d other keys match the pattern and are kept", *r.Scanned-*r.Matching))
+					}
+					for _, name := range slices.Sorted(maps.Keys(r.Others)) {
+						notes = append(notes, fmt.Sprintf("%d also fit family %s", r.Others[name], name))
+					}
+					if len(notes) > 0 {
+						line += " (" + strings.Join(notes, "; ") + ")"
+					}
 				case r.Version != nil:
 					line += fmt.Sprintf("\tversion %d", *r.Version)
 				case cache != nil:
@@ -293,7 +316,7 @@ versions.`,
 }
 
 // countAction fills in how much of the cache an action would touch.
-func countAction(cmd *cobra.Command, cache redis.UniversalClient, act keyspec.Action, r *explainRow) error {
+func countAction(cmd *cobra.Command, cache redis.UniversalClient, p *keyspec.Policy, act keyspec.Action, r *explainRow) error {
 	ctx := cmd.Context()
 	switch act.Kind {
 	case keyspec.ActionDelete:
@@ -303,11 +326,18 @@ func countAction(cmd *cobra.Command, cache redis.UniversalClient, act keyspec.Ac
 		}
 		r.Matching = &n
 	case keyspec.ActionPattern:
-		n, err := countMatching(ctx, cache, act.Pattern)
+		m, err := act.Family.Matcher(act.Params)
+		if err != nil {
+			return err
+		}
+		fc, err := countFamilyDelete(ctx, cache, p, act.Family, act.Params, m)
 		if err != nil {
 			return &unreachableError{err}
 		}
-		r.Matching = &n
+		r.Matching, r.Scanned = &fc.Matched, &fc.Scanned
+		if len(fc.Others) > 0 {
+			r.Others = fc.Others
+		}
 	case keyspec.ActionBump:
 		v, err := cache.Get(ctx, act.Key).Int64()
 		if errors.Is(err, redis.Nil) {

@@ -99,6 +99,7 @@ func isInputError(err error) bool {
 		keyspec.ErrUnknownFamily, keyspec.ErrUnknownClass, keyspec.ErrMissingParam, keyspec.ErrUnknownParam,
 		keyspec.ErrEmptyParam, keyspec.ErrUnsafePattern, keyspec.ErrNotVersioned, keyspec.ErrVersioned,
 		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, keyspec.ErrUnknownEvent, tasks.ErrInvalid, enqueue.ErrUnknownQueue,
+		keyspec.ErrInvalidParam,
 	} {
 		if errors.Is(err, target) {
 			return true

@@ -1,0 +1,42 @@
+package enqueue_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/keyspec"
+)
+
+// The write site refuses a value outside its parameter's declaration,
+// whichever way it invalidates, and queues nothing.
+func TestEnqueueRefusesUndeclaredValue(t *testing.T) {
+	t.Parallel()
+	db := redistest.NewDB(t)
+	policy, err := keyspec.Parse("p.yaml", []byte(`version: 1
+classes: {standard: {ttl: 1m}}
+families:
+  product: {template: "product:{id}", class: standard, params: {id: {match: '[0-9]+'}}}
+  feed: {template: "feed:{id}", class: standard, strategy: version, params: {id: {match: '[0-9]+'}}}
+events:
+  product.updated: {attributes: [id], invalidates: [product, feed]}
+`))
+	require.NoError(t, err)
+	c, err := enqueue.New(db.Client, enqueue.Config{Policy: policy})
+	require.NoError(t, err)
+	bad := map[string]string{"id": "1:price:EUR"}
+
+	_, err = c.DeleteFamily(t.Context(), "product", bad)
+	require.ErrorIs(t, err, keyspec.ErrInvalidParam)
+	require.ErrorContains(t, err, `parameter "id" value "1:price:EUR" does not match its declaration "[0-9]+"`)
+	_, err = c.BumpVersion(t.Context(), "feed", bad)
+	require.ErrorIs(t, err, keyspec.ErrInvalidParam)
+	_, err = c.Publish(t.Context(), "product.updated", bad)
+	require.ErrorIs(t, err, keyspec.ErrInvalidParam)
+	require.Zero(t, db.Client.DBSize(t.Context()).Val(), "a refused invalidation was queued")
+
+	_, err = c.Publish(t.Context(), "product.updated", map[string]string{"id": "1"})
+	require.NoError(t, err)
+}

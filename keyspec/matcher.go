@@ -1,0 +1,235 @@
+package keyspec
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// valueLang says which bytes an undeclared parameter stands for when a
+// family's keys are turned into an automaton. A declared parameter always
+// stands for its declaration.
+type valueLang int
+
+const (
+	// langConv: no ':' (nor a brace, in a hash tag), as key conventions
+	// assume. The policy's collision errors use it.
+	langConv valueLang = iota
+	// langAny: any non-empty bytes, as Key accepts. Exact: the capture
+	// warnings and "does this key fit family X" use it.
+	langAny
+	// langGlob: any bytes, empty too, exactly what a glob '*' matches.
+	langGlob
+)
+
+// templateNFA appends the family's template to b: the values in given as
+// literal bytes, other parameters by their declaration or as lang says.
+func (f *Family) templateNFA(b *nfaBuilder, given map[string]string, lang valueLang) {
+	for _, s := range f.Template.segs {
+		if !s.isParam {
+			b.lit(s.text)
+			continue
+		}
+		tagged := s.text == f.HashTag
+		if tagged {
+			b.lit("{")
+		}
+		v, isGiven := given[s.text]
+		switch d := f.params[s.text]; {
+		case isGiven:
+			b.lit(v)
+		case d != nil:
+			b.sub(d.nfa)
+		case lang == langConv && tagged:
+			set := notColon()
+			set['{'>>6] &^= 1<<('{'&63) | 1<<('}'&63) // both in the second word
+			b.repeat(set, true)
+		case lang == langConv:
+			b.repeat(notColon(), true)
+		default:
+			b.repeat(allBytes(), lang != langGlob)
+		}
+		if tagged {
+			b.lit("}")
+		}
+	}
+}
+
+// keyNFAs returns the automata of every key the family renders: its
+// template for a delete family, its version and data keys (in that order)
+// for a version family.
+func (f *Family) keyNFAs(lang valueLang) []*nfa {
+	if f.Strategy != StrategyVersion {
+		b := newNFABuilder()
+		f.templateNFA(b, nil, lang)
+		return []*nfa{b.finish()}
+	}
+	prefix := func() *nfaBuilder {
+		b := newNFABuilder()
+		if f.HashTag == "" {
+			b.lit("{")
+		}
+		f.templateNFA(b, nil, lang)
+		if f.HashTag == "" {
+			b.lit("}")
+		}
+		return b
+	}
+	ver := prefix()
+	ver.lit(versionKeySuffix)
+	data := prefix()
+	data.lit(dataKeyInfix)
+	var digits byteSet
+	for c := byte('0'); c <= '9'; c++ {
+		digits.add(c)
+	}
+	data.repeat(digits, true)
+	return []*nfa{ver.finish(), data.finish()}
+}
+
+// Matcher tells whether a key belongs to a family pattern delete, or to a
+// family. A Redis glob cannot say "digits only" or "no ':'", so SCAN MATCH
+// returns keys of other families too ("product:*" returns
+// "product:7:price:EUR"); a Matcher holds the whole template with each
+// parameter's declaration, and the worker deletes only the keys it
+// matches. It works on bytes and is safe for concurrent use.
+type Matcher struct {
+	pattern string
+	filters bool
+	a       *automaton
+}
+
+// Matcher returns the matcher of a pattern delete of the family with these
+// params: the template with the given values as literal bytes, and each
+// parameter left out matching its declaration, or any bytes (as '*' does)
+// when it has none. It refuses what Pattern refuses, with the same errors.
+//
+// Every key the family renders for these params matches, so filtering a
+// scan with it never skips a key of the family. Matcher.Filters reports
+// whether it can reject a key the pattern matches at all.
+func (f *Family) Matcher(params map[string]string) (*Matcher, error) {
+	pattern, err := f.Pattern(params)
+	if err != nil {
+		return nil, err
+	}
+	m := &Matcher{pattern: pattern}
+	for _, name := range f.Template.params {
+		if _, given := params[name]; !given && f.params[name] != nil {
+			m.filters = true
+		}
+	}
+	b := newNFABuilder()
+	f.templateNFA(b, params, langGlob)
+	m.a = newAutomaton(b.finish())
+	return m, nil
+}
+
+// KeysMatcher returns a matcher of every key the family can render: Key's
+// keys for a delete family, its version and data keys for a version
+// family. Undeclared parameters match any non-empty bytes. Its Pattern is
+// "".
+func (f *Family) KeysMatcher() *Matcher {
+	return &Matcher{filters: true, a: newAutomaton(union(f.keyNFAs(langAny)...))}
+}
+
+// Pattern returns the SCAN MATCH pattern the matcher refines.
+func (m *Matcher) Pattern() string { return m.pattern }
+
+// Filters reports whether the matcher can reject a key that its pattern
+// matches: whether some parameter left out of the pattern has a
+// declaration. When it is false the SCAN's matches are the family's keys,
+// and a scan needs no filter.
+func (m *Matcher) Filters() bool { return m.filters }
+
+// Match reports whether key is one of the keys the matcher describes.
+func (m *Matcher) Match(key string) bool { return m.a.match(key) }
+
+// Capture is another family whose keys a family's pattern delete can also
+// match.
+type Capture struct {
+	// Family is the other family's name.
+	Family string
+	// Example is a key of both, for messages.
+	Example string
+}
+
+// Captures returns the other families of the policy whose keys the
+// pattern delete of f with these params can match as well, sorted by name:
+// keys that fit both f's pattern (after its declarations filter it) and the
+// other family's template, with undeclared values taken as any bytes. It is
+// exact: a family not listed has no key the delete can remove.
+func (p *Policy) Captures(f *Family, params map[string]string) ([]Capture, error) {
+	if _, err := f.Pattern(params); err != nil {
+		return nil, err
+	}
+	b := newNFABuilder()
+	f.templateNFA(b, params, langGlob)
+	del := b.finish()
+	var out []Capture
+	for _, name := range p.FamilyNames() {
+		o := p.Families[name]
+		if name == f.Name || o.Template == nil {
+			continue
+		}
+		for _, k := range o.keyNFAs(langAny) {
+			if key, ok, _ := intersect(del, k); ok {
+				out = append(out, Capture{Family: name, Example: key})
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// undeclared returns the family's parameters without a declaration.
+func (f *Family) undeclared() []string {
+	var out []string
+	for _, p := range f.Template.params {
+		if f.params[p] == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// wholePattern is the pattern of a delete with every parameter left out,
+// or the template when that pattern is refused, for messages.
+func (f *Family) wholePattern() string {
+	if pat, err := f.Pattern(nil); err == nil {
+		return pat
+	}
+	return f.Template.String()
+}
+
+// declareHint suggests declarations for the parameters of fams that have
+// none: "declare params.id of family product".
+func declareHint(fams ...*Family) string {
+	var parts []string
+	for _, f := range fams {
+		u := f.undeclared()
+		if len(u) == 0 {
+			continue
+		}
+		ps := make([]string, len(u))
+		for i, p := range u {
+			ps[i] = "params." + p
+		}
+		parts = append(parts, fmt.Sprintf("%s of family %q", joinAnd(ps), f.Name))
+	}
+	if len(parts) == 0 {
+		return "make the declarations exclude each other's keys"
+	}
+	slices.Sort(parts)
+	return "declare " + joinAnd(parts) + " (e.g. {match: '[0-9]+'}) so that no key fits both"
+}
+
+// joinAnd joins items as "a", "a and b" or "a, b and c".
+func joinAnd(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}

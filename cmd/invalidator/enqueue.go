@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -86,31 +83,32 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys [KEY...]",
 		Short: "Delete keys",
+		Long: `Delete exact keys. Keys given as text (arguments, or one per line with
+--stdin, LF or CRLF) must be UTF-8 without control characters, byte-order
+marks or spaces at either end: such a byte is far more likely a mangled line
+ending than part of the key, so it is refused (exit 2, naming the argument or
+line) rather than deleting a different key. Give any other key with --hex,
+as one run of hex digits per key.`,
 		Example: `  invalidator enqueue keys user:42:profile user:42:sessions
-  printf 'a\nb\n' | invalidator enqueue keys --stdin
+  printf 'a\r\nb\r\n' | invalidator enqueue keys --stdin   # CRLF: the keys "a" and "b"
   invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			keys := args
+			in := argInputs(args)
 			if fromStdin {
 				if len(args) > 0 {
 					return usagef("give keys as arguments or with --stdin, not both")
 				}
 				var err error
-				if keys, err = readLines(cmd.InOrStdin()); err != nil {
+				if in, err = readLines(cmd.InOrStdin()); err != nil {
 					return err
 				}
 			}
-			if len(keys) == 0 {
+			if len(in) == 0 {
 				return usagef("no keys given: pass them as arguments or with --stdin")
 			}
-			if isHex {
-				for i, k := range keys {
-					b, err := hex.DecodeString(k)
-					if err != nil {
-						return usagef("key %d is not hex (--hex): %v", i+1, err)
-					}
-					keys[i] = string(b)
-				}
+			keys, err := decodeKeys(in, isHex)
+			if err != nil {
+				return err
 			}
 			c, done, err := o.client(cmd, a)
 			if err != nil {
@@ -124,31 +122,9 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (blank lines skipped)")
-	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys")
+	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (LF or CRLF; blank lines skipped)")
+	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys and keys with control characters or surrounding spaces")
 	return cmd
-}
-
-// readLines reads one key per line. Only "\n" ends a line: a key may end in
-// "\r", so nothing else is stripped; use --hex for keys with newlines.
-func readLines(r io.Reader) ([]string, error) {
-	br := bufio.NewReader(r)
-	var keys []string
-	for {
-		line, err := br.ReadString('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			line = line[:len(line)-1]
-		}
-		if line != "" {
-			keys = append(keys, line)
-		}
-		if errors.Is(err, io.EOF) {
-			return keys, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read keys from stdin: %w", err)
-		}
-	}
 }
 
 // defaultConfirmAbove is how many matching keys a family delete may have

@@ -223,19 +223,3 @@ func (a *app) loadPolicy() (*keyspec.Policy, error) {
 	}
 	return p, nil
 }
-
-// parseParams turns k=v arguments into template parameters.
-func parseParams(args []string) (map[string]string, error) {
-	params := make(map[string]string, len(args))
-	for _, arg := range args {
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok || k == "" {
-			return nil, usagef("parameter %q is not name=value", arg)
-		}
-		if _, dup := params[k]; dup {
-			return nil, usagef("parameter %q given twice", k)
-		}
-		params[k] = v
-	}
-	return params, nil
-}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/redisconn"
 )
 
 // countMatching counts the keys matching a SCAN pattern on every master:
@@ -37,10 +39,10 @@ func countMatching(ctx context.Context, c redis.UniversalClient, pattern string)
 }
 
 // cacheRedis connects to the cache Redis: --cache-redis, else
-// INVALIDATOR_CACHE_REDIS_URL, else the queue Redis.
+// INVALIDATOR_CACHE_REDIS_URL, else the queue Redis, used as a cache.
 func (a *app) cacheRedis(ctx context.Context, flag string) (redis.UniversalClient, error) {
 	if url := a.env(flag, envCacheRedisURL, ""); url != "" {
 		return a.connect(ctx, "cache Redis", url)
 	}
-	return a.queueRedis(ctx)
+	return a.connectAs(ctx, roleQueue, redisconn.UseCache, a.env(a.redisURL, envRedisURL, defaultRedisURL))
 }

@@ -47,6 +47,8 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 
 		{[]string{"exporter", "--timeout", "0"}, "positive"},
 		{[]string{"exporter", "--refresh-interval", "-1s"}, "negative"},
+		{[]string{"exporter", "--queues", "invalidator-standard\tx"}, "tab"},
+		{[]string{"exporter", "--queues", "invalidator-standard, invalidator-critical"}, "starts with a space"},
 
 		{[]string{"dev", "--duration", "-1s"}, "0 (run until Ctrl-C) or more"},
 		{[]string{"dev", "--writers", "0"}, "at least 1"},

@@ -184,7 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // Cluster (see redisconn.CheckTopology): on the queue side asynq gets MOVED
 // errors, and on the cache side a family scan would see only that node's
 // keys and report success with the rest of the family still cached. The
-// error wraps redisconn.ErrClusterNode.
+// error matches redisconn.ErrClusterNode.
 func (w *Worker) checkTopology(ctx context.Context) error {
 	if err := redisconn.CheckTopology(ctx, w.cfg.Queue, redisconn.UseQueue, "queue Redis"); err != nil {
 		return err

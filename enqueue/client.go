@@ -23,6 +23,12 @@ var (
 	// ErrClosed is returned by DeleteKeys on a coalescing Client after Close:
 	// its batches have been flushed and no new one would be.
 	ErrClosed = errors.New("enqueue client is closed")
+	// ErrInvalidOption is returned for a MaxRetry or Timeout override that
+	// asynq would quietly change: a negative retry count, which it makes 0,
+	// and a negative timeout or one that is not a whole number of seconds,
+	// which it truncates to seconds (under 1s: no timeout, so its 30 min
+	// default).
+	ErrInvalidOption = errors.New("invalid option")
 )
 
 // Config configures a Client. Zero values take the documented defaults.
@@ -163,8 +169,8 @@ func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, erro
 	}
 	if c.co != nil {
 		if size, ok := c.co.fits(keys); ok && len(chunks) == 1 {
-			// Refuse a bad queue now rather than after the window.
-			if err := c.checkQueue(); err != nil {
+			// Refuse a bad override now rather than after the window.
+			if err := c.checkOverrides(); err != nil {
 				return nil, fmt.Errorf("enqueue delete keys: %w", err)
 			}
 			return c.co.deleteKeys(ctx, c, class, keys, size)
@@ -260,9 +266,16 @@ func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
 	return fam, c.policy.ClassOf(fam), nil
 }
 
-// checkQueue refuses a Queue override that no class has: a task on a queue
-// no worker serves would wait there forever.
-func (c *Client) checkQueue() error {
+// checkOverrides refuses overrides that would not do what they say: a
+// MaxRetry or Timeout that asynq would change, and a Queue that no class
+// has, since a task on a queue no worker serves would wait there forever.
+func (c *Client) checkOverrides() error {
+	if n := c.opts.maxRetry; n != nil && *n < 0 {
+		return fmt.Errorf("MaxRetry(%d): want 0 or more (0 sends a failed task straight to the dead letter): %w", *n, ErrInvalidOption)
+	}
+	if d := c.opts.timeout; d < 0 || d%time.Second != 0 {
+		return fmt.Errorf("Timeout(%s): want a whole number of seconds, as asynq counts them, or 0 for the class's: %w", d, ErrInvalidOption)
+	}
 	if q := c.opts.queue; q != "" && !slices.Contains(c.policy.Queues(), q) {
 		return fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
 			q, strings.Join(c.policy.Queues(), ", "), ErrUnknownQueue)
@@ -271,7 +284,7 @@ func (c *Client) checkQueue() error {
 }
 
 func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
-	if err := c.checkQueue(); err != nil {
+	if err := c.checkOverrides(); err != nil {
 		return "", err
 	}
 	payload, err := tasks.Marshal(t)

@@ -160,6 +160,22 @@ func TestOverrides(t *testing.T) {
 	_, err = b.client.With(enqueue.Queue("urgent")).DeleteKeys(context.Background(), "a")
 	require.ErrorContains(t, err, `queue "urgent" belongs to no class`)
 
+	coalescing, err := enqueue.New(b.db.Client, enqueue.Config{Coalesce: &enqueue.CoalesceConfig{Window: time.Millisecond}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = coalescing.Close() })
+	// Overrides asynq would quietly change are refused: it makes a negative
+	// retry count 0, and keeps timeouts in whole seconds (500ms: none at
+	// all, so its 30 min default).
+	for _, o := range []enqueue.Option{enqueue.MaxRetry(-5), enqueue.Timeout(-time.Second),
+		enqueue.Timeout(500 * time.Millisecond), enqueue.Timeout(1500 * time.Millisecond)} {
+		_, err = b.client.With(o).DeleteKeys(context.Background(), "a")
+		require.ErrorIs(t, err, enqueue.ErrInvalidOption)
+		_, err = b.client.With(o).DeleteFamily(context.Background(), "price", map[string]string{"sku": "1"})
+		require.ErrorIs(t, err, enqueue.ErrInvalidOption)
+		_, err = coalescing.With(o).DeleteKeys(context.Background(), "a")
+		require.ErrorIs(t, err, enqueue.ErrInvalidOption)
+	}
+
 	// The original client is unchanged.
 	ids, err = b.client.DeleteKeys(context.Background(), "a")
 	require.NoError(t, err)

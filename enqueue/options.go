@@ -23,10 +23,14 @@ type overrides struct {
 // any other.
 func Queue(queue string) Option { return func(o *overrides) { o.queue = queue } }
 
-// MaxRetry sets how often a failed task is retried before the dead letter.
+// MaxRetry sets how often a failed task is retried before the dead letter:
+// 0 or more (0 archives a failed task at once). Enqueueing refuses a
+// negative n with ErrInvalidOption.
 func MaxRetry(n int) Option { return func(o *overrides) { o.maxRetry = &n } }
 
-// Timeout sets how long one attempt of a task may run.
+// Timeout sets how long one attempt of a task may run: a whole number of
+// seconds, since asynq keeps timeouts in seconds; 0 keeps the class's.
+// Enqueueing refuses a negative or fractional d with ErrInvalidOption.
 func Timeout(d time.Duration) Option { return func(o *overrides) { o.timeout = d } }
 
 func (o overrides) asynqOptions(c *keyspec.Class) []asynq.Option {

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -65,15 +66,30 @@ func TestClusterCache(t *testing.T) {
 }
 
 // A plain client on one node of a cluster would scan a fraction of the
-// keyspace and report success: the worker refuses to start with one.
+// keyspace and report success, or get MOVED errors from asynq: the worker
+// refuses to start with one, as a usage error whose message fits the role.
 func TestRefusesSingleNodeClientOfCluster(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	node := redis.NewClient(&redis.Options{Addr: redistest.ClusterAddrs(t)[0]})
 	t.Cleanup(func() { _ = node.Close() })
+
 	w, err := worker.New(worker.Config{Queue: b.rdb, Cache: node, Policy: b.policy, Logger: testLogger(t)})
 	require.NoError(t, err)
 	err = w.Run(context.Background())
-	require.ErrorContains(t, err, "cache Redis is a node of a Redis Cluster")
+	require.ErrorIs(t, err, redisconn.ErrClusterNode)
+	require.ErrorContains(t, err, "cache Redis "+node.Options().Addr+" is a node of a Redis Cluster")
+	require.ErrorContains(t, err, "SCAN")
 	require.ErrorContains(t, err, "redis+cluster://")
+
+	// The queue side has no scans: asynq's keys live in slots all over the
+	// cluster, and a single-node client gets MOVED errors.
+	w, err = worker.New(worker.Config{Queue: node, Cache: b.rdb, Policy: b.policy, Logger: testLogger(t)})
+	require.NoError(t, err)
+	err = w.Run(context.Background())
+	require.ErrorIs(t, err, redisconn.ErrClusterNode)
+	require.ErrorContains(t, err, "queue Redis "+node.Options().Addr+" is a node of a Redis Cluster")
+	require.ErrorContains(t, err, "MOVED")
+	require.NotContains(t, err.Error(), "scan")
+	require.NotContains(t, err.Error(), "SCAN")
 }

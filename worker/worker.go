@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
@@ -180,24 +181,22 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // checkTopology refuses a plain client connected to one node of a Redis
-// Cluster: a family scan through it would see only that node's keys and
-// report success with the rest of the family still cached.
+// Cluster (see redisconn.CheckTopology): on the queue side asynq gets MOVED
+// errors, and on the cache side a family scan would see only that node's
+// keys and report success with the rest of the family still cached. The
+// error matches redisconn.ErrClusterNode.
 func (w *Worker) checkTopology(ctx context.Context) error {
-	clients := map[string]redis.UniversalClient{"queue Redis": w.cfg.Queue, "cache Redis": w.cfg.Cache}
-	for name, c := range w.cfg.Targets {
-		clients[fmt.Sprintf("cache target %q", name)] = c
+	if err := redisconn.CheckTopology(ctx, w.cfg.Queue, redisconn.UseQueue, "queue Redis"); err != nil {
+		return err
 	}
-	for role, c := range clients {
-		if _, ok := c.(*redis.ClusterClient); ok {
-			continue
+	if w.cfg.Cache != w.cfg.Queue {
+		if err := redisconn.CheckTopology(ctx, w.cfg.Cache, redisconn.UseCache, "cache Redis"); err != nil {
+			return err
 		}
-		info, err := c.Info(ctx, "cluster").Result()
-		if err != nil {
-			return fmt.Errorf("check %s: %w", role, err)
-		}
-		if strings.Contains(info, "cluster_enabled:1") {
-			return fmt.Errorf("%s is a node of a Redis Cluster but was opened as a single server: "+
-				"use a cluster client (URL redis+cluster://host:port,...) so that every master is scanned", role)
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.cfg.Targets)) {
+		if err := redisconn.CheckTopology(ctx, w.cfg.Targets[name], redisconn.UseCache, fmt.Sprintf("cache target %q", name)); err != nil {
+			return err
 		}
 	}
 	return nil

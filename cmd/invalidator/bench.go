@@ -48,12 +48,20 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 		Short:   "Time from enqueue to key gone at a fixed rate (p50, p90, p99, max)",
 		Example: "  invalidator bench lag --rate 1000 --duration 10s",
 		Args:    noArgs,
-		RunE: o.run(a, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+		RunE: o.run(a, func() error {
+			switch {
+			case lag.Rate < 1:
+				return usagef("--rate must be at least 1 invalidation/s, got %d", lag.Rate)
+			case lag.Duration <= 0:
+				return usagef("--duration must be above 0, got %s", lag.Duration)
+			}
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Lag(ctx, e, lag)
 		}),
 	}
-	lagCmd.Flags().IntVar(&lag.Rate, "rate", 1000, "invalidations per second")
-	lagCmd.Flags().DurationVar(&lag.Duration, "duration", 10*time.Second, "how long to send")
+	lagCmd.Flags().IntVar(&lag.Rate, "rate", 1000, "invalidations per second (1 or more)")
+	lagCmd.Flags().DurationVar(&lag.Duration, "duration", 10*time.Second, "how long to send (above 0)")
 
 	var tp bench.ThroughputOptions
 	tpCmd := &cobra.Command{
@@ -61,13 +69,25 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 		Short:   "Keys deleted per second with concurrent producers",
 		Example: "  invalidator bench throughput --producers 32 --keys-per-call 100\n  invalidator bench throughput --producers 256 --coalesce 1ms",
 		Args:    noArgs,
-		RunE: o.run(a, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+		RunE: o.run(a, func() error {
+			switch {
+			case tp.Producers < 1:
+				return usagef("--producers must be at least 1, got %d", tp.Producers)
+			case tp.KeysPerCall < 1:
+				return usagef("--keys-per-call must be at least 1, got %d", tp.KeysPerCall)
+			case tp.Keys < 1:
+				return usagef("--keys must be at least 1, got %d", tp.Keys)
+			case tp.Coalesce < 0:
+				return usagef("--coalesce must be 0 (off) or more, got %s", tp.Coalesce)
+			}
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Throughput(ctx, e, tp)
 		}),
 	}
-	tpCmd.Flags().IntVar(&tp.Producers, "producers", 32, "concurrent DeleteKeys callers")
-	tpCmd.Flags().IntVar(&tp.KeysPerCall, "keys-per-call", 1, "keys in each DeleteKeys call")
-	tpCmd.Flags().IntVar(&tp.Keys, "keys", 200000, "keys to delete in all")
+	tpCmd.Flags().IntVar(&tp.Producers, "producers", 32, "concurrent DeleteKeys callers (1 or more)")
+	tpCmd.Flags().IntVar(&tp.KeysPerCall, "keys-per-call", 1, "keys in each DeleteKeys call (1 or more)")
+	tpCmd.Flags().IntVar(&tp.Keys, "keys", 200000, "keys to delete in all (1 or more)")
 	tpCmd.Flags().DurationVar(&tp.Coalesce, "coalesce", 0, "producer coalescing window, e.g. 1ms (0: off)")
 
 	var fam bench.FamilyOptions
@@ -76,21 +96,37 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 		Short:   "A family pattern delete inside a larger keyspace",
 		Example: "  invalidator bench family --family-size 100000 --keyspace 1000000",
 		Args:    noArgs,
-		RunE: o.run(a, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+		RunE: o.run(a, func() error {
+			switch {
+			case fam.FamilySize < 1:
+				return usagef("--family-size must be at least 1, got %d", fam.FamilySize)
+			case fam.Keyspace < fam.FamilySize:
+				return usagef("--keyspace must be at least --family-size (%d): it counts every key, the family's too; got %d", fam.FamilySize, fam.Keyspace)
+			}
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Family(ctx, e, fam)
 		}),
 	}
-	famCmd.Flags().IntVar(&fam.FamilySize, "family-size", 100000, "keys in the family")
-	famCmd.Flags().IntVar(&fam.Keyspace, "keyspace", 1000000, "keys in the database in all")
+	famCmd.Flags().IntVar(&fam.FamilySize, "family-size", 100000, "keys in the family (1 or more)")
+	famCmd.Flags().IntVar(&fam.Keyspace, "keyspace", 1000000, "keys in the database in all, the family's included")
 
 	cmd.AddCommand(lagCmd, tpCmd, famCmd)
 	return group(cmd)
 }
 
-func (o *benchOpts) run(a *app, scenario func(context.Context, bench.Env) (*bench.Result, error)) func(*cobra.Command, []string) error {
+// run runs a scenario after checking the shared flags and the scenario's
+// own (validate).
+func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Context, bench.Env) (*bench.Result, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
-		if o.workers < 0 {
-			return usagef("--workers must not be negative, got %d", o.workers)
+		switch {
+		case o.workers < 0:
+			return usagef("--workers must be 0 (one in-process worker) or more, got %d", o.workers)
+		case o.pollInterval < 0:
+			return usagef("--poll-interval must be 0 (the worker's default) or more, got %s", o.pollInterval)
+		}
+		if err := validate(); err != nil {
+			return err
 		}
 		ctx := cmd.Context()
 		rdb, err := a.queueRedis(ctx)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -165,10 +166,10 @@ func joinAnd(items []string) string {
 }
 
 // cacheRedis connects to the cache Redis: --cache-redis, else
-// INVALIDATOR_CACHE_REDIS_URL, else the queue Redis.
+// INVALIDATOR_CACHE_REDIS_URL, else the queue Redis, used as a cache.
 func (a *app) cacheRedis(ctx context.Context, flag string) (redis.UniversalClient, error) {
 	if url := a.env(flag, envCacheRedisURL, ""); url != "" {
 		return a.connect(ctx, "cache Redis", url)
 	}
-	return a.queueRedis(ctx)
+	return a.connectAs(ctx, roleQueue, redisconn.UseCache, a.env(a.redisURL, envRedisURL, defaultRedisURL))
 }

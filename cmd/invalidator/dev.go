@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"time"
@@ -41,11 +42,13 @@ type devOpts struct {
 func (o *devOpts) validate() error {
 	switch {
 	case o.duration < 0:
-		return usagef("--duration must not be negative, got %s", o.duration)
-	case o.writers < 1 || o.readers < 1:
-		return usagef("--writers and --readers must be at least 1")
-	case o.writeRate <= 0:
-		return usagef("--write-rate must be positive, got %g", o.writeRate)
+		return usagef("--duration must be 0 (run until Ctrl-C) or more, got %s", o.duration)
+	case o.writers < 1:
+		return usagef("--writers must be at least 1, got %d", o.writers)
+	case o.readers < 1:
+		return usagef("--readers must be at least 1, got %d", o.readers)
+	case !(o.writeRate > 0) || math.IsInf(o.writeRate, 0):
+		return usagef("--write-rate must be a number of writes/s above 0, got %g", o.writeRate)
 	}
 	return nil
 }

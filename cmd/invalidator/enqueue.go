@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -18,9 +15,35 @@ import (
 
 type enqueueOpts struct {
 	queue    string
-	maxRetry int
+	maxRetry int // used when the flag was given
 	timeout  time.Duration
 	asJSON   bool
+	opts     []enqueue.Option // from the flags given, set by validate
+}
+
+// validate checks the override flags that were given and keeps them as
+// options. An override that asynq would quietly change is refused: it
+// clamps a negative retry count to 0 and counts timeouts in whole seconds,
+// so --timeout 500ms would become no timeout at all (asynq's 30 min
+// default) and 1500ms would become 1s.
+func (o *enqueueOpts) validate(cmd *cobra.Command) error {
+	o.opts = nil
+	if o.queue != "" {
+		o.opts = append(o.opts, enqueue.Queue(o.queue))
+	}
+	if cmd.Flag("max-retry").Changed {
+		if o.maxRetry < 0 {
+			return usagef("--max-retry must be 0 or more (0 sends a failed task straight to the dead letter), got %d", o.maxRetry)
+		}
+		o.opts = append(o.opts, enqueue.MaxRetry(o.maxRetry))
+	}
+	if cmd.Flag("timeout").Changed {
+		if o.timeout < time.Second || o.timeout%time.Second != 0 {
+			return usagef("--timeout must be a whole number of seconds, at least 1s (asynq counts task timeouts in seconds), got %s", o.timeout)
+		}
+		o.opts = append(o.opts, enqueue.Timeout(o.timeout))
+	}
+	return nil
 }
 
 func newEnqueueCmd(a *app) *cobra.Command {
@@ -34,14 +57,14 @@ the flags below override them. The new task IDs are printed, one per line.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.queue, "queue", "", "queue to use instead of the class's")
-	f.IntVar(&o.maxRetry, "max-retry", -1, "retries before the dead letter, instead of the class's")
-	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's")
+	f.IntVar(&o.maxRetry, "max-retry", 0, "retries before the dead letter, instead of the class's (0 or more; 0: straight to the dead letter)")
+	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's (whole seconds, at least 1s)")
 	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...]} instead of one ID per line`)
 	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o), newEnqueueEventCmd(a, o))
 	return group(cmd)
 }
 
-// client connects and applies the override flags.
+// client connects and applies the override flags (see validate).
 func (o *enqueueOpts) client(cmd *cobra.Command, a *app) (*enqueue.Client, func(), error) {
 	policy, err := a.loadPolicy()
 	if err != nil {
@@ -56,17 +79,7 @@ func (o *enqueueOpts) client(cmd *cobra.Command, a *app) (*enqueue.Client, func(
 		_ = rdb.Close()
 		return nil, nil, err
 	}
-	var opts []enqueue.Option
-	if o.queue != "" {
-		opts = append(opts, enqueue.Queue(o.queue))
-	}
-	if o.maxRetry >= 0 {
-		opts = append(opts, enqueue.MaxRetry(o.maxRetry))
-	}
-	if o.timeout > 0 {
-		opts = append(opts, enqueue.Timeout(o.timeout))
-	}
-	return c.With(opts...), func() { _ = rdb.Close() }, nil
+	return c.With(o.opts...), func() { _ = rdb.Close() }, nil
 }
 
 func (o *enqueueOpts) print(w io.Writer, ids []string) error {
@@ -86,31 +99,35 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys [KEY...]",
 		Short: "Delete keys",
+		Long: `Delete exact keys. Keys given as text (arguments, or one per line with
+--stdin, LF or CRLF) must be UTF-8 without control characters, byte-order
+marks or spaces at either end: such a byte is far more likely a mangled line
+ending than part of the key, so it is refused (exit 2, naming the argument or
+line) rather than deleting a different key. Give any other key with --hex,
+as one run of hex digits per key.`,
 		Example: `  invalidator enqueue keys user:42:profile user:42:sessions
-  printf 'a\nb\n' | invalidator enqueue keys --stdin
+  printf 'a\r\nb\r\n' | invalidator enqueue keys --stdin   # CRLF: the keys "a" and "b"
   invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			keys := args
+			if err := o.validate(cmd); err != nil {
+				return err
+			}
+			in := argInputs(args)
 			if fromStdin {
 				if len(args) > 0 {
 					return usagef("give keys as arguments or with --stdin, not both")
 				}
 				var err error
-				if keys, err = readLines(cmd.InOrStdin()); err != nil {
+				if in, err = readLines(cmd.InOrStdin()); err != nil {
 					return err
 				}
 			}
-			if len(keys) == 0 {
+			if len(in) == 0 {
 				return usagef("no keys given: pass them as arguments or with --stdin")
 			}
-			if isHex {
-				for i, k := range keys {
-					b, err := hex.DecodeString(k)
-					if err != nil {
-						return usagef("key %d is not hex (--hex): %v", i+1, err)
-					}
-					keys[i] = string(b)
-				}
+			keys, err := decodeKeys(in, isHex)
+			if err != nil {
+				return err
 			}
 			c, done, err := o.client(cmd, a)
 			if err != nil {
@@ -124,31 +141,9 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (blank lines skipped)")
-	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys")
+	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (LF or CRLF; blank lines skipped)")
+	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys and keys with control characters or surrounding spaces")
 	return cmd
-}
-
-// readLines reads one key per line. Only "\n" ends a line: a key may end in
-// "\r", so nothing else is stripped; use --hex for keys with newlines.
-func readLines(r io.Reader) ([]string, error) {
-	br := bufio.NewReader(r)
-	var keys []string
-	for {
-		line, err := br.ReadString('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			line = line[:len(line)-1]
-		}
-		if line != "" {
-			keys = append(keys, line)
-		}
-		if errors.Is(err, io.EOF) {
-			return keys, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read keys from stdin: %w", err)
-		}
-	}
 }
 
 // defaultConfirmAbove is how many matching keys a family delete may have
@@ -188,6 +183,12 @@ end. Ctrl-C stops waiting, not the delete.`,
 			if yes && dryRun {
 				return usagef("--dry-run only counts; it cannot be combined with --yes")
 			}
+			if err := o.validate(cmd); err != nil {
+				return err
+			}
+			if confirmAbove < 0 {
+				return usagef("--confirm-above must be 0 or more (0 asks before deleting any key), got %d", confirmAbove)
+			}
 			params, err := parseParams(args[1:])
 			if err != nil {
 				return err
@@ -219,7 +220,7 @@ end. Ctrl-C stops waiting, not the delete.`,
 	f.BoolVar(&wait, "wait", false, "follow the delete until it finishes, showing progress")
 	f.BoolVarP(&yes, "yes", "y", false, "do not count or ask first")
 	f.BoolVar(&dryRun, "dry-run", false, "count the matching keys and enqueue nothing")
-	f.Int64Var(&confirmAbove, "confirm-above", defaultConfirmAbove, "ask for confirmation when more keys than this match")
+	f.Int64Var(&confirmAbove, "confirm-above", defaultConfirmAbove, "ask for confirmation when more keys than this match (0 or more)")
 	f.StringVar(&cacheURL, "cache-redis", "", "cache Redis to count in, if not the queue Redis (env "+envCacheRedisURL+")")
 	return cmd
 }
@@ -298,6 +299,9 @@ func familyRunE(a *app, o *enqueueOpts,
 ) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := minArgs(1)(cmd, args); err != nil {
+			return err
+		}
+		if err := o.validate(cmd); err != nil {
 			return err
 		}
 		params, err := parseParams(args[1:])

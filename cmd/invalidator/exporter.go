@@ -30,6 +30,14 @@ func (o *exporterOpts) validate() error {
 	case o.timeout <= 0:
 		return usagef("--timeout must be positive, got %s", o.timeout)
 	}
+	// A name mangled on its way in (" q" after a comma and a space, a
+	// stray control character) would export zeros for a queue nobody uses,
+	// and the backlog alerts of the real one would stay silent.
+	for _, q := range o.queues {
+		if err := checkText(q); err != nil {
+			return usagef("--queues: queue name %s %v", quoteInput(q), err)
+		}
+	}
 	return nil
 }
 

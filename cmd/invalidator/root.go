@@ -100,6 +100,7 @@ func isInputError(err error) bool {
 		keyspec.ErrEmptyParam, keyspec.ErrUnsafePattern, keyspec.ErrNotVersioned, keyspec.ErrVersioned,
 		keyspec.ErrUnsafeHashTag, keyspec.ErrInvalidTemplate, keyspec.ErrUnknownEvent, tasks.ErrInvalid, enqueue.ErrUnknownQueue,
 		keyspec.ErrInvalidParam,
+		redisconn.ErrClusterNode,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -117,7 +118,8 @@ queues: key deletes, family (pattern) deletes and version bumps, with retries
 and a dead letter.
 
 Redis URLs: redis://[user:password@]host:port[/db], rediss:// for TLS,
-redis+cluster://host:port[,host:port...] for Redis Cluster,
+redis+cluster://host:port[,host:port...] for Redis Cluster (a redis:// URL
+to a cluster node is refused),
 redis+sentinel://host:port[,...]/master-name for Sentinel.
 
 Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
@@ -195,6 +197,19 @@ func (a *app) newLogger(def string) (*slog.Logger, error) {
 // connect opens and pings the Redis at url; role names it in errors
 // ("queue Redis"). The password never appears in an error.
 func (a *app) connect(ctx context.Context, role, url string) (redis.UniversalClient, error) {
+	use := redisconn.UseCache
+	if role == roleQueue {
+		use = redisconn.UseQueue
+	}
+	return a.connectAs(ctx, role, use, url)
+}
+
+// roleQueue names the queue Redis in errors.
+const roleQueue = "queue Redis"
+
+// connectAs is connect for a given use. A redis:// URL that leads to a node
+// of a Redis Cluster is a usage error (see redisconn.CheckTopology).
+func (a *app) connectAs(ctx context.Context, role string, use redisconn.Use, url string) (redis.UniversalClient, error) {
 	c, err := redisconn.Open(url)
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("%s: %w", role, err)}
@@ -205,11 +220,21 @@ func (a *app) connect(ctx context.Context, role, url string) (redis.UniversalCli
 		_ = c.Close()
 		return nil, &unreachableError{err}
 	}
+	if err := redisconn.CheckTopology(pctx, c, use, role); err != nil {
+		if errors.Is(err, redisconn.ErrClusterNode) {
+			_ = c.Close()
+			return nil, &usageError{err}
+		}
+		// Not knowing is no reason to refuse: a producer's ACL may deny
+		// INFO. The worker, whose family scans depend on it, checks again
+		// and refuses then.
+		a.log.Debug("could not check the Redis topology", "role", role, "err", err)
+	}
 	return c, nil
 }
 
 func (a *app) queueRedis(ctx context.Context) (redis.UniversalClient, error) {
-	return a.connect(ctx, "queue Redis", a.env(a.redisURL, envRedisURL, defaultRedisURL))
+	return a.connect(ctx, roleQueue, a.env(a.redisURL, envRedisURL, defaultRedisURL))
 }
 
 // loadPolicy loads --policy, or the built-in default policy when none is set.
@@ -223,20 +248,4 @@ func (a *app) loadPolicy() (*keyspec.Policy, error) {
 		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
 	}
 	return p, nil
-}
-
-// parseParams turns k=v arguments into template parameters.
-func parseParams(args []string) (map[string]string, error) {
-	params := make(map[string]string, len(args))
-	for _, arg := range args {
-		k, v, ok := strings.Cut(arg, "=")
-		if !ok || k == "" {
-			return nil, usagef("parameter %q is not name=value", arg)
-		}
-		if _, dup := params[k]; dup {
-			return nil, usagef("parameter %q given twice", k)
-		}
-		params[k] = v
-	}
-	return params, nil
 }

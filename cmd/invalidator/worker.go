@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,8 +42,8 @@ func (o *workerOpts) validate() error {
 		return usagef("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
 	case o.scanCount < 1:
 		return usagef("--scan-count must be at least 1, got %d", o.scanCount)
-	case o.familyRate < 0:
-		return usagef("--family-rate-limit must not be negative, got %g", o.familyRate)
+	case o.familyRate < 0 || math.IsNaN(o.familyRate) || math.IsInf(o.familyRate, 0):
+		return usagef("--family-rate-limit must be a number of keys/s, 0 or more (0: no limit), got %g", o.familyRate)
 	}
 	return nil
 }

@@ -22,6 +22,11 @@
 // route_randomly, replica_only) are refused: a replica that has not yet
 // applied an invalidation serves the stale value it was meant to remove.
 //
+// A redis:// URL may lead to one node of a Redis Cluster, which answers
+// PING like any server. CheckTopology finds that out and says, for the role
+// of the connection, what would break; callers treat it as a mistake in the
+// URL.
+//
 // Secrets. net/url and go-redis put the whole URL, password included, into
 // some of their errors, so Open never wraps them: every error names the URL
 // through Redact, which masks the password as "xxxxx". Ping's errors do the

@@ -310,6 +310,8 @@ func TestMetrics_Lint(t *testing.T) {
 	m.wouldDelete("e", "f", 1)
 	m.eventAction("e", "f", "a")
 	m.scanStarted("f").add(1, 1)
+	m.deadRecorded("q", DeadSourceWorker)
+	m.deadRecordFailed("q")
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

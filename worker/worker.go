@@ -224,6 +224,8 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 		// ErrorHandler records it if asynq archives it.
 	case err == nil && retried >= maxRetry:
 		// Only a task put back from the dead letter runs past its budget.
+		// (In a class with max_retry 0 that is every task: one HDEL more
+		// per success, the price of not listing a replayed task as dead.)
 		w.forgetDead(ctx, queue, id, log)
 	case err != nil && (IsPoison(err) || retried >= maxRetry):
 		// asynq archives the task when this returns: record it first.

@@ -52,7 +52,7 @@ func newDeadCmd(a *app) *cobra.Command {
 		Long: `Tasks that failed their last retry, and poison tasks that can never succeed,
 are dead-lettered: asynq archives them, and the worker also writes them to a
 record of invalidator's own (the hash invalidator:dead:{<queue>} in the queue
-Redis). asynq keeps at most 10,000 archived tasks per queue, for 90 days, and
+Redis). asynq keeps at most 9,999 archived tasks per queue, for 90 days, and
 drops older ones without a trace; the record keeps every task until it is
 retried or purged. These commands see both, one row per task.
 
@@ -212,7 +212,7 @@ func newDeadListCmd(a *app, queue *string) *cobra.Command {
 		Short: "List dead-lettered tasks with their reason",
 		Long: `List dead-lettered tasks with their reason: asynq's archive and invalidator's
 record, one row per task. KEPT IN says where a task is: "archive+record"
-normally; "record" for a task asynq trimmed from its archive (beyond 10,000
+normally; "record" for a task asynq trimmed from its archive (beyond 9,999
 per queue, or older than 90 days), which dead retry and dead purge handle like
 the others; "archive" for a task archived by an operator or by asynq itself
 that a worker has not copied into the record yet (it does within seconds).

@@ -114,7 +114,8 @@ func TestPrometheusRules(t *testing.T) {
 		}
 	}
 	// The alerts the issue asks for.
-	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing"} {
+	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
+		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing"} {
 		require.Contains(t, alerts, want)
 	}
 }

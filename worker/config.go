@@ -108,6 +108,13 @@ type Config struct {
 	// kept for a retry to resume from. Default: 7 days.
 	CheckpointTTL time.Duration
 
+	// DeadLetterSweep is how often one worker of the fleet (whichever holds
+	// a queue's sweeper lock) copies tasks that reached asynq's archive
+	// without passing the worker, archived by an operator or by asynq's
+	// recoverer, into the dead-letter record that asynq does not trim. A
+	// negative value turns the sweep off in this worker. Default: 2s.
+	DeadLetterSweep time.Duration
+
 	// Rand is the random source for retry jitter. Default: a fresh PCG
 	// seeded from the runtime.
 	Rand keyspec.Rand
@@ -157,6 +164,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointTTL == 0 {
 		c.CheckpointTTL = DefaultCheckpointTTL
+	}
+	if c.DeadLetterSweep == 0 {
+		c.DeadLetterSweep = DefaultDeadLetterSweep
 	}
 	if c.checkpointInterval == 0 {
 		c.checkpointInterval = defaultCheckpointInterval

@@ -67,6 +67,8 @@ type Metrics struct {
 	eventActionsTotal *prometheus.CounterVec // event, family, action
 	versionAheadTotal *prometheus.CounterVec // family
 	familyKeptTotal   *prometheus.CounterVec // family
+	deadRecordsTotal  *prometheus.CounterVec // queue, source
+	deadRecordErrors  *prometheus.CounterVec // queue
 
 	now func() time.Time // the clock lag is measured with; tests replace it
 
@@ -143,6 +145,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "family_scan_keys_kept_total",
 			Help: "Keys a family delete's SCAN matched that its parameter declarations rule out (keys of other families the glob also matches), so they were kept, by family.",
 		}, []string{"family"}),
+		deadRecordsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_letter_records_total",
+			Help: "Tasks written to the dead-letter record, which asynq's archive cap does not trim, by queue and source: worker (before asynq archived the task) or sweep (copied from asynq's archive).",
+		}, []string{"queue", "source"}),
+		deadRecordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_letter_record_errors_total",
+			Help: "Failed writes to the dead-letter record, by queue: such a task is only in asynq's archive, which asynq trims, until a sweep copies it.",
+		}, []string{"queue"}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -166,6 +176,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
 		m.versionAheadTotal,
 		m.familyKeptTotal,
+		m.deadRecordsTotal, m.deadRecordErrors,
 	}
 }
 
@@ -232,6 +243,23 @@ func (m *Metrics) dead(kind, reason string) {
 		reason = deadOther
 	}
 	m.deadTotal.WithLabelValues(kindLabel(kind), reason).Inc()
+}
+
+// deadRecorded records a task written to the dead-letter record by source
+// (DeadSourceWorker or DeadSourceSweep).
+func (m *Metrics) deadRecorded(queue, source string) {
+	if m == nil {
+		return
+	}
+	m.deadRecordsTotal.WithLabelValues(queue, source).Inc()
+}
+
+// deadRecordFailed records a failed write to the dead-letter record.
+func (m *Metrics) deadRecordFailed(queue string) {
+	if m == nil {
+		return
+	}
+	m.deadRecordErrors.WithLabelValues(queue).Inc()
 }
 
 // batch records one micro-batch sent by the batcher: how many tasks it

@@ -312,6 +312,8 @@ func TestMetrics_Lint(t *testing.T) {
 	m.scanStarted("f").add(1, 1)
 	m.versionBumped("f", true)
 	m.familyKeysKept("f", 1)
+	m.deadRecorded("q", DeadSourceWorker)
+	m.deadRecordFailed("q")
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

@@ -171,11 +171,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := srv.Start(w); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	sweepDone := w.startDeadLetterSweep(ctx) // ends with ctx
 	w.log.Info("worker started", "queues", formatWeights(w.Queues()), "concurrency", w.cfg.Concurrency,
 		"poll_interval", w.cfg.PollInterval.String())
 	<-ctx.Done()
 	w.log.Info("worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
 	srv.Shutdown()
+	sweepDone()
 	w.log.Info("worker stopped")
 	return nil
 }
@@ -213,6 +215,31 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 
 	st := w.state.Load()
 	err := w.apply(ctx, st, at, id, log)
+	maxRetry, inAsynq := asynq.GetMaxRetry(ctx)
+	switch {
+	case !inAsynq || ctx.Err() != nil:
+		// Outside an asynq server nothing is archived. Past the deadline
+		// asynq has already judged the task by ctx.Err(), and the
+		// ErrorHandler records it if asynq archives it.
+	case err == nil && retried >= maxRetry:
+		// Only a task put back from the dead letter runs past its budget.
+		// (In a class with max_retry 0 that is every task: one HDEL more
+		// per success, the price of not listing a replayed task as dead.)
+		w.forgetDead(ctx, queue, id, log)
+	case err != nil && (IsPoison(err) || retried >= maxRetry):
+		// asynq archives the task when this returns: record it first.
+		if rerr := w.recordDead(ctx, at, err, log); rerr != nil {
+			if IsPoison(err) && retried < maxRetry {
+				// A retry keeps it out of the archive until it can be
+				// recorded. A task on its last attempt is archived
+				// whatever it returns, and the sweep records it from there.
+				return &retryError{cause: fmt.Errorf("%v (not archived yet: writing the dead-letter record failed: %v)", err, rerr),
+					delay: backoff(st.queueClass(queue), retried, w.rand)}
+			}
+			return err
+		}
+		return &recordedError{cause: err}
+	}
 	if err == nil || IsPoison(err) {
 		return err
 	}
@@ -297,6 +324,12 @@ func (w *Worker) handleError(ctx context.Context, at *asynq.Task, err error) {
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
+	var recorded *recordedError
+	if (IsPoison(err) || retried >= maxRetry) && !errors.As(err, &recorded) {
+		// A failure asynq found itself (timeout, panic, lost lease), or
+		// one ProcessTask could not record: asynq archives it next.
+		_ = w.recordDead(ctx, at, err, log)
+	}
 	switch {
 	case IsPoison(err):
 		reason := deadPoison

@@ -2,17 +2,21 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -22,84 +26,213 @@ import (
 
 // deadTask is one row of `invalidator dead list`.
 type deadTask struct {
-	ID       string    `json:"id"`
-	Queue    string    `json:"queue"`
-	Kind     string    `json:"kind"`
-	Reason   string    `json:"reason"`
-	FailedAt time.Time `json:"failed_at"`
-	Retried  int       `json:"retried"`
-	Summary  string    `json:"summary"`
+	ID     string `json:"id"`
+	Queue  string `json:"queue"`
+	Kind   string `json:"kind"`
+	Reason string `json:"reason"`
+	// FailedAt is null when no attempt failed: an operator archived it.
+	FailedAt *time.Time `json:"failed_at"`
+	// ArchivedAt is null until the task is in invalidator's record.
+	ArchivedAt *time.Time `json:"archived_at"`
+	Retried    int        `json:"retried"`
+	Summary    string     `json:"summary"`
+	// InArchive: asynq's archive holds the task (the dashboard shows it).
+	// InRecord: invalidator's record does, which nothing trims. Only
+	// InRecord: asynq trimmed it from its archive, or it was deleted there
+	// by other means than `dead purge`.
+	InArchive bool `json:"in_archive"`
+	InRecord  bool `json:"in_record"`
 }
 
 func newDeadCmd(a *app) *cobra.Command {
 	var queue string
 	cmd := &cobra.Command{
 		Use:   "dead",
-		Short: "Inspect, retry and purge the dead letter (archived tasks)",
+		Short: "Inspect, retry and purge the dead letter",
 		Long: `Tasks that failed their last retry, and poison tasks that can never succeed,
-are archived by asynq: that is the dead letter. Invalidations are idempotent,
-so retrying one is always safe; it gets one more attempt. asynq keeps at most
-10,000 archived tasks per queue and drops those older than 90 days: their
-invalidations are lost, so do not let the dead letter grow.`,
+are dead-lettered: asynq archives them, and the worker also writes them to a
+record of invalidator's own (the hash invalidator:dead:{<queue>} in the queue
+Redis). asynq keeps at most 9,999 archived tasks per queue, for 90 days, and
+drops older ones without a trace; the record keeps every task until it is
+retried or purged. These commands see both, one row per task.
+
+Invalidations are idempotent, so retrying one is always safe.`,
 	}
 	cmd.PersistentFlags().StringVar(&queue, "queue", "", "only this queue (default: every queue)")
 	cmd.AddCommand(newDeadListCmd(a, &queue), newDeadRetryCmd(a, &queue), newDeadPurgeCmd(a, &queue))
 	return group(cmd)
 }
 
-// inspector connects and returns the queues to work on.
-func (a *app) inspector(cmd *cobra.Command, only string) (*asynq.Inspector, []string, func(), error) {
-	rdb, err := a.queueRedis(cmd.Context())
+// deadEnv is what the dead commands work with.
+type deadEnv struct {
+	ctx    context.Context
+	rdb    redis.UniversalClient
+	insp   *asynq.Inspector
+	aq     *asynq.Client
+	queues []string // sorted
+}
+
+// openDead connects to the queue Redis and returns the queues to work on
+// (only, or every queue) and a function that closes the connection.
+func (a *app) openDead(cmd *cobra.Command, only string) (*deadEnv, func(), error) {
+	ctx := cmd.Context()
+	rdb, err := a.queueRedis(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	insp := asynq.NewInspectorFromRedisClient(rdb)
 	done := func() { _ = rdb.Close() }
-	names, err := insp.Queues()
+	e := &deadEnv{ctx: ctx, rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), aq: asynq.NewClientFromRedisClient(rdb)}
+	names, err := e.insp.Queues()
 	if err != nil {
 		done()
-		return nil, nil, nil, fmt.Errorf("list queues: %w", err)
+		return nil, nil, fmt.Errorf("list queues: %w", err)
 	}
 	slices.Sort(names)
 	if only != "" {
 		if !slices.Contains(names, only) {
 			done()
-			return nil, nil, nil, usagef("queue %q not found (queues: %s)", only, strings.Join(names, ", "))
+			return nil, nil, usagef("queue %q not found (queues: %s)", only, strings.Join(names, ", "))
 		}
 		names = []string{only}
 	}
-	return insp, names, done, nil
+	e.queues = names
+	return e, done, nil
+}
+
+// queueDead is one queue's dead letter: asynq's archive and the record.
+type queueDead struct {
+	queue    string
+	archived []*asynq.TaskInfo          // asynq's archive, oldest first
+	record   map[string]worker.DeadTask // invalidator's record, by task ID
+	// late are record entries of tasks archived after the archive was
+	// read; trimmed are those asynq has no task for any more.
+	late, trimmed []worker.DeadTask
+}
+
+// read reads the dead letter of one queue.
+func (e *deadEnv) read(queue string) (*queueDead, error) {
+	d := &queueDead{queue: queue, record: map[string]worker.DeadTask{}}
+	inArchive := map[string]bool{}
+	for page := 1; ; page++ {
+		infos, err := e.insp.ListArchivedTasks(queue, asynq.PageSize(500), asynq.Page(page))
+		if err != nil {
+			return nil, fmt.Errorf("list archived tasks of queue %q: %w", queue, err)
+		}
+		for _, ti := range infos {
+			if !inArchive[ti.ID] { // pages shift while tasks come and go
+				inArchive[ti.ID] = true
+				d.archived = append(d.archived, ti)
+			}
+		}
+		if len(infos) < 500 {
+			break
+		}
+	}
+	rec, err := worker.ReadDeadLetter(e.ctx, e.rdb, queue)
+	if err != nil {
+		return nil, err
+	}
+	var others []worker.DeadTask
+	for _, t := range rec {
+		d.record[t.ID] = t
+		if !inArchive[t.ID] {
+			others = append(others, t)
+		}
+	}
+	ids := make([]string, len(others))
+	for i, t := range others {
+		ids[i] = t.ID
+	}
+	states, err := worker.AsynqTaskStates(e.ctx, e.rdb, queue, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range others {
+		switch states[i] {
+		case "":
+			d.trimmed = append(d.trimmed, t)
+		case "archived":
+			d.late = append(d.late, t)
+		default:
+			// asynq runs it again (put back by other means, or recorded
+			// just before asynq archives it): not dead now.
+		}
+	}
+	slices.SortStableFunc(d.trimmed, func(a, b worker.DeadTask) int { return a.ArchivedAt.Compare(b.ArchivedAt) })
+	return d, nil
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// rows are the queue's dead tasks, one per task.
+func (d *queueDead) rows() []deadTask {
+	rows := make([]deadTask, 0, len(d.archived)+len(d.late)+len(d.trimmed))
+	for _, ti := range d.archived {
+		rec, inRecord := d.record[ti.ID]
+		r := deadTask{ID: ti.ID, Queue: d.queue, Kind: ti.Type, Reason: ti.LastErr, FailedAt: timePtr(ti.LastFailedAt),
+			Retried: ti.Retried, Summary: tasks.Describe(ti.Type, ti.Payload), InArchive: true, InRecord: inRecord}
+		if inRecord {
+			r.ArchivedAt = timePtr(rec.ArchivedAt)
+		}
+		if r.Reason == "" {
+			// asynq keeps no reason for a task an operator archived.
+			r.Reason = worker.ReasonArchivedByOperator
+		}
+		rows = append(rows, r)
+	}
+	for _, t := range d.late {
+		rows = append(rows, recordRow(t, true))
+	}
+	for _, t := range d.trimmed {
+		rows = append(rows, recordRow(t, false))
+	}
+	return rows
+}
+
+func recordRow(t worker.DeadTask, inArchive bool) deadTask {
+	r := deadTask{ID: t.ID, Queue: t.Queue, Kind: t.Kind, Reason: t.Reason, FailedAt: timePtr(t.FailedAt),
+		ArchivedAt: timePtr(t.ArchivedAt), Retried: t.Retried, InArchive: inArchive, InRecord: true}
+	if t.Undecodable != nil {
+		r.Reason, r.Summary = t.Undecodable.Error(), "-"
+		return r
+	}
+	r.Summary = tasks.Describe(t.Kind, t.Payload)
+	return r
 }
 
 func newDeadListCmd(a *app, queue *string) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List archived tasks with their reason",
-		Args:  noArgs,
+		Short: "List dead-lettered tasks with their reason",
+		Long: `List dead-lettered tasks with their reason: asynq's archive and invalidator's
+record, one row per task. KEPT IN says where a task is: "archive+record"
+normally; "record" for a task asynq trimmed from its archive (beyond 9,999
+per queue, or older than 90 days), which dead retry and dead purge handle like
+the others; "archive" for a task archived by an operator or by asynq itself
+that a worker has not copied into the record yet (it does within seconds).
+FAILED AT is "-" for a task that never failed (an operator archived it).`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			insp, names, done, err := a.inspector(cmd, *queue)
+			e, done, err := a.openDead(cmd, *queue)
 			if err != nil {
 				return err
 			}
 			defer done()
 			rows := []deadTask{}
-			for _, q := range names {
-				for page := 1; ; page++ {
-					infos, err := insp.ListArchivedTasks(q, asynq.PageSize(500), asynq.Page(page))
-					if err != nil {
-						return fmt.Errorf("list archived tasks of queue %q: %w", q, err)
-					}
-					for _, ti := range infos {
-						rows = append(rows, deadTask{
-							ID: ti.ID, Queue: q, Kind: ti.Type, Reason: ti.LastErr, FailedAt: ti.LastFailedAt,
-							Retried: ti.Retried, Summary: tasks.Describe(ti.Type, ti.Payload),
-						})
-					}
-					if len(infos) < 500 {
-						break
-					}
+			onlyRecord := 0
+			for _, q := range e.queues {
+				d, err := e.read(q)
+				if err != nil {
+					return err
 				}
+				rows = append(rows, d.rows()...)
+				onlyRecord += len(d.trimmed)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -110,16 +243,37 @@ func newDeadListCmd(a *app, queue *string) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tQUEUE\tKIND\tFAILED AT\tREASON\tSUMMARY")
+			fmt.Fprintln(tw, "ID\tQUEUE\tKIND\tFAILED AT\tKEPT IN\tREASON\tSUMMARY")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Queue, r.Kind,
-					r.FailedAt.UTC().Format(time.RFC3339), oneLine(r.Reason, 100), oneLine(r.Summary, 60))
+				failedAt := "-"
+				if r.FailedAt != nil {
+					failedAt = r.FailedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Queue, r.Kind, failedAt, keptIn(r),
+					oneLine(r.Reason, 100), oneLine(r.Summary, 60))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if onlyRecord > 0 {
+				_, err = fmt.Fprintf(out, "\n%d of %d tasks are kept only in invalidator's record: asynq trimmed them from its archive (or they were deleted there).\n",
+					onlyRecord, len(rows))
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
+}
+
+func keptIn(r deadTask) string {
+	switch {
+	case r.InArchive && r.InRecord:
+		return "archive+record"
+	case r.InArchive:
+		return "archive"
+	}
+	return "record"
 }
 
 // oneLine keeps a table cell on one line and at most n runes.
@@ -142,28 +296,6 @@ func selection(args []string, all bool) error {
 	return nil
 }
 
-// eachArchived calls fn with the queue of every ID; an ID in no queue's
-// dead letter is an error, reported after the others were handled.
-func eachArchived(insp *asynq.Inspector, queues, ids []string, fn func(queue, id string) error) error {
-	var errs []error
-	for _, id := range ids {
-		ti, err := findTask(insp, queues, id)
-		switch {
-		case err != nil:
-			return fmt.Errorf("task %s: %w", id, err)
-		case ti == nil:
-			errs = append(errs, fmt.Errorf("task %s is in no queue's dead letter", id))
-		case ti.State != asynq.TaskStateArchived:
-			errs = append(errs, fmt.Errorf("task %s in queue %q is %s, not archived", id, ti.Queue, ti.State))
-		default:
-			if err := fn(ti.Queue, id); err != nil {
-				return fmt.Errorf("task %s in queue %q: %w", id, ti.Queue, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // findTask looks a task up in the queues; nil when no queue has it (it
 // completed and was removed, or never existed).
 func findTask(insp *asynq.Inspector, queues []string, id string) (*asynq.TaskInfo, error) {
@@ -180,48 +312,175 @@ func findTask(insp *asynq.Inspector, queues []string, id string) (*asynq.TaskInf
 	return nil, nil
 }
 
-// deadAction is what retry and purge do to archived tasks.
-type deadAction struct {
-	done string                          // past tense, for the report
-	all  func(queue string) (int, error) // every archived task of a queue
-	one  func(queue, id string) error    // one archived task
+// deadRef is one dead task to retry or purge: where it is, and its record
+// entry if the record has one.
+type deadRef struct {
+	queue, id string
+	archived  *asynq.TaskInfo  // nil: not in asynq's archive
+	rec       *worker.DeadTask // nil: not in the record
 }
 
-// apply runs the action on every queue (all) or on the given IDs, and
-// reports how many tasks it handled, also when some IDs failed.
-func (d deadAction) apply(out io.Writer, insp *asynq.Inspector, queues, ids []string, all bool) error {
-	n := 0
-	var err error
-	if all {
-		for _, q := range queues {
-			k, qerr := d.all(q)
-			if qerr != nil {
-				err = fmt.Errorf("queue %q: %w", q, qerr)
-				break
-			}
-			n += k
+// find locates the task with this ID: in asynq's archive, in a record, or
+// both. A task asynq holds in another state is an error: it is not dead.
+func (e *deadEnv) find(id string) (deadRef, error) {
+	ti, err := findTask(e.insp, e.queues, id)
+	if err != nil {
+		return deadRef{}, fmt.Errorf("task %s: %w", id, err)
+	}
+	if ti != nil && ti.State != asynq.TaskStateArchived {
+		return deadRef{}, fmt.Errorf("task %s in queue %q is %s, not archived", id, ti.Queue, ti.State)
+	}
+	queues := e.queues
+	if ti != nil {
+		queues = []string{ti.Queue}
+	}
+	for _, q := range queues {
+		rec, ok, err := worker.ReadDeadTask(e.ctx, e.rdb, q, id)
+		if err != nil {
+			return deadRef{}, err
 		}
-	} else {
-		err = eachArchived(insp, queues, ids, func(q, id string) error {
-			if err := d.one(q, id); err != nil {
-				return err
-			}
-			n++
-			return nil
+		if ok {
+			return deadRef{queue: q, id: id, archived: ti, rec: &rec}, nil
+		}
+	}
+	if ti == nil {
+		return deadRef{}, fmt.Errorf("task %s is in no queue's dead letter", id)
+	}
+	return deadRef{queue: ti.Queue, id: id, archived: ti}, nil
+}
+
+// refs are the queue's dead tasks, one per task.
+func (d *queueDead) refs() []deadRef {
+	refs := make([]deadRef, 0, len(d.archived)+len(d.late)+len(d.trimmed))
+	for _, ti := range d.archived {
+		r := deadRef{queue: d.queue, id: ti.ID, archived: ti}
+		if rec, ok := d.record[ti.ID]; ok {
+			r.rec = &rec
+		}
+		refs = append(refs, r)
+	}
+	for _, ts := range [][]worker.DeadTask{d.late, d.trimmed} {
+		for _, t := range ts {
+			refs = append(refs, deadRef{queue: d.queue, id: t.ID, rec: &t})
+		}
+	}
+	return refs
+}
+
+// retryResult counts what a retry did.
+type retryResult struct {
+	mu         sync.Mutex // guards the fields below
+	n          int        // tasks put back
+	fromRecord int        // of them, enqueued again from the record
+	drop       []worker.DeadTask
+	errs       []error
+}
+
+func (res *retryResult) done(r deadRef, fromRecord bool, err error) {
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	if err != nil {
+		res.errs = append(res.errs, fmt.Errorf("task %s in queue %q: %w", r.id, r.queue, err))
+		return
+	}
+	res.n++
+	if fromRecord {
+		res.fromRecord++
+	}
+	if r.rec != nil {
+		res.drop = append(res.drop, *r.rec)
+	}
+}
+
+// retry puts the dead tasks of one queue back to run, then drops their
+// record entries: put back first, so that a crash in between repeats a
+// retry (harmless) rather than loses a task. Tasks still in asynq's
+// archive go back in batches; the others are enqueued again from the
+// record, RequeueParallelism at a time.
+func (e *deadEnv) retry(queue string, refs []deadRef, res *retryResult) {
+	var archived []deadRef
+	var requeue []deadRef
+	for _, r := range refs {
+		if r.archived != nil {
+			archived = append(archived, r)
+		} else {
+			requeue = append(requeue, r)
+		}
+	}
+	ids := make([]string, len(archived))
+	for i, r := range archived {
+		ids[i] = r.id
+	}
+	ran, err := worker.RunArchivedTasks(e.ctx, e.rdb, queue, ids)
+	for i, r := range archived {
+		switch {
+		case i >= len(ran):
+			res.done(r, false, err)
+		case ran[i]:
+			res.done(r, false, nil)
+		case r.rec != nil:
+			requeue = append(requeue, r) // trimmed since it was read
+		default:
+			res.done(r, false, errors.New("it left asynq's archive since it was read (retried or purged by someone else?)"))
+		}
+	}
+
+	sem := make(chan struct{}, worker.RequeueParallelism)
+	var wg sync.WaitGroup
+	for _, r := range requeue {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fromRecord, err := e.requeue(r)
+			res.done(r, fromRecord, err)
 		})
 	}
-	if _, werr := fmt.Fprintf(out, "%d tasks %s\n", n, d.done); err == nil {
-		err = werr
+	wg.Wait()
+}
+
+// requeue enqueues a task of the record again under its own ID;
+// fromRecord is false when asynq turned out to have the task after all.
+func (e *deadEnv) requeue(r deadRef) (fromRecord bool, err error) {
+	err = worker.RequeueDeadTask(e.ctx, e.aq, *r.rec)
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err == nil, err
 	}
-	return err
+	// asynq has the task again: archived anew since it was read, or put
+	// back by someone else.
+	// If it is not archived, it is pending or running already.
+	_, err = worker.RunArchivedTasks(e.ctx, e.rdb, r.queue, []string{r.id})
+	return false, err
+}
+
+// retryAll retries refs, queue by queue, and drops their record entries.
+func (e *deadEnv) retryAll(refs []deadRef) *retryResult {
+	res := &retryResult{}
+	byQueue := map[string][]deadRef{}
+	for _, r := range refs {
+		byQueue[r.queue] = append(byQueue[r.queue], r)
+	}
+	for _, q := range slices.Sorted(maps.Keys(byQueue)) {
+		res.drop = nil
+		e.retry(q, byQueue[q], res)
+		if _, err := worker.DropDeadTasks(e.ctx, e.rdb, q, res.drop); err != nil {
+			res.errs = append(res.errs, fmt.Errorf("put back, but still in the record (a second retry repeats them): %w", err))
+		}
+	}
+	return res
 }
 
 func newDeadRetryCmd(a *app, queue *string) *cobra.Command {
 	var all, force bool
 	cmd := &cobra.Command{
 		Use:   "retry ID...|--all",
-		Short: "Put archived tasks back on their queue to run again",
-		Long: `Put archived tasks back on their queue to run again.
+		Short: "Put dead-lettered tasks back on their queue to run again",
+		Long: `Put dead-lettered tasks back on their queue to run again.
+
+A task still in asynq's archive gets one more attempt (asynq does not reset
+its retry count). A task asynq trimmed from its archive is enqueued again from
+invalidator's record, under its own task ID and with its full retry budget.
+Either way it leaves the record once it is back on its queue; if it fails
+again, it is dead-lettered again.
 
 A family delete that stopped at its family's max_keys keeps its cursor; after
 checking that the count is expected, --force lifts the cap for that task and
@@ -236,80 +495,186 @@ its retry resumes the scan where it stopped.`,
 			if force && all {
 				return usagef("--force lifts max_keys for the family deletes you name: give their task IDs, not --all")
 			}
-			insp, names, done, err := a.inspector(cmd, *queue)
+			e, done, err := a.openDead(cmd, *queue)
 			if err != nil {
 				return err
 			}
 			defer done()
-			one := insp.RunTask
-			if force {
-				rdb, err := a.queueRedis(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer rdb.Close()
-				one = func(queue, id string) error {
-					ti, err := insp.GetTaskInfo(queue, id)
+			var refs []deadRef
+			var errs []error
+			if all {
+				for _, q := range e.queues {
+					d, err := e.read(q)
 					if err != nil {
 						return err
 					}
-					if ti.Type != tasks.KindDeleteFamily {
-						return usagef("--force applies to family deletes (%s), and this task is %s", tasks.KindDeleteFamily, ti.Type)
+					refs = append(refs, d.refs()...)
+				}
+			} else {
+				for _, id := range args {
+					r, err := e.find(id)
+					if err != nil {
+						errs = append(errs, err)
+						continue
 					}
-					if err := worker.ForceFamilyDelete(cmd.Context(), rdb, ti.ID, ti.Headers, 0); err != nil {
-						return err
-					}
-					return insp.RunTask(queue, id)
+					refs = append(refs, r)
 				}
 			}
-			return deadAction{
-				done: "put back to run",
-				all:  insp.RunAllArchivedTasks,
-				one:  one,
-			}.apply(cmd.OutOrStdout(), insp, names, args, all)
+			if force {
+				forced := refs[:0]
+				for _, r := range refs {
+					if err := e.force(r); err != nil {
+						errs = append(errs, fmt.Errorf("task %s in queue %q: %w", r.id, r.queue, err))
+						continue
+					}
+					forced = append(forced, r)
+				}
+				refs = forced
+			}
+			res := e.retryAll(refs)
+			msg := fmt.Sprintf("%d tasks put back to run", res.n)
+			if res.fromRecord > 0 {
+				msg += fmt.Sprintf(" (%d of them enqueued again from invalidator's record: asynq had trimmed them)", res.fromRecord)
+			}
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), msg); err != nil {
+				errs = append(errs, err)
+			}
+			return joinDeadErrors(append(errs, res.errs...))
 		},
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
+	cmd.Flags().BoolVar(&all, "all", false, "every dead-lettered task (of --queue, or of every queue)")
 	cmd.Flags().BoolVar(&force, "force", false, "lift the family's max_keys for these family deletes")
 	return cmd
+}
+
+// force lifts max_keys for the family delete r belongs to, before it is
+// put back: the checkpoint is named by the task's ID or by its
+// continuation header, which the archive and the record both keep.
+func (e *deadEnv) force(r deadRef) error {
+	kind, headers := "", map[string]string(nil)
+	switch {
+	case r.archived != nil:
+		kind, headers = r.archived.Type, r.archived.Headers
+	case r.rec != nil:
+		kind, headers = r.rec.Kind, r.rec.Headers
+	}
+	if kind != tasks.KindDeleteFamily {
+		return usagef("--force applies to family deletes (%s), and this task is %s", tasks.KindDeleteFamily, kind)
+	}
+	return worker.ForceFamilyDelete(e.ctx, e.rdb, r.id, headers, 0)
+}
+
+// joinDeadErrors joins the errors of single tasks; a usage error among
+// them keeps its exit code.
+func joinDeadErrors(errs []error) error {
+	for _, err := range errs {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func newDeadPurgeCmd(a *app, queue *string) *cobra.Command {
 	var all, yes bool
 	cmd := &cobra.Command{
 		Use:   "purge ID...|--all",
-		Short: "Delete archived tasks for good",
-		Long: `Delete archived tasks for good. Their invalidations will never run: make sure
-the keys they name were dealt with some other way. On a terminal it asks
-first; elsewhere it needs --yes.`,
+		Short: "Delete dead-lettered tasks for good",
+		Long: `Delete dead-lettered tasks for good, from asynq's archive and from
+invalidator's record. Their invalidations will never run: make sure the keys
+they name were dealt with some other way. On a terminal it asks first;
+elsewhere it needs --yes.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := selection(args, all); err != nil {
 				return err
 			}
-			insp, names, done, err := a.inspector(cmd, *queue)
+			e, done, err := a.openDead(cmd, *queue)
 			if err != nil {
 				return err
 			}
 			defer done()
-			what := fmt.Sprintf("%d archived tasks", len(args))
+			what := fmt.Sprintf("%d dead-lettered tasks", len(args))
 			if all {
-				what = "every archived task in " + strings.Join(names, ", ")
+				what = "every dead-lettered task in " + strings.Join(e.queues, ", ")
 			}
 			if !yes {
 				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), "purge", "Purge "+what+"? Their invalidations will never run."); err != nil {
 					return err
 				}
 			}
-			return deadAction{
-				done: "purged",
-				all:  insp.DeleteAllArchivedTasks,
-				one:  insp.DeleteTask,
-			}.apply(cmd.OutOrStdout(), insp, names, args, all)
+			n := 0
+			var errs []error
+			if all {
+				for _, q := range e.queues {
+					k, err := e.purgeQueue(q)
+					n += k
+					if err != nil {
+						errs = append(errs, fmt.Errorf("queue %q: %w", q, err))
+						break
+					}
+				}
+			} else {
+				for _, id := range args {
+					if err := e.purgeOne(id); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					n++
+				}
+			}
+			if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%d tasks purged\n", n); err != nil {
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "every archived task (of --queue, or of every queue)")
+	cmd.Flags().BoolVar(&all, "all", false, "every dead-lettered task (of --queue, or of every queue)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+// purgeQueue deletes the queue's dead letter: asynq's archive, and the
+// record entries read before, so that a task that dies meanwhile stays
+// in the record.
+func (e *deadEnv) purgeQueue(queue string) (int, error) {
+	d, err := e.read(queue)
+	if err != nil {
+		return 0, err
+	}
+	n, err := e.insp.DeleteAllArchivedTasks(queue)
+	if err != nil {
+		return 0, err
+	}
+	recs := slices.Concat(d.late, d.trimmed)
+	for _, ti := range d.archived {
+		if rec, ok := d.record[ti.ID]; ok {
+			recs = append(recs, rec)
+		}
+	}
+	if _, err := worker.DropDeadTasks(e.ctx, e.rdb, queue, recs); err != nil {
+		return n, err
+	}
+	return n + len(d.trimmed), nil
+}
+
+// purgeOne deletes one task from asynq's archive and from the record.
+func (e *deadEnv) purgeOne(id string) error {
+	r, err := e.find(id)
+	if err != nil {
+		return err
+	}
+	if r.archived != nil {
+		if err := e.insp.DeleteTask(r.queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("task %s in queue %q: %w", id, r.queue, err)
+		}
+	}
+	if r.rec != nil {
+		if _, err := worker.PurgeDeadTasks(e.ctx, e.rdb, r.queue, []string{id}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // confirm asks on a terminal; without one it refuses, since a script that

@@ -1,6 +1,7 @@
 package queuestats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/worker"
 )
 
 // Defaults for Config fields left zero.
@@ -67,9 +70,10 @@ type Collector struct {
 
 // snapshot is the outcome of one refresh.
 type snapshot struct {
-	at     time.Time
-	queues []*asynq.QueueInfo // sorted by name
-	err    error
+	at       time.Time
+	queues   []*asynq.QueueInfo // sorted by name
+	recorded []int64            // dead-letter record size of each queue
+	err      error
 }
 
 // New returns a Collector for cfg. It does not touch Redis until the first
@@ -118,6 +122,12 @@ var (
 	descFailed = prometheus.NewDesc("invalidator_queue_failed_total",
 		"Failed task runs of the queue in the whole fleet, all time (asynq's counter).",
 		[]string{"queue"}, nil)
+	descRecorded = prometheus.NewDesc("invalidator_dead_letter_recorded_tasks",
+		"Dead-lettered tasks in invalidator's record of the queue, which asynq's archive cap does not trim; more than the archive holds means asynq trimmed some (they are kept here).",
+		[]string{"queue"}, nil)
+	descArchiveCap = prometheus.NewDesc("invalidator_queue_archive_cap",
+		"How many archived tasks asynq keeps per queue: beyond it asynq deletes the oldest from its archive (the record keeps them).",
+		[]string{"queue"}, nil)
 	descUp = prometheus.NewDesc("invalidator_queue_stats_up",
 		"1 if the queue stats could be read within the timeout, else 0 (and no per-queue series).",
 		nil, nil)
@@ -125,7 +135,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTasks, descLatency, descPaused, descMemory, descProcessed, descFailed, descUp} {
+	for _, d := range []*prometheus.Desc{descTasks, descLatency, descPaused, descMemory, descProcessed, descFailed, descRecorded, descArchiveCap, descUp} {
 		ch <- d
 	}
 }
@@ -142,7 +152,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	for _, q := range s.queues {
+	for i, q := range s.queues {
 		for _, st := range []struct {
 			state string
 			n     int
@@ -162,6 +172,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(q.MemoryUsage), q.Queue)
 		ch <- prometheus.MustNewConstMetric(descProcessed, prometheus.CounterValue, float64(q.ProcessedTotal), q.Queue)
 		ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(q.FailedTotal), q.Queue)
+		ch <- prometheus.MustNewConstMetric(descRecorded, prometheus.GaugeValue, float64(s.recorded[i]), q.Queue)
+		ch <- prometheus.MustNewConstMetric(descArchiveCap, prometheus.GaugeValue, worker.AsynqArchiveCap, q.Queue)
 	}
 }
 
@@ -232,6 +244,16 @@ func (c *Collector) refresh() *snapshot {
 			return s
 		}
 		s.queues = append(s.queues, info)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	for _, q := range s.queues {
+		n, err := worker.DeadLetterSize(ctx, c.cfg.Client, q.Queue)
+		if err != nil {
+			s.err = err
+			return s
+		}
+		s.recorded = append(s.recorded, n)
 	}
 	return s
 }

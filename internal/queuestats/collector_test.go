@@ -17,6 +17,7 @@ import (
 
 	"github.com/invalidator/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/worker"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -211,4 +212,19 @@ func TestNew_RequiresClient(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	_, err = queuestats.New(queuestats.Config{Client: client, Queues: []string{""}})
 	require.ErrorContains(t, err, "empty queue name")
+}
+
+// The dead letter beyond asynq's archive: the size of invalidator's record
+// (invalidator:dead:{<queue>}), next to asynq's cap, for the alert that
+// fires before asynq starts trimming.
+func TestCollector_DeadLetterRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.db.Client.HSet(t.Context(), "invalidator:dead:{"+b.queue+"}", "t1", "{}", "t2", "{}", "t3", "{}").Err())
+	reg := b.collector(t, queuestats.Config{})
+	require.Equal(t, 3.0, value(t, reg, "invalidator_dead_letter_recorded_tasks", b.queue))
+	require.Equal(t, float64(worker.AsynqArchiveCap), value(t, reg, "invalidator_queue_archive_cap", b.queue))
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	require.Empty(t, problems)
 }

@@ -29,6 +29,8 @@
 //	invalidator_queue_memory_bytes{queue}       Redis memory of the queue and its tasks (sampled estimate)
 //	invalidator_queue_processed_total{queue}    tasks processed, all time, whole fleet
 //	invalidator_queue_failed_total{queue}       failed runs, all time, whole fleet
+//	invalidator_dead_letter_recorded_tasks{queue}  dead-lettered tasks in invalidator's record, which nothing trims
+//	invalidator_queue_archive_cap{queue}        how many archived tasks asynq keeps (9,999); it drops the oldest beyond
 //	invalidator_queue_stats_up                  1 if the last refresh succeeded, else 0 and no per-queue series
 //
 // With Config.Queues empty, every queue asynq knows on that Redis is

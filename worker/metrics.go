@@ -66,6 +66,12 @@ type Metrics struct {
 	wouldDeleteTotal  *prometheus.CounterVec // event, family
 	eventActionsTotal *prometheus.CounterVec // event, family, action
 
+	// The rescuer's (rescue.go).
+	rescuedTotal       *prometheus.CounterVec // queue
+	redeliveredTotal   *prometheus.CounterVec // queue
+	rescueSkippedTotal *prometheus.CounterVec // queue, reason
+	deadWorkersTotal   prometheus.Counter
+
 	now func() time.Time // the clock lag is measured with; tests replace it
 
 	scansMu sync.Mutex     // guards scans and every scanProgress's counts
@@ -131,6 +137,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "event_actions_total",
 			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
 		}, []string{"event", "family", "action"}),
+		rescuedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_rescued_total",
+			Help: "Tasks of workers that stopped sending heartbeats (crashed, killed), put back to their queue by this worker as the fleet's rescuer, by queue.",
+		}, []string{"queue"}),
+		redeliveredTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_redelivered_total",
+			Help: "Rescued tasks that ran again on this worker, by queue.",
+		}, []string{"queue"}),
+		rescueSkippedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_rescue_skipped_total",
+			Help: "Orphaned tasks the rescuer left to asynq's lease recovery (60-120 s), by queue and reason: max_rescues (the task keeps killing its workers) or foreign_server (an asynq server without heartbeats may run it).",
+		}, []string{"queue", "reason"}),
+		deadWorkersTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_workers_total",
+			Help: "Workers this worker, as the fleet's rescuer, found past their heartbeat timeout.",
+		}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -152,6 +174,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.appliedTotal, m.keysTotal, m.retriesTotal, m.deadTotal, m.lagSeconds, m.batchKeys, m.batchTasks,
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
+		m.rescuedTotal, m.redeliveredTotal, m.rescueSkippedTotal, m.deadWorkersTotal,
 	}
 }
 
@@ -247,6 +270,39 @@ func (m *Metrics) eventAction(event, family, action string) {
 		return
 	}
 	m.eventActionsTotal.WithLabelValues(event, family, action).Inc()
+}
+
+// rescued records a task of a dead worker put back to queue.
+func (m *Metrics) rescued(queue string) {
+	if m == nil {
+		return
+	}
+	m.rescuedTotal.WithLabelValues(queue).Inc()
+}
+
+// redelivered records a rescued task that ran again here.
+func (m *Metrics) redelivered(queue string) {
+	if m == nil {
+		return
+	}
+	m.redeliveredTotal.WithLabelValues(queue).Inc()
+}
+
+// rescueSkipped records an orphaned task left to asynq; reason is
+// "max_rescues" or "foreign_server".
+func (m *Metrics) rescueSkipped(queue, reason string) {
+	if m == nil {
+		return
+	}
+	m.rescueSkippedTotal.WithLabelValues(queue, reason).Inc()
+}
+
+// deadWorker records a worker found past its heartbeat timeout.
+func (m *Metrics) deadWorker() {
+	if m == nil {
+		return
+	}
+	m.deadWorkersTotal.Inc()
 }
 
 // scanStarted records the start of a family delete and returns the handle

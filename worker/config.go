@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,14 @@ const (
 	// checkpointSaveTimeout bounds the cursor save on the way out of a
 	// cancelled scan.
 	checkpointSaveTimeout = 2 * time.Second
+)
+
+// Defaults of the heartbeat and rescuer fields (heartbeat.go, rescue.go).
+const (
+	DefaultHeartbeatInterval = 500 * time.Millisecond
+	DefaultMaxRescues        = 3
+	// heartbeatTimeoutBeats is the default HeartbeatTimeout in heartbeats.
+	heartbeatTimeoutBeats = 4
 )
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -114,6 +123,34 @@ type Config struct {
 	// recoverer, into the dead-letter record that asynq does not trim. A
 	// negative value turns the sweep off in this worker. Default: 2s.
 	DeadLetterSweep time.Duration
+	// HeartbeatInterval is how often the worker writes its heartbeat (the
+	// ids of the tasks it is running) to the queue Redis, and how often the
+	// worker holding the rescuer role looks for the tasks of dead workers.
+	// An idle fleet costs the queue Redis one script call per worker per
+	// interval, plus one script and one pipelined LRANGE per queue for the
+	// rescuer. Default: 500ms.
+	HeartbeatInterval time.Duration
+
+	// HeartbeatTimeout is how long after its last heartbeat a worker counts
+	// as dead: its in-flight tasks then go back to their queue and run on
+	// another worker. It bounds the stale window of a crashed worker's
+	// invalidations (about HeartbeatTimeout plus one or two intervals),
+	// instead of asynq's 60-120 s. Too short, and a worker stalled that long
+	// (a GC pause, a slow Redis) has its tasks run twice, which is harmless
+	// but logged. At least 2 × HeartbeatInterval. Default: 4 ×
+	// HeartbeatInterval (2s).
+	HeartbeatTimeout time.Duration
+
+	// MaxRescues is how many times one task may be put back after its
+	// worker died. A task that kills every worker that takes it is then
+	// left to asynq's lease recovery, which counts a failed attempt each
+	// time and ends in the dead letter. Default: 3.
+	MaxRescues int
+
+	// NoRescue keeps this worker from ever taking the rescuer role. It still
+	// writes heartbeats, so other workers can rescue its tasks. Default:
+	// false (one worker of the fleet at a time is the rescuer).
+	NoRescue bool
 
 	// Rand is the random source for retry jitter. Default: a fresh PCG
 	// seeded from the runtime.
@@ -168,6 +205,15 @@ func (c Config) withDefaults() Config {
 	if c.DeadLetterSweep == 0 {
 		c.DeadLetterSweep = DefaultDeadLetterSweep
 	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = heartbeatTimeoutBeats * c.HeartbeatInterval
+	}
+	if c.MaxRescues == 0 {
+		c.MaxRescues = DefaultMaxRescues
+	}
 	if c.checkpointInterval == 0 {
 		c.checkpointInterval = defaultCheckpointInterval
 	}
@@ -203,6 +249,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: FamilyRateLimit %g is negative", c.FamilyRateLimit)
 	case c.CheckpointTTL < 0:
 		return fmt.Errorf("worker: CheckpointTTL %s is negative", c.CheckpointTTL)
+	case c.HeartbeatInterval < 0:
+		return fmt.Errorf("worker: HeartbeatInterval %s is negative", c.HeartbeatInterval)
+	case c.HeartbeatTimeout < 0:
+		return fmt.Errorf("worker: HeartbeatTimeout %s is negative", c.HeartbeatTimeout)
+	case c.MaxRescues < 0:
+		return fmt.Errorf("worker: MaxRescues %d is negative", c.MaxRescues)
+	}
+	interval := cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	if timeout := cmp.Or(c.HeartbeatTimeout, heartbeatTimeoutBeats*interval); timeout < 2*interval {
+		return fmt.Errorf("worker: HeartbeatTimeout %s is below 2 × HeartbeatInterval (%s): "+
+			"live workers would be taken for dead between two heartbeats", timeout, interval)
 	}
 	for name, t := range c.Targets {
 		if name == "" {

@@ -53,18 +53,13 @@ import (
 // and the worker when a task whose retries were exhausted succeeds (it was
 // put back from the archive by other means, such as the dashboard).
 //
-// asynq internals this depends on (asynq v0.26; TestAsynqKeyLayout fails if
-// an upgrade changes them):
-//   - asynq:{<queue>}:archived, a sorted set of task IDs scored by archive
-//     time in Unix seconds (the sweep reads it newest first);
-//   - asynq:{<queue>}:t:<id>, a hash whose field "state" holds the task's
-//     state (the CLI reads it for many tasks in one pipeline);
-//   - asynq:{<queue>}:pending, the list a task is pushed on to run: the CLI
-//     puts archived tasks back in batches as asynq's RunAllArchivedTasks
-//     does, but for chosen IDs (RunArchivedTasks);
-//   - the cap of 9,999 tasks and 90 days (AsynqArchiveCap,
-//     AsynqArchiveMaxAge), for the metrics and alert; the dead-letter
-//     process test fails if the cap changes.
+// asynq internals this depends on (asynqkeys.go): the archive, which the
+// sweep reads newest first; task states, which the CLI reads for many tasks
+// in one pipeline; the pending list, on which the CLI puts archived tasks
+// back in batches as asynq's RunAllArchivedTasks does, but for chosen IDs
+// (RunArchivedTasks); and the cap of 9,999 tasks and 90 days
+// (AsynqArchiveCap, AsynqArchiveMaxAge), for the metrics and alert; the
+// dead-letter process test fails if the cap changes.
 
 const (
 	// AsynqArchiveCap is how many archived tasks asynq keeps per queue:
@@ -111,9 +106,6 @@ const (
 
 func deadRecordKey(queue string) string    { return "invalidator:dead:{" + queue + "}" }
 func deadSweeperKey(queue string) string   { return "invalidator:dead:{" + queue + "}:sweeper" }
-func asynqArchivedKey(queue string) string { return "asynq:{" + queue + "}:archived" }
-func asynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
-func asynqPendingKey(queue string) string  { return "asynq:{" + queue + "}:pending" }
 
 // DeadTask is one dead-lettered task as the record keeps it: enough to run
 // it again after asynq has trimmed it.

@@ -34,6 +34,14 @@
 // `invalidator dead retry` replays it. Replays are harmless: invalidations
 // only remove or advance.
 //
+// A worker that dies without a shutdown (kill -9, OOM) would leave its
+// in-flight tasks to asynq's lease recovery, 60-120 s later. Run therefore
+// writes a heartbeat with the worker's running tasks every
+// HeartbeatInterval, and one worker of the fleet at a time, the rescuer,
+// puts the tasks of workers silent for HeartbeatTimeout back to their queue
+// (heartbeat.go, rescue.go): seconds instead of a minute. The rescuer works
+// on asynq v0.26's own Redis keys; the tests fail if asynq changes them.
+//
 // Example:
 //
 //	w, err := worker.New(worker.Config{

@@ -70,6 +70,12 @@ type Metrics struct {
 	deadRecordsTotal  *prometheus.CounterVec // queue, source
 	deadRecordErrors  *prometheus.CounterVec // queue
 
+	// The rescuer's (rescue.go).
+	rescuedTotal       *prometheus.CounterVec // queue
+	redeliveredTotal   *prometheus.CounterVec // queue
+	rescueSkippedTotal *prometheus.CounterVec // queue, reason
+	deadWorkersTotal   prometheus.Counter
+
 	now func() time.Time // the clock lag is measured with; tests replace it
 
 	scansMu sync.Mutex     // guards scans and every scanProgress's counts
@@ -153,6 +159,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "dead_letter_record_errors_total",
 			Help: "Failed writes to the dead-letter record, by queue: such a task is only in asynq's archive, which asynq trims, until a sweep copies it.",
 		}, []string{"queue"}),
+		rescuedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_rescued_total",
+			Help: "Tasks of workers that stopped sending heartbeats (crashed, killed), put back to their queue by this worker as the fleet's rescuer, by queue.",
+		}, []string{"queue"}),
+		redeliveredTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_redelivered_total",
+			Help: "Rescued tasks that ran again on this worker, by queue.",
+		}, []string{"queue"}),
+		rescueSkippedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "tasks_rescue_skipped_total",
+			Help: "Orphaned tasks the rescuer left to asynq's lease recovery (60-120 s), by queue and reason: max_rescues (the task keeps killing its workers) or foreign_server (an asynq server without heartbeats may run it).",
+		}, []string{"queue", "reason"}),
+		deadWorkersTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "dead_workers_total",
+			Help: "Workers this worker, as the fleet's rescuer, found past their heartbeat timeout.",
+		}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -177,6 +199,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.versionAheadTotal,
 		m.familyKeptTotal,
 		m.deadRecordsTotal, m.deadRecordErrors,
+		m.rescuedTotal, m.redeliveredTotal, m.rescueSkippedTotal, m.deadWorkersTotal,
 	}
 }
 
@@ -303,6 +326,39 @@ func (m *Metrics) versionBumped(family string, ahead bool) {
 	if ahead {
 		c.Inc()
 	}
+}
+
+// rescued records a task of a dead worker put back to queue.
+func (m *Metrics) rescued(queue string) {
+	if m == nil {
+		return
+	}
+	m.rescuedTotal.WithLabelValues(queue).Inc()
+}
+
+// redelivered records a rescued task that ran again here.
+func (m *Metrics) redelivered(queue string) {
+	if m == nil {
+		return
+	}
+	m.redeliveredTotal.WithLabelValues(queue).Inc()
+}
+
+// rescueSkipped records an orphaned task left to asynq; reason is
+// "max_rescues" or "foreign_server".
+func (m *Metrics) rescueSkipped(queue, reason string) {
+	if m == nil {
+		return
+	}
+	m.rescueSkippedTotal.WithLabelValues(queue, reason).Inc()
+}
+
+// deadWorker records a worker found past its heartbeat timeout.
+func (m *Metrics) deadWorker() {
+	if m == nil {
+		return
+	}
+	m.deadWorkersTotal.Inc()
 }
 
 // scanStarted records the start of a family delete and returns the handle

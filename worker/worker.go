@@ -34,6 +34,9 @@ type Worker struct {
 	aq      *asynq.Client // enqueues continuations of long family scans
 	now     func() time.Time
 
+	// inflight is the tasks ProcessTask runs, for the heartbeat (heartbeat.go).
+	inflight *inflight
+
 	// batchers merge key deletes per cache target ("" is Config.Cache).
 	// They hold no goroutine while idle, so the Worker needs no Close.
 	batchers map[string]*batcher
@@ -53,6 +56,7 @@ func New(cfg Config) (*Worker, error) {
 		aq:      asynq.NewClientFromRedisClient(cfg.Queue),
 		now:     time.Now,
 	}
+	w.inflight = newInflight()
 	w.state.Store(newPolicyState(cfg.Policy))
 	w.batchers = map[string]*batcher{"": newBatcher(cfg.Cache, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)}
 	for name, c := range cfg.Targets {
@@ -168,7 +172,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	srv := asynq.NewServerFromRedisClient(w.cfg.Queue, w.ServerConfig())
+	// Heartbeats start before the first task and stop after the last one
+	// has finished or gone back to its queue (rescue.go).
+	fleet := w.startFleet(ctx)
 	if err := srv.Start(w); err != nil {
+		fleet.stop(ctx)
 		return fmt.Errorf("start worker: %w", err)
 	}
 	sweepDone := w.startDeadLetterSweep(ctx) // ends with ctx
@@ -178,6 +186,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
 	srv.Shutdown()
 	sweepDone()
+	fleet.stop(ctx)
 	w.log.Info("worker stopped")
 	return nil
 }
@@ -212,6 +221,7 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
 	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
+	defer w.inflight.begin(id, queue)()
 
 	st := w.state.Load()
 	err := w.apply(ctx, st, at, id, log)

@@ -28,6 +28,11 @@ type workerOpts struct {
 	scanCount       int
 	familyRate      float64
 	metricsAddr     string
+
+	heartbeat        time.Duration
+	heartbeatTimeout time.Duration
+	maxRescues       int
+	rescue           bool
 }
 
 func (o *workerOpts) validate() error {
@@ -44,6 +49,14 @@ func (o *workerOpts) validate() error {
 		return usagef("--scan-count must be at least 1, got %d", o.scanCount)
 	case o.familyRate < 0 || math.IsNaN(o.familyRate) || math.IsInf(o.familyRate, 0):
 		return usagef("--family-rate-limit must be a number of keys/s, 0 or more (0: no limit), got %g", o.familyRate)
+	case o.heartbeat <= 0:
+		return usagef("--heartbeat-interval must be positive, got %s", o.heartbeat)
+	case o.heartbeatTimeout < 0:
+		return usagef("--heartbeat-timeout must not be negative, got %s", o.heartbeatTimeout)
+	case o.heartbeatTimeout != 0 && o.heartbeatTimeout < 2*o.heartbeat:
+		return usagef("--heartbeat-timeout must be at least twice --heartbeat-interval (%s), got %s", o.heartbeat, o.heartbeatTimeout)
+	case o.maxRescues < 1:
+		return usagef("--max-rescues must be at least 1, got %d", o.maxRescues)
 	}
 	return nil
 }
@@ -57,6 +70,11 @@ func newWorkerCmd(a *app) *cobra.Command {
 and apply them to the cache Redis. Several workers can run against the same
 queues. SIGTERM or Ctrl-C stops taking tasks, lets in-flight ones finish for
 --shutdown-timeout, and hands the rest back to the queue.
+
+A worker killed without a shutdown (kill -9, OOM kill, a lost host) stops
+sending heartbeats; after --heartbeat-timeout the worker holding the
+rescuer role puts its in-flight tasks back to their queue, so they run
+again within seconds rather than after asynq's 60-120 s lease recovery.
 
 SIGHUP reloads the --policy file: family modes, templates, events, TTLs and
 retry budgets apply to the next task. A file with errors is refused with
@@ -125,6 +143,10 @@ change to the classes' queues or weights, which needs a restart.`,
 				ShutdownTimeout:    o.shutdownTimeout,
 				ScanCount:          o.scanCount,
 				FamilyRateLimit:    o.familyRate,
+				HeartbeatInterval:  o.heartbeat,
+				HeartbeatTimeout:   o.heartbeatTimeout,
+				MaxRescues:         o.maxRescues,
+				NoRescue:           !o.rescue,
 			})
 			if err != nil {
 				return err
@@ -147,6 +169,10 @@ change to the classes' queues or weights, which needs a restart.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")
 	f.IntVar(&o.scanCount, "scan-count", worker.DefaultScanCount, "COUNT hint of each SCAN in family deletes")
 	f.Float64Var(&o.familyRate, "family-rate-limit", 0, "max keys/s deleted by family scans on this worker (0: no limit)")
+	f.DurationVar(&o.heartbeat, "heartbeat-interval", worker.DefaultHeartbeatInterval, "how often this worker writes its heartbeat (its in-flight tasks) and the rescuer looks for dead workers")
+	f.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 0, "silence after which a worker counts as dead and its tasks go back to their queue (default 4 × --heartbeat-interval)")
+	f.IntVar(&o.maxRescues, "max-rescues", worker.DefaultMaxRescues, "rescues of one task before it is left to asynq's lease recovery (a task that keeps killing workers)")
+	f.BoolVar(&o.rescue, "rescue", true, "let this worker take the rescuer role (--rescue=false: never; it still sends heartbeats)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve /metrics, /healthz and /readyz on (env "+envMetricsAddr+"; default off)")
 	return cmd
 }

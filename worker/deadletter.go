@@ -104,8 +104,8 @@ const (
 	RequeueParallelism = 16
 )
 
-func deadRecordKey(queue string) string    { return "invalidator:dead:{" + queue + "}" }
-func deadSweeperKey(queue string) string   { return "invalidator:dead:{" + queue + "}:sweeper" }
+func deadRecordKey(queue string) string  { return "invalidator:dead:{" + queue + "}" }
+func deadSweeperKey(queue string) string { return "invalidator:dead:{" + queue + "}:sweeper" }
 
 // DeadTask is one dead-lettered task as the record keeps it: enough to run
 // it again after asynq has trimmed it.

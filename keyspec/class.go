@@ -41,7 +41,9 @@ type Class struct {
 	// MaxRetry is how often a task is retried before it is archived to the
 	// dead letter. Default 10.
 	MaxRetry int
-	// Timeout bounds one attempt of one task. Default 30s.
+	// Timeout bounds one attempt of one task, in whole seconds (asynq keeps
+	// timeouts in seconds and truncates; the policy refuses others). Default
+	// 30s.
 	Timeout time.Duration
 	// BackoffBase is the delay before the first retry; later retries double
 	// it. Default 250ms.

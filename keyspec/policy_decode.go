@@ -217,7 +217,7 @@ func (d *decoder) class(p *Policy, ce entry) {
 		}
 		return ""
 	})
-	d.optDuration(fs, path, "timeout", &c.Timeout, positive("timeout"))
+	d.optDuration(fs, path, "timeout", &c.Timeout, wholeSeconds("timeout"))
 	d.optInt(fs, path, "weight", &c.Weight, func(n int) string {
 		if n < 1 || n > 1000 {
 			return fmt.Sprintf("weight %d is out of range; use 1 to 1000 (a queue's share of polls is its weight over the sum)", n)
@@ -256,6 +256,18 @@ func positive(name string) func(time.Duration) string {
 	return func(v time.Duration) string {
 		if v <= 0 {
 			return fmt.Sprintf("%s %s must be positive", name, v)
+		}
+		return ""
+	}
+}
+
+// wholeSeconds checks a task timeout: asynq keeps timeouts in whole seconds
+// (it truncates), so 500ms would run with no timeout at all (asynq's
+// 30-minute default) and 1500ms as 1s.
+func wholeSeconds(name string) func(time.Duration) string {
+	return func(v time.Duration) string {
+		if v < time.Second || v%time.Second != 0 {
+			return fmt.Sprintf("%s %s must be whole seconds, at least 1s: asynq counts task timeouts in whole seconds", name, v)
 		}
 		return ""
 	}

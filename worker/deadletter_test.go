@@ -130,13 +130,7 @@ func (b *deadBundle) start(t *testing.T, mutate func(*Config)) *Worker {
 	}
 	w, err := New(cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	runUntilCleanup(t, w)
 	return w
 }
 

@@ -66,13 +66,7 @@ func startEventWorker(t *testing.T, p *keyspec.Policy) *eventBundle {
 	require.NoError(t, err)
 	client, err := enqueue.New(db.Client, enqueue.Config{Policy: p})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	worker.RunWorker(t, w)
 	return &eventBundle{db: db, w: w, client: client, insp: asynq.NewInspectorFromRedisClient(db.Client), reg: reg, metrics: m}
 }
 

@@ -216,13 +216,7 @@ func TestClusterFamilyDeleteKeepsToItsFamily(t *testing.T) {
 	w, err := worker.New(worker.Config{Queue: queue, Cache: cluster, Policy: policy, Logger: testLogger(t),
 		PollInterval: time.Millisecond, ScanCount: 20, ShutdownTimeout: 2 * time.Second})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	worker.RunWorker(t, w)
 	client, err := enqueue.New(queue, enqueue.Config{Policy: policy})
 	require.NoError(t, err)
 	id, err := client.DeleteFamily(context.Background(), "product", nil)

@@ -144,13 +144,7 @@ func runWorker(t *testing.T, cfg Config) *Worker {
 	cfg.ShutdownTimeout = 200 * time.Millisecond
 	w, err := New(cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	runUntilCleanup(t, w)
 	return w
 }
 

@@ -76,13 +76,7 @@ func (b *testBundle) startWorker(t testing.TB, mutate func(*worker.Config)) {
 	}
 	w, err := worker.New(cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	worker.RunWorker(t, w)
 }
 
 // requireGone waits until none of keys exists. Keys are checked one by one,

@@ -21,7 +21,7 @@ demo: ## 20 s of the whole stack: embedded Redis, worker, dashboard, metrics, a 
 .PHONY: test
 test: check-redis ## go vet + all tests with the race detector (needs redis-server)
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 5m $(PKGS)
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
 .PHONY: lint
 lint: ## go vet + staticcheck (config: staticcheck.conf)

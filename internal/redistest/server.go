@@ -30,8 +30,11 @@ const (
 // server is one redis-server process started by the harness.
 type server struct {
 	port int
-	dir  string // the server's --dir and log; removed by stop
-	cmd  *exec.Cmd
+	dir  string // the server's --dir and log; removed by stop unless kept
+	// keepDir: dir belongs to the caller and outlives this process (data
+	// that must survive a restart).
+	keepDir bool
+	cmd     *exec.Cmd
 	// exited is closed once the process has exited and been reaped.
 	exited chan struct{}
 }
@@ -45,15 +48,20 @@ func (s *server) pid() int { return s.cmd.Process.Pid }
 // logPath is where the server's stdout and stderr go.
 func (s *server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
-// stop kills the process, waits until it is reaped (so its ports are free when
-// stop returns) and removes its directory. Killing is enough: the server keeps
-// nothing on disk. stop is safe to call more than once.
+// stop kills the process (SIGKILL), waits until it is reaped (so its ports are
+// free when stop returns) and removes its directory, unless the caller keeps
+// it. Killing is enough: the server keeps nothing on disk that matters, or,
+// with the caller's directory, only what an append-only file fsynced. stop is
+// safe to call more than once.
 func (s *server) stop() error {
 	if !s.hasExited() {
 		if err := s.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("kill redis-server pid %d on port %d: %w", s.pid(), s.port, err)
 		}
 		<-s.exited
+	}
+	if s.keepDir {
+		return nil
 	}
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("remove redis-server directory %s: %w", s.dir, err)
@@ -87,6 +95,7 @@ type serverSpec struct {
 	bin       string
 	pickPort  func() (int, error)
 	extraArgs func(port int) []string
+	dir       string // if set, the server's --dir, kept when it stops; else a fresh one
 }
 
 // startServer starts a redis-server and waits until it answers. A port picked
@@ -120,9 +129,18 @@ func startServer(ctx context.Context, spec serverSpec) (*server, error) {
 
 // launch starts the process without waiting for it to be ready.
 func launch(spec serverSpec, port int) (*server, error) {
-	dir, err := os.MkdirTemp("", "redistest-*")
-	if err != nil {
-		return nil, fmt.Errorf("create redis-server directory: %w", err)
+	dir, keep := spec.dir, spec.dir != ""
+	if !keep {
+		var err error
+		if dir, err = os.MkdirTemp("", "redistest-*"); err != nil {
+			return nil, fmt.Errorf("create redis-server directory: %w", err)
+		}
+	}
+	// Only a directory of our own is removed when the start fails.
+	removeDir := func() {
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
 	}
 	args := []string{
 		"--port", strconv.Itoa(port),
@@ -132,10 +150,10 @@ func launch(spec serverSpec, port int) (*server, error) {
 		"--dir", dir,
 	}
 	args = append(args, spec.extraArgs(port)...)
-	s := &server{port: port, dir: dir, cmd: exec.Command(spec.bin, args...), exited: make(chan struct{})}
-	log, err := os.Create(s.logPath())
+	s := &server{port: port, dir: dir, keepDir: keep, cmd: exec.Command(spec.bin, args...), exited: make(chan struct{})}
+	log, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		_ = os.RemoveAll(dir)
+		removeDir()
 		return nil, fmt.Errorf("create redis-server log: %w", err)
 	}
 	// The child has its own copy of the descriptor; ours is not needed after Start.
@@ -150,7 +168,7 @@ func launch(spec serverSpec, port int) (*server, error) {
 	started := make(chan error, 1)
 	go func() { started <- s.cmd.Start() }()
 	if err := <-started; err != nil {
-		_ = os.RemoveAll(dir)
+		removeDir()
 		return nil, fmt.Errorf("start %s: %w", spec.bin, err)
 	}
 	go func() {

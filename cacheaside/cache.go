@@ -96,7 +96,8 @@ func (c *Cache) readOrLease(ctx context.Context, key, marker string) (lookupResu
 // misses per caller. what names the read in errors.
 func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl func() time.Duration, load Loader) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		led := false // set only if this caller's function runs the fill
+		joined := time.Now() // a request sent after this sees every invalidation that returned before
+		led := false         // set only if this caller's function runs the fill
 		ch := c.group.DoChan(flight, func() (any, error) {
 			led = true
 			// The flight outlives this caller if it gives up: others may
@@ -116,10 +117,15 @@ func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl f
 			return nil, fmt.Errorf("cacheaside: get %q: %w", what, res.Err)
 		}
 		o := res.Val.(outcome)
-		// A caller that joined a load which may predate a write must not
-		// take its value: retry once. The retry's load starts after this
-		// caller did, because the flight it joined has ended.
-		if !o.trusted && !led && attempt == 0 {
+		// A caller that joined a flight must not take a value that may
+		// predate a write whose invalidation returned before this caller
+		// began: one loaded under a lease an invalidation deleted
+		// (untrusted), or one whose final read or store was sent before
+		// this caller joined, which an invalidation may have followed
+		// while its answer was on the way. It reads again, once: the retry
+		// starts after the flight it joined has ended, so its own lookup
+		// is sent after this caller began.
+		if !led && attempt == 0 && (!o.trusted || !joined.Before(o.sent)) {
 			continue
 		}
 		if o.hit {

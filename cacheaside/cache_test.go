@@ -407,3 +407,59 @@ func TestGetJoinedCallerRetriesRefusedLoad(t *testing.T) {
 	require.Equal(t, "new", <-follower, "a read that joined a load refused by an invalidation took its value")
 	require.EqualValues(t, 2, src.calls.Load(), "the follower loaded again")
 }
+
+// A read that joins a flight after the flight's final request (the lookup
+// that found the value, or the store) was sent must not take its value:
+// an invalidation may have run and returned in between, before the read
+// began. Here the reply of that request is held while the write commits,
+// its invalidation returns, and a second read joins the flight.
+func TestGetJoinAfterFinalRequestRereads(t *testing.T) {
+	t.Parallel()
+	for name, match := range map[string]func(redis.Cmder) bool{"hit": isValueHit, "store": isValueStore} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, cacheaside.Config{})
+			opts, err := redis.ParseURL(b.url)
+			require.NoError(t, err)
+			rdb := redis.NewClient(opts)
+			t.Cleanup(func() { _ = rdb.Close() })
+			hold := newReplyHold(match)
+			rdb.AddHook(hold)
+			c, _ := newCache(t, rdb, cacheaside.Config{})
+			flights := make(chan struct{}, 4)
+			cacheaside.OnFlight(c, func() { flights <- struct{}{} })
+			src := newSource("old")
+			if name == "hit" {
+				require.Equal(t, "old", get(t, c, "k", src.load))
+				<-flights
+			}
+
+			hold.armed.Store(true)
+			leader := make(chan string, 1)
+			go func() {
+				v, err := c.Get(context.Background(), "k", src.load)
+				if err != nil {
+					v = []byte(err.Error())
+				}
+				leader <- string(v)
+			}()
+			<-flights
+			<-hold.held // Redis answered the flight's final request; the answer is on its way
+			src.set("new")
+			require.NoError(t, b.rdb.Unlink(t.Context(), "k").Err())
+
+			follower := make(chan string, 1)
+			go func() {
+				v, err := c.Get(context.Background(), "k", src.load) // begins after the invalidation returned
+				if err != nil {
+					v = []byte(err.Error())
+				}
+				follower <- string(v)
+			}()
+			<-flights // the follower has joined the flight
+			close(hold.release)
+			require.Equal(t, "old", <-leader, "the read that began before the write may see the old row")
+			require.Equal(t, "new", <-follower, "a read that began after the invalidation returned took the old row")
+		})
+	}
+}

@@ -27,7 +27,11 @@
 //     takes a new lease and loads, and the other waiters wait for that. So a
 //     hot key gets one load at a time across the fleet, however slow the
 //     database; within a process, singleflight merges identical concurrent
-//     reads into one.
+//     reads into one. A read that joins a flight takes its value only if the
+//     flight's last request (the lookup that found the value, or the store)
+//     was sent after the read began, and reads again otherwise: an
+//     invalidation that returned before the read began may have followed
+//     that request.
 //   - A waiter gives up at Config.MaxWait (default: LoadTimeout) with
 //     ErrWaitTimeout and loads nothing: the holder is alive and loading, so
 //     the database is slow, and a load per waiting process is what it can

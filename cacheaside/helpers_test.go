@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,4 +118,65 @@ func get(t *testing.T, c *cacheaside.Cache, key string, load cacheaside.Loader) 
 	v, err := c.Get(t.Context(), key, load)
 	require.NoError(t, err)
 	return string(v)
+}
+
+// replyHold is a go-redis hook that holds the reply of one command, once
+// armed: the first command match accepts (looking at it after it ran)
+// returns to its caller only when release is closed. It stops a read between
+// Redis answering and the answer arriving, where an invalidation can slip in.
+type replyHold struct {
+	match   func(redis.Cmder) bool
+	armed   atomic.Bool
+	held    chan struct{} // closed when a reply is held
+	release chan struct{} // closed by the test to let it go
+}
+
+func newReplyHold(match func(redis.Cmder) bool) *replyHold {
+	return &replyHold{match: match, held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *replyHold) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *replyHold) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if h.armed.Load() && h.match(cmd) && h.armed.CompareAndSwap(true, false) {
+			close(h.held)
+			<-h.release
+		}
+		return err
+	}
+}
+
+func (h *replyHold) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// isScript reports whether cmd runs a script (EVALSHA, or EVAL after
+// NOSCRIPT) with nargs arguments after the key.
+func isScript(cmd redis.Cmder, nargs int) bool {
+	args := cmd.Args()
+	name := strings.ToLower(cmd.Name())
+	return (name == "evalsha" || name == "eval") && len(args) == 4+nargs
+}
+
+// isValueHit matches a raw-key lookup (readOrLease) that found a value.
+func isValueHit(cmd redis.Cmder) bool {
+	c, ok := cmd.(*redis.Cmd)
+	if !ok || !isScript(cmd, 2) {
+		return false
+	}
+	s, _ := c.Val().(string)
+	return strings.HasPrefix(s, "v")
+}
+
+// isValueStore matches a raw-key store of a value that Redis accepted.
+func isValueStore(cmd redis.Cmder) bool {
+	c, ok := cmd.(*redis.Cmd)
+	if !ok || !isScript(cmd, 3) {
+		return false
+	}
+	enc, _ := cmd.Args()[5].(string)
+	n, _ := c.Val().(int64)
+	return strings.HasPrefix(enc, "v") && n == 1
 }

@@ -144,6 +144,11 @@ type outcome struct {
 	// that started the load may use it (the write came after its read
 	// began), callers that joined later retry.
 	trusted bool
+	// sent is when the request that settled the value (the lookup that
+	// found it, or the store) was sent. Only callers that joined before it
+	// may take the value: an invalidation that returned before a caller
+	// began, after sent, is one the value may predate.
+	sent time.Time
 }
 
 // fill answers one read: a hit; or a lease, a load and a store; or, when
@@ -182,9 +187,9 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 			case r.leased:
 				return c.loadAndStore(ctx, r, marker, asked, ttl, load)
 			case e.kind == kindNotFound:
-				return outcome{notFound: true, hit: true, trusted: true}, nil
+				return outcome{notFound: true, hit: true, trusted: true, sent: asked}, nil
 			default:
-				return outcome{value: e.payload, hit: true, trusted: true}, nil
+				return outcome{value: e.payload, hit: true, trusted: true, sent: asked}, nil
 			}
 		}
 		// Another reader is loading: wait for its value rather than load too.
@@ -233,7 +238,7 @@ func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string,
 	default:
 		enc, d = string(encodeValue(v)), ttl()
 	}
-	o := outcome{value: v, notFound: err != nil}
+	o := outcome{value: v, notFound: err != nil, sent: time.Now()}
 	var stored int
 	var serr error
 	if r.versionKey != "" {

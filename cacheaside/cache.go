@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/invalidator/invalidator/keyspec"
 )
@@ -23,14 +22,14 @@ type Loader func(ctx context.Context) ([]byte, error)
 // Cache reads through Redis with leases. It is safe for concurrent use;
 // make one per cache Redis and share it.
 type Cache struct {
-	cfg   Config
-	rdb   redis.UniversalClient
-	log   *slog.Logger
-	m     *Metrics
-	group singleflight.Group // merges identical concurrent reads in this process
+	cfg     Config
+	rdb     redis.UniversalClient
+	log     *slog.Logger
+	m       *Metrics
+	flights flights // merges identical concurrent reads in this process
 
 	// onFlight, when set (by tests, before the first read), is called each
-	// time a read has started or joined its singleflight flight.
+	// time a read has started or joined its flight.
 	onFlight func()
 }
 
@@ -46,7 +45,7 @@ func New(cfg Config) (*Cache, error) {
 // Get returns the value of key: from Redis on a hit, else from load, whose
 // result it stores with the TTL of Config.TTL (or Config.Class) only if no
 // invalidation deleted the key while load ran. Concurrent misses of the same
-// key share one load: within this process through singleflight, across
+// key share one load: within this process through one flight, across
 // processes through the lease, which its holder renews while it loads. A
 // read that waits Config.MaxWait for another reader's load fails with
 // ErrWaitTimeout (it loads nothing). A loader's ErrNotFound comes back
@@ -91,41 +90,67 @@ func (c *Cache) readOrLease(ctx context.Context, key, marker string) (lookupResu
 	return lookupResult{dataKey: key, value: []byte(s)}, nil
 }
 
-// get merges identical concurrent reads (flight names the read: "k" + key or
-// "v" + version key, so the two kinds never merge) and counts hits and
-// misses per caller. what names the read in errors.
-func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl func() time.Duration, load Loader) ([]byte, error) {
+// get merges identical concurrent reads into one flight (flight names the
+// read: "k" + key or "v" + version key, so the two kinds never merge) and
+// counts hits and misses per caller. what names the read in errors.
+//
+// The read that starts a flight waits for it: LoadTimeout bounds its load
+// and MaxWait its wait for another's lease. A read that joins a flight
+// waits as a waiter for another process's lease would: at most MaxWait
+// (from its first join), and it leaves to read again if the flight's lease
+// goes mid-load, as a waiter would find the key free.
+func (c *Cache) get(ctx context.Context, name, what string, look lookup, ttl func() time.Duration, load Loader) ([]byte, error) {
+	var waitUntil time.Time // MaxWait after this read first joined another's flight
 	for attempt := 0; ; attempt++ {
 		joined := time.Now() // a request sent after this sees every invalidation that returned before
-		led := false         // set only if this caller's function runs the fill
-		ch := c.group.DoChan(flight, func() (any, error) {
-			led = true
+		f, lead := c.flights.join(name)
+		if lead {
 			// The flight outlives this caller if it gives up: others may
 			// have joined. MaxWait bounds its wait, LoadTimeout its load.
-			return c.fill(context.WithoutCancel(ctx), look, ttl, load)
-		})
+			fctx := context.WithoutCancel(ctx)
+			go c.flights.run(name, f, func() (outcome, error) {
+				return c.fill(fctx, look, ttl, load, func() { c.flights.leave(name, f) })
+			})
+		}
 		if c.onFlight != nil {
 			c.onFlight()
 		}
-		var res singleflight.Result
+		var timeout <-chan time.Time
+		var gone <-chan struct{}
+		if !lead {
+			if waitUntil.IsZero() {
+				waitUntil = joined.Add(c.cfg.MaxWait)
+			}
+			t := time.NewTimer(time.Until(waitUntil))
+			defer t.Stop() // at most two: one per attempt
+			timeout = t.C
+			if attempt == 0 {
+				gone = f.gone // a second attempt takes what its flight gives
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cacheaside: get %q: %w", what, ctx.Err())
-		case res = <-ch:
+		case <-timeout:
+			c.m.waitTimeouts.Inc()
+			return nil, fmt.Errorf("cacheaside: get %q: wait for another read's load in this process: %w (%s); the load is still running", what, ErrWaitTimeout, c.cfg.MaxWait)
+		case <-gone:
+			continue // the flight's lease went: its value will not do
+		case <-f.done:
 		}
-		if res.Err != nil {
-			return nil, fmt.Errorf("cacheaside: get %q: %w", what, res.Err)
+		if f.err != nil {
+			return nil, fmt.Errorf("cacheaside: get %q: %w", what, f.err)
 		}
-		o := res.Val.(outcome)
+		o := f.out
 		// A caller that joined a flight must not take a value that may
 		// predate a write whose invalidation returned before this caller
 		// began: one loaded under a lease an invalidation deleted
 		// (untrusted), or one whose final read or store was sent before
 		// this caller joined, which an invalidation may have followed
 		// while its answer was on the way. It reads again, once: the retry
-		// starts after the flight it joined has ended, so its own lookup
-		// is sent after this caller began.
-		if !led && attempt == 0 && (!o.trusted || !joined.Before(o.sent)) {
+		// starts after the flight it joined has ended (or left the map),
+		// so its own lookup is sent after this caller began.
+		if !lead && attempt == 0 && (!o.trusted || !joined.Before(o.sent)) {
 			continue
 		}
 		if o.hit {
@@ -136,7 +161,7 @@ func (c *Cache) get(ctx context.Context, flight, what string, look lookup, ttl f
 		if o.notFound {
 			return nil, fmt.Errorf("cacheaside: get %q: %w", what, ErrNotFound)
 		}
-		if res.Shared {
+		if f.shared() {
 			return bytes.Clone(o.value), nil // each caller may change its own
 		}
 		return o.value, nil

@@ -65,10 +65,14 @@ type Config struct {
 	// At MaxWait with the lease still held, the read fails with
 	// ErrWaitTimeout and loads nothing: the holder is alive and loading, so
 	// the database is slow, and a load per waiting process would slow it
-	// further. The caller's ctx bounds its own wait too. Set MaxWait below
-	// your request deadline to get ErrWaitTimeout (and, say, serve a
-	// fallback) instead of the ctx error. Default: LoadTimeout, so a reader
-	// waits as long as a holder may load.
+	// further. The caller's ctx bounds its own wait too. A read that joins
+	// a load already running in its own process is bound the same way:
+	// ErrWaitTimeout MaxWait after it joined, and if that load's lease goes
+	// (an invalidation deleted it) it reads again at the holder's next
+	// renewal rather than wait for a value that will not be stored. Set
+	// MaxWait below your request deadline to get ErrWaitTimeout (and, say,
+	// serve a fallback) instead of the ctx error. Default: LoadTimeout, so a
+	// reader waits as long as a holder may load.
 	MaxWait time.Duration
 
 	// WaitBackoff is the first pause between re-reads while waiting; it
@@ -84,8 +88,14 @@ type Config struct {
 	// lease, and the store (MaxWait bounds the waiting before it). Callers
 	// merged into one load each stop waiting when their own ctx ends, but
 	// the load goes on for the others, so it runs under this timeout rather
-	// than under any one caller's ctx. A loader that ignores its ctx holds
-	// the key for at most LoadTimeout plus LeaseTTL. Default: 30s.
+	// than under any one caller's ctx. A loader still running at
+	// LoadTimeout (one that ignores its ctx, say) is abandoned: the load
+	// fails with an error wrapping context.DeadlineExceeded, for the read
+	// that started it and the reads joined to it, its lease is given back,
+	// and what the loader returns later is dropped. So a hung loader holds
+	// its key for at most LoadTimeout, in its own process as in others
+	// (plus LeaseTTL if Redis cannot be reached to give the lease back).
+	// Default: 30s.
 	LoadTimeout time.Duration
 
 	// Logger receives debug logs of refused stores and warnings of failed

@@ -18,7 +18,8 @@
 //   - While its loader runs, the reader renews its lease every LeaseTTL/3
 //     with another compare-and-set (PEXPIRE only if the key still holds its
 //     marker, so a lease an invalidation deleted stays deleted). A slow load
-//     keeps its lease however long it takes, up to Config.LoadTimeout; a
+//     keeps its lease however long it takes, up to Config.LoadTimeout, when
+//     a loader that has not returned is abandoned and the load fails; a
 //     reader that dies stops renewing, and its lease lapses within LeaseTTL.
 //   - A reader that finds another reader's marker does not load: it re-reads,
 //     with jittered backoff from 2ms doubling up to LeaseTTL/8, for as long
@@ -35,7 +36,9 @@
 //   - A waiter gives up at Config.MaxWait (default: LoadTimeout) with
 //     ErrWaitTimeout and loads nothing: the holder is alive and loading, so
 //     the database is slow, and a load per waiting process is what it can
-//     least afford. The caller's ctx ends its own wait sooner.
+//     least afford. The caller's ctx ends its own wait sooner. A read that
+//     joins a load in its own process waits the same way: at most MaxWait,
+//     and it reads again when the holder finds its lease gone.
 //   - A loader that fails gives its lease back at once, and its error is
 //     never cached. ErrNotFound from a loader is cached for
 //     Config.NegativeTTL when that is set.
@@ -81,7 +84,7 @@
 //
 // NewMetrics registers collectors on your own registry: hits, misses,
 // loads, lease waits and their duration, wait timeouts, lease takeovers,
-// lease renewals and renewal errors, stale stores prevented, loader errors
-// and load duration, named invalidator_cacheaside_*. Nothing is registered
-// globally.
+// lease renewals and renewal errors, stale stores prevented, loader errors,
+// load timeouts and load duration, named invalidator_cacheaside_*. Nothing
+// is registered globally.
 package cacheaside

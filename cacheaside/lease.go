@@ -160,8 +160,9 @@ type outcome struct {
 // (invalidated, given back after a failed load, or lapsed because its holder
 // died) is taken by the next re-read, here or in another process; the other
 // waiters wait for the new holder. ctx has no deadline of its own: MaxWait
-// bounds the wait, LoadTimeout the load.
-func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration, load Loader) (outcome, error) {
+// bounds the wait, LoadTimeout the load. lost is called if this read's own
+// lease goes while its loader runs.
+func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration, load Loader, lost func()) (outcome, error) {
 	marker := newLeaseMarker()
 	var waitStart time.Time
 	backoff := c.cfg.WaitBackoff
@@ -185,7 +186,7 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 			case err != nil:
 				return outcome{}, err
 			case r.leased:
-				return c.loadAndStore(ctx, r, marker, asked, ttl, load)
+				return c.loadAndStore(ctx, r, marker, asked, ttl, load, lost)
 			case e.kind == kindNotFound:
 				return outcome{notFound: true, hit: true, trusted: true, sent: asked}, nil
 			default:
@@ -214,14 +215,14 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 }
 
 // loadAndStore runs the loader under this reader's lease (taken by a read
-// sent at asked), renewing the lease while it runs, and stores the result
-// only if the lease still stands.
-func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string, asked time.Time, ttl func() time.Duration, load Loader) (outcome, error) {
+// sent at asked), renewing the lease while it runs (and calling lost if it
+// goes), and stores the result only if the lease still stands.
+func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string, asked time.Time, ttl func() time.Duration, load Loader, lost func()) (outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LoadTimeout)
 	defer cancel()
 	key := r.dataKey
-	stopRenewing := c.keepLease(ctx, key, marker, asked)
-	v, err := c.runLoader(ctx, load)
+	stopRenewing := c.keepLease(ctx, key, marker, asked, lost)
+	v, err := c.runLoader(ctx, key, load)
 	stopRenewing()
 	var enc string
 	var d time.Duration
@@ -266,12 +267,13 @@ func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string,
 // keepLease renews this reader's lease on key, taken by a read sent at
 // asked, every LeaseTTL/3 (counted from asked, since Redis counts the lease
 // from a moment after it) until the returned stop is called (the loader has
-// returned), ctx ends (LoadTimeout: a loader that never returns must not
-// hold the key forever), or the lease is gone. A gone lease stays gone: an
-// invalidation deleted it, or it lapsed and another reader may hold the key
-// now; either way the store will be refused. A failed renewal is retried at
-// the next tick, so the lease outlives one failure.
-func (c *Cache) keepLease(ctx context.Context, key, marker string, asked time.Time) (stop func()) {
+// returned), ctx ends (LoadTimeout), or the lease is gone. A gone lease
+// stays gone: an invalidation deleted it, or it lapsed and another reader
+// may hold the key now; either way the store will be refused, and lost is
+// called so that reads joined to this load read again instead of waiting
+// for it. A failed renewal is retried at the next tick, so the lease
+// outlives one failure.
+func (c *Cache) keepLease(ctx context.Context, key, marker string, asked time.Time, lost func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	every := max(c.cfg.LeaseTTL/3, time.Millisecond)
@@ -299,6 +301,7 @@ func (c *Cache) keepLease(ctx context.Context, key, marker string, asked time.Ti
 				c.log.Warn("cacheaside: lease renewal failed; the lease lapses unless a later renewal succeeds", "key", key, "err", err)
 			case held == 0:
 				c.log.Debug("cacheaside: lease gone during the load (invalidated or expired); renewal stops", "key", key)
+				lost()
 				return
 			default:
 				c.m.leaseRenewals.Inc()
@@ -313,10 +316,33 @@ func (c *Cache) keepLease(ctx context.Context, key, marker string, asked time.Ti
 	}
 }
 
-// runLoader calls the loader and counts it.
-func (c *Cache) runLoader(ctx context.Context, load Loader) ([]byte, error) {
+// runLoader calls the loader and counts it. A loader that has not returned
+// when ctx ends (LoadTimeout) is abandoned, so that it cannot hold the key:
+// the load fails, and what the loader returns later is dropped.
+func (c *Cache) runLoader(ctx context.Context, key string, load Loader) ([]byte, error) {
+	type result struct {
+		v   []byte
+		err error
+	}
 	start := time.Now()
-	v, err := load(ctx)
+	done := make(chan result, 1) // buffered: an abandoned loader's send never blocks
+	go func() {
+		v, err := load(ctx)
+		done <- result{v, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		select {
+		case r = <-done: // it returned just in time
+		default:
+			c.m.loadTimeouts.Inc()
+			c.log.Warn("cacheaside: the loader did not return within LoadTimeout; the load is abandoned and fails", "key", key, "timeout", c.cfg.LoadTimeout)
+			r.err = fmt.Errorf("the loader did not return within LoadTimeout (%s): %w", c.cfg.LoadTimeout, ctx.Err())
+		}
+	}
+	v, err := r.v, r.err
 	c.m.loadDuration.Observe(time.Since(start).Seconds())
 	c.m.loads.Inc()
 	if err != nil && !errors.Is(err, ErrNotFound) {

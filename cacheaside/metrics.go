@@ -17,6 +17,7 @@ type Metrics struct {
 	leaseTakeovers, leaseRenewals                 prometheus.Counter
 	leaseRenewalErrors                            prometheus.Counter
 	staleStoresPrevented, loaderErrors            prometheus.Counter
+	loadTimeouts                                  prometheus.Counter
 	loadDuration, leaseWaitDuration               prometheus.Histogram
 }
 
@@ -26,8 +27,9 @@ type Metrics struct {
 //	invalidator_cacheaside_misses_total                 reads that found nothing usable and got their value from a loader
 //	invalidator_cacheaside_loads_total                  loader calls
 //	invalidator_cacheaside_lease_waits_total            reads that found another reader's lease and waited
-//	invalidator_cacheaside_wait_timeouts_total          waits that hit MaxWait with the lease still held, and failed
-//	                                                    with ErrWaitTimeout (nothing loaded)
+//	invalidator_cacheaside_wait_timeouts_total          waits that hit MaxWait with the lease still held (or, for a
+//	                                                    read that joined a load in its process, the load still
+//	                                                    running), and failed with ErrWaitTimeout (nothing loaded)
 //	invalidator_cacheaside_lease_takeovers_total        waits that ended by taking the lease: the holder's lease went
 //	                                                    (invalidated, given back after a failed load, or lapsed
 //	                                                    because its holder died) and this reader loads instead
@@ -37,7 +39,10 @@ type Metrics struct {
 //	invalidator_cacheaside_lease_wait_duration_seconds  time spent waiting for another reader's load
 //	invalidator_cacheaside_stale_stores_prevented_total stores refused because the lease was gone: an invalidation
 //	                                                    deleted it during the load (or it expired)
-//	invalidator_cacheaside_loader_errors_total          loader calls that failed (ErrNotFound is no error)
+//	invalidator_cacheaside_loader_errors_total          loader calls that failed (ErrNotFound is no error), timeouts
+//	                                                    included
+//	invalidator_cacheaside_load_timeouts_total          loader calls abandoned because they had not returned at
+//	                                                    LoadTimeout (the loader ignores its ctx, or the database hangs)
 //	invalidator_cacheaside_load_duration_seconds        time spent in the loader
 //
 // Hits and misses count every caller, also callers merged into one load;
@@ -74,12 +79,13 @@ func newMetrics() *Metrics {
 		misses:               counter("misses_total", "Reads that found nothing usable in Redis and got their value from a loader."),
 		loads:                counter("loads_total", "Loader calls."),
 		leaseWaits:           counter("lease_waits_total", "Reads that found another reader's lease and waited for its value."),
-		waitTimeouts:         counter("wait_timeouts_total", "Lease waits that hit MaxWait with the lease still held and failed with ErrWaitTimeout, loading nothing."),
+		waitTimeouts:         counter("wait_timeouts_total", "Waits that hit MaxWait with the lease still held, or the load joined in this process still running, and failed with ErrWaitTimeout, loading nothing."),
 		leaseTakeovers:       counter("lease_takeovers_total", "Lease waits that ended by taking the lease, because the holder's lease went: invalidated, given back after a failed load, or lapsed because its holder died."),
 		leaseRenewals:        counter("lease_renewals_total", "Lease renewals by holders whose load outlasts LeaseTTL/3."),
 		leaseRenewalErrors:   counter("lease_renewal_errors_total", "Lease renewals that failed on a Redis error; the lease may lapse mid-load."),
 		staleStoresPrevented: counter("stale_stores_prevented_total", "Stores refused because the reader's lease was gone: an invalidation deleted it during the load, or it expired."),
-		loaderErrors:         counter("loader_errors_total", "Loader calls that returned an error other than ErrNotFound."),
+		loaderErrors:         counter("loader_errors_total", "Loader calls that returned an error other than ErrNotFound, or were abandoned at LoadTimeout."),
+		loadTimeouts:         counter("load_timeouts_total", "Loader calls abandoned because they had not returned at LoadTimeout; what they return later is dropped."),
 		loadDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "invalidator",
 			Subsystem: "cacheaside",
@@ -100,5 +106,5 @@ func newMetrics() *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.hits, m.misses, m.loads, m.leaseWaits, m.waitTimeouts,
 		m.leaseTakeovers, m.leaseRenewals, m.leaseRenewalErrors,
-		m.staleStoresPrevented, m.loaderErrors, m.loadDuration, m.leaseWaitDuration}
+		m.staleStoresPrevented, m.loaderErrors, m.loadTimeouts, m.loadDuration, m.leaseWaitDuration}
 }

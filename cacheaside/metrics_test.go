@@ -34,7 +34,7 @@ func TestMetricsRegister(t *testing.T) {
 		"invalidator_cacheaside_stale_stores_prevented_total", "invalidator_cacheaside_loader_errors_total",
 		"invalidator_cacheaside_load_duration_seconds", "invalidator_cacheaside_lease_takeovers_total",
 		"invalidator_cacheaside_lease_renewals_total", "invalidator_cacheaside_lease_renewal_errors_total",
-		"invalidator_cacheaside_lease_wait_duration_seconds",
+		"invalidator_cacheaside_lease_wait_duration_seconds", "invalidator_cacheaside_load_timeouts_total",
 	} {
 		require.True(t, slices.Contains(names, want), "metric %s missing from %v", want, names)
 	}

@@ -49,8 +49,10 @@ func New(cfg Config) (*Cache, error) {
 // processes through the lease, which its holder renews while it loads. A
 // read that waits Config.MaxWait for another reader's load fails with
 // ErrWaitTimeout (it loads nothing). A loader's ErrNotFound comes back
-// wrapped (errors.Is(err, ErrNotFound)); other loader errors come back
-// wrapped and are never cached.
+// wrapped (errors.Is(err, ErrNotFound)). Other loader errors come back
+// wrapped, with ErrLoadFailed; the failure (its kind, never its text) then
+// stands on the key for Config.FailureTTL, and the reads that wait for the
+// load or arrive meanwhile fail with ErrLoadFailed instead of loading.
 func (c *Cache) Get(ctx context.Context, key string, load Loader) ([]byte, error) {
 	look := func(ctx context.Context, marker string) (lookupResult, error) {
 		return c.readOrLease(ctx, key, marker)

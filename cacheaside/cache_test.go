@@ -278,14 +278,18 @@ func TestGetNotFoundUncachedByDefault(t *testing.T) {
 	require.Zero(t, n, "the lease was given back")
 }
 
-func TestGetLoaderErrorNotCached(t *testing.T) {
+// With failure markers off (FailureTTL negative), a failed load gives its
+// lease back and nothing of it stays: the next reader loads at once.
+func TestGetLoaderErrorWithoutFailureMarker(t *testing.T) {
 	t.Parallel()
-	b := setup(t, cacheaside.Config{MaxWait: time.Hour})
+	b := setup(t, cacheaside.Config{MaxWait: time.Hour, FailureTTL: -1})
 	boom := errors.New("database is down")
 	_, err := b.cache.Get(t.Context(), "k", func(context.Context) ([]byte, error) { return nil, boom })
 	require.ErrorIs(t, err, boom)
+	require.ErrorIs(t, err, cacheaside.ErrLoadFailed)
 	require.ErrorContains(t, err, `"k"`)
 	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_loader_errors_total"))
+	require.Zero(t, metric(t, b.reg, "invalidator_cacheaside_failure_markers_total"))
 
 	// The lease was given back: the next reader loads at once (with MaxWait
 	// an hour, a lease left behind would hang it).

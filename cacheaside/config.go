@@ -23,6 +23,9 @@ const (
 	DefaultWaitBackoff = 2 * time.Millisecond
 	// DefaultLoadTimeout bounds one load shared by merged callers.
 	DefaultLoadTimeout = 30 * time.Second
+	// maxDefaultFailureTTL caps the default FailureTTL: a failure stands
+	// for long enough that a herd of waiters sees it, not for longer.
+	maxDefaultFailureTTL = 500 * time.Millisecond
 )
 
 // Config configures a Cache. Zero values take the documented defaults.
@@ -60,8 +63,9 @@ type Config struct {
 
 	// MaxWait bounds how long a reader that finds another's lease waits for
 	// the value. It waits while the lease is held; if the lease goes (an
-	// invalidation deleted it, the holder's load failed, the holder died),
-	// one waiter takes a new lease and loads, and the others wait for it.
+	// invalidation deleted it, the holder died), one waiter takes a new
+	// lease and loads, and the others wait for it; if the holder's load
+	// failed, the waiters fail with ErrLoadFailed (see FailureTTL).
 	// At MaxWait with the lease still held, the read fails with
 	// ErrWaitTimeout and loads nothing: the holder is alive and loading, so
 	// the database is slow, and a load per waiting process would slow it
@@ -84,6 +88,19 @@ type Config struct {
 	WaitBackoff    time.Duration
 	WaitBackoffMax time.Duration
 
+	// FailureTTL is how long a failed load answers for the key: its reader
+	// replaces its own lease (compare-and-set, never anything else) with a
+	// failure marker that lasts FailureTTL, and the readers waiting for that
+	// lease, and those that arrive while it stands, fail with ErrLoadFailed
+	// instead of each loading again: a short circuit breaker for a failing
+	// database. The marker is never a value: an invalidation deletes it like
+	// a lease, and once it expires the next reader loads. A negative
+	// FailureTTL turns failure markers off: a failed load gives its lease
+	// back, and the next reader loads at once. Default: LeaseTTL/4 up to
+	// 500ms (500ms with the default LeaseTTL), and at least WaitBackoffMax,
+	// so that every waiter re-reads while it stands.
+	FailureTTL time.Duration
+
 	// LoadTimeout bounds one load: the loader's ctx, the renewal of its
 	// lease, and the store (MaxWait bounds the waiting before it). Callers
 	// merged into one load each stop waiting when their own ctx ends, but
@@ -91,11 +108,11 @@ type Config struct {
 	// than under any one caller's ctx. A loader still running at
 	// LoadTimeout (one that ignores its ctx, say) is abandoned: the load
 	// fails with an error wrapping context.DeadlineExceeded, for the read
-	// that started it and the reads joined to it, its lease is given back,
-	// and what the loader returns later is dropped. So a hung loader holds
-	// its key for at most LoadTimeout, in its own process as in others
-	// (plus LeaseTTL if Redis cannot be reached to give the lease back).
-	// Default: 30s.
+	// that started it and the reads joined to it, its lease is replaced by
+	// a failure marker (see FailureTTL), and what the loader returns later
+	// is dropped. So a hung loader holds its key for at most LoadTimeout
+	// plus FailureTTL, in its own process as in others (plus LeaseTTL if
+	// Redis cannot be reached to replace the lease). Default: 30s.
 	LoadTimeout time.Duration
 
 	// Logger receives debug logs of refused stores and warnings of failed
@@ -158,6 +175,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = c.LoadTimeout
+	}
+	if c.FailureTTL == 0 {
+		c.FailureTTL = max(min(c.LeaseTTL/4, maxDefaultFailureTTL), c.WaitBackoffMax)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

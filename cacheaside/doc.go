@@ -24,11 +24,11 @@
 //   - A reader that finds another reader's marker does not load: it re-reads,
 //     with jittered backoff from 2ms doubling up to LeaseTTL/8, for as long
 //     as the lease is held. When the lease goes (an invalidation deleted it,
-//     the holder's load failed, the holder died), the next re-read anywhere
-//     takes a new lease and loads, and the other waiters wait for that. So a
-//     hot key gets one load at a time across the fleet, however slow the
-//     database; within a process, singleflight merges identical concurrent
-//     reads into one. A read that joins a flight takes its value only if the
+//     the holder died), the next re-read anywhere takes a new lease and
+//     loads, and the other waiters wait for that. So a hot key gets one load
+//     at a time across the fleet, however slow the database; within a
+//     process, one flight serves identical concurrent reads (singleflight).
+//     A read that joins a flight takes its value only if the
 //     flight's last request (the lookup that found the value, or the store)
 //     was sent after the read began, and reads again otherwise: an
 //     invalidation that returned before the read began may have followed
@@ -39,9 +39,17 @@
 //     least afford. The caller's ctx ends its own wait sooner. A read that
 //     joins a load in its own process waits the same way: at most MaxWait,
 //     and it reads again when the holder finds its lease gone.
-//   - A loader that fails gives its lease back at once, and its error is
-//     never cached. ErrNotFound from a loader is cached for
-//     Config.NegativeTTL when that is set.
+//   - A load that fails (the loader's error, or LoadTimeout) replaces its
+//     own lease, by compare-and-set, with a failure marker that stands for
+//     Config.FailureTTL (default 500ms). Its waiters, and the readers that
+//     find it meanwhile, fail with ErrLoadFailed instead of loading: a
+//     failing database costs one load per FailureTTL, not one per reader.
+//     The marker tells the kind of error (the Go types in its chain, and
+//     whether it was a timeout), never its text, which may hold secrets. It
+//     is never a value: an invalidation deletes it like a lease, and after
+//     it expires the next reader loads. A lease an invalidation deleted
+//     mid-load gets no marker. ErrNotFound from a loader is no failure; it
+//     is cached for Config.NegativeTTL when that is set.
 //
 // Version families (keyspec.StrategyVersion) are read with GetVersioned:
 // one script reads the version key and the data key at that version, and a
@@ -74,6 +82,8 @@
 //	'v' + value   a loaded value, its bytes verbatim
 //	'n'           a negative entry: the loader returned ErrNotFound
 //	'l' + token   a lease marker; the token is 26 random base32 characters
+//	'f' + text    a failure marker; the text (1-200 printable ASCII bytes)
+//	              says what kind of error the load met
 //
 // A key holding anything else (a plain SET by other code) fails reads with
 // ErrForeignValue and is left alone. Readers of the same keys must all use
@@ -85,6 +95,6 @@
 // NewMetrics registers collectors on your own registry: hits, misses,
 // loads, lease waits and their duration, wait timeouts, lease takeovers,
 // lease renewals and renewal errors, stale stores prevented, loader errors,
-// load timeouts and load duration, named invalidator_cacheaside_*. Nothing
-// is registered globally.
+// load timeouts, failure markers set and read, and load duration, named
+// invalidator_cacheaside_*. Nothing is registered globally.
 package cacheaside

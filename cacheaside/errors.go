@@ -25,9 +25,19 @@ var (
 	// MaxWait.
 	ErrWaitTimeout = errors.New("gave up waiting for another reader's load after MaxWait")
 
+	// ErrLoadFailed means the load of the key failed: this read's own
+	// (then the loader's error is wrapped too, for errors.Is and errors.As),
+	// one it joined in its process (the same), or another reader's that
+	// failed within Config.FailureTTL before (then only the kind of error is
+	// told: the failure marker never carries the loader's error text). A
+	// failing database so costs one load per FailureTTL, not one per
+	// reader. Retry later or serve a fallback.
+	ErrLoadFailed = errors.New("the load failed")
+
 	// ErrCodec wraps the errors of a Typed cache's Codec: a value the loader
-	// returned that does not encode (nothing is stored), or a cached value
-	// that does not decode (written for an older T, say). A value that does
-	// not decode is not deleted: invalidate the key, or move T to new keys.
+	// returned that does not encode (a failed load: no value is stored, see
+	// ErrLoadFailed), or a cached value that does not decode (written for an
+	// older T, say). A value that does not decode is not deleted: invalidate
+	// the key, or move T to new keys.
 	ErrCodec = errors.New("codec")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,14 +29,17 @@ func getAsync(ctx context.Context, c *cacheaside.Cache, key string, load cacheas
 
 // A loader that ignores its ctx is abandoned at LoadTimeout: the read that
 // started it fails, so does a read that joined it in the same process (at
-// LoadTimeout, not at its own deadline), and the key is free for the next
-// read of that process. (Before, the joined read hung until its own ctx
-// ended, and so did every later read of the key in that process.)
+// LoadTimeout, not at its own deadline), and after an invalidation the key
+// is free for the next read of that process. (Before, the joined read hung
+// until its own ctx ended, and so did every later read of the key in that
+// process.)
 func TestGetHungLoaderAbandonedAtLoadTimeout(t *testing.T) {
 	t.Parallel()
 	// MaxWait well past LoadTimeout, so that the joined read's own bound
 	// does not end its wait first.
-	b := setup(t, cacheaside.Config{LoadTimeout: 300 * time.Millisecond, LeaseTTL: 200 * time.Millisecond, MaxWait: 2 * time.Second})
+	// FailureTTL an hour: the failure stands until the invalidation.
+	b := setup(t, cacheaside.Config{LoadTimeout: 300 * time.Millisecond, LeaseTTL: 200 * time.Millisecond, MaxWait: 2 * time.Second,
+		FailureTTL: time.Hour})
 	flights := make(chan struct{}, 4)
 	cacheaside.OnFlight(b.cache, func() { flights <- struct{}{} })
 	release := make(chan struct{})
@@ -60,6 +64,9 @@ func TestGetHungLoaderAbandonedAtLoadTimeout(t *testing.T) {
 	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_load_timeouts_total"))
 	require.EqualValues(t, 1, metric(t, b.reg, "invalidator_cacheaside_loader_errors_total"))
 
+	_, err = b.cache.Get(t.Context(), "hang", src.load)
+	require.ErrorIs(t, err, cacheaside.ErrLoadFailed, "the timeout stands for FailureTTL")
+	require.NoError(t, b.rdb.Unlink(t.Context(), "hang").Err())
 	require.Equal(t, "fresh", get(t, b.cache, "hang", src.load), "the key is free again in the holder's process")
 	require.EqualValues(t, 1, src.calls.Load())
 }
@@ -131,23 +138,27 @@ func TestGetLeavesNoGoroutineBehind(t *testing.T) {
 	b := setup(t, cacheaside.Config{LeaseTTL: 30 * time.Millisecond, LoadTimeout: 60 * time.Millisecond})
 	before := runtime.NumGoroutine()
 	returned := make(chan struct{}, 200)
+	var reads sync.WaitGroup
 	for i := range 200 {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Duration(i%5)*10*time.Millisecond)
 		key := "leak" + strconv.Itoa(i%7)
-		go func() {
+		reads.Go(func() {
 			defer cancel()
 			_, _ = b.cache.Get(ctx, key, func(context.Context) ([]byte, error) {
 				defer func() { returned <- struct{}{} }()
 				time.Sleep(time.Duration(20+i%5*20) * time.Millisecond) // some past LoadTimeout
 				return []byte("v"), nil
 			})
-		}()
+		})
 		if i%3 == 0 {
 			require.NoError(t, b.rdb.Unlink(t.Context(), key).Err())
 		}
 	}
+	reads.Wait()
+	waitFor(t, "every loader to return", func() bool {
+		return len(returned) == int(metric(t, b.reg, "invalidator_cacheaside_loads_total"))
+	})
 	waitFor(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
 	require.Positive(t, metric(t, b.reg, "invalidator_cacheaside_load_timeouts_total"), "no loader was abandoned")
 	require.Positive(t, metric(t, b.reg, "invalidator_cacheaside_lease_renewals_total"), "no lease was renewed")
-	require.Equal(t, int(metric(t, b.reg, "invalidator_cacheaside_loads_total")), len(returned), "every loader returned")
 }

@@ -100,8 +100,29 @@ end
 return 0
 `)
 
-// releaseScript gives a lease back after a failed load, so waiting readers
-// try at once instead of after the lease TTL.
+// failScript replaces a lease with a failure marker after a failed load,
+// so the readers waiting for it, and those that arrive while it stands,
+// fail at once rather than each load again (see Config.FailureTTL). Like the
+// store, it is a compare-and-set: a lease an invalidation deleted (or that
+// lapsed and another reader took) is left as it is, so a failure never
+// outlives an invalidation nor covers another reader's lease.
+var failScript = redis.NewScript(`
+-- KEYS[1] -> cache key (or a versioned family's data key)
+-- ARGV[1] -> this reader's lease marker
+-- ARGV[2] -> the failure marker ('f' + the kind of error)
+-- ARGV[3] -> how long the failure marker stands, in milliseconds
+-- Output: 1 if the key held ARGV[1] and now holds ARGV[2] for ARGV[3] ms;
+--         0 if it held anything else or nothing, which is left alone
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// releaseScript gives a lease back after a load that found nothing (with
+// NegativeTTL off) or failed (with FailureTTL off), so waiting readers try
+// at once instead of after the lease TTL.
 var releaseScript = redis.NewScript(`
 -- KEYS[1] -> cache key (or a versioned family's data key)
 -- ARGV[1] -> this reader's lease marker
@@ -114,8 +135,8 @@ end
 return 0
 `)
 
-// releaseTimeout bounds the lease release on the way out of a failed or
-// cancelled load.
+// releaseTimeout bounds the lease release, or its replacement by a failure
+// marker, on the way out of a load that stored nothing.
 const releaseTimeout = 2 * time.Second
 
 // lookup is the first step of a read: what the data key holds, or a lease
@@ -157,11 +178,13 @@ type outcome struct {
 // keepLease), up to MaxWait, and then fails with ErrWaitTimeout rather than
 // load too: a load that outlasts MaxWait means a slow database, and a herd
 // of loads is what it can least afford. A lease that goes away
-// (invalidated, given back after a failed load, or lapsed because its holder
-// died) is taken by the next re-read, here or in another process; the other
-// waiters wait for the new holder. ctx has no deadline of its own: MaxWait
-// bounds the wait, LoadTimeout the load. lost is called if this read's own
-// lease goes while its loader runs.
+// (invalidated, given back, or lapsed because its holder died) is taken by
+// the next re-read, here or in another process; the other waiters wait for
+// the new holder. A lease replaced by a failure marker (the holder's load
+// failed) fails the wait with ErrLoadFailed, as it fails the reads that find
+// the marker while it stands. ctx has no deadline of its own: MaxWait bounds
+// the wait, LoadTimeout the load. lost is called if this read's own lease
+// goes while its loader runs.
 func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration, load Loader, lost func()) (outcome, error) {
 	marker := newLeaseMarker()
 	var waitStart time.Time
@@ -187,6 +210,9 @@ func (c *Cache) fill(ctx context.Context, look lookup, ttl func() time.Duration,
 				return outcome{}, err
 			case r.leased:
 				return c.loadAndStore(ctx, r, marker, asked, ttl, load, lost)
+			case e.kind == kindFailure:
+				c.m.failureMarkerReads.Inc()
+				return outcome{}, fmt.Errorf("read key %q: %w in another read a moment ago (%s); reads fail so until its failure marker expires (FailureTTL) or the key is invalidated", r.dataKey, ErrLoadFailed, e.payload)
 			case e.kind == kindNotFound:
 				return outcome{notFound: true, hit: true, trusted: true, sent: asked}, nil
 			default:
@@ -234,8 +260,8 @@ func (c *Cache) loadAndStore(ctx context.Context, r lookupResult, marker string,
 		}
 		enc, d = encodedNotFound, c.cfg.NegativeTTL
 	case err != nil:
-		c.release(ctx, key, marker)
-		return outcome{}, fmt.Errorf("load key %q: %w", key, err)
+		c.fail(ctx, key, marker, err)
+		return outcome{}, fmt.Errorf("load key %q: %w: %w", key, ErrLoadFailed, err)
 	default:
 		enc, d = string(encodeValue(v)), ttl()
 	}
@@ -357,6 +383,27 @@ func (c *Cache) release(ctx context.Context, key, marker string) {
 	defer cancel()
 	if err := releaseScript.Run(ctx, c.rdb, []string{key}, marker).Err(); err != nil {
 		c.log.Warn("cacheaside: release lease failed; readers wait until it expires", "key", key, "err", err)
+	}
+}
+
+// fail replaces the lease with a failure marker for FailureTTL after a
+// failed load, or gives it back when FailureTTL is negative. Best effort: if
+// it fails, the lease expires.
+func (c *Cache) fail(ctx context.Context, key, marker string, err error) {
+	if c.cfg.FailureTTL < 0 {
+		c.release(ctx, key, marker)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	set, serr := failScript.Run(ctx, c.rdb, []string{key}, marker, encodeFailure(err), px(c.cfg.FailureTTL)).Int()
+	switch {
+	case serr != nil:
+		c.log.Warn("cacheaside: failure marker not set; readers wait until the lease expires", "key", key, "err", serr)
+	case set == 1:
+		c.m.failureMarkers.Inc()
+	default:
+		c.log.Debug("cacheaside: no failure marker: the lease is gone (invalidated or expired during the load)", "key", key)
 	}
 }
 

@@ -18,6 +18,7 @@ type Metrics struct {
 	leaseRenewalErrors                            prometheus.Counter
 	staleStoresPrevented, loaderErrors            prometheus.Counter
 	loadTimeouts                                  prometheus.Counter
+	failureMarkers, failureMarkerReads            prometheus.Counter
 	loadDuration, leaseWaitDuration               prometheus.Histogram
 }
 
@@ -31,7 +32,7 @@ type Metrics struct {
 //	                                                    read that joined a load in its process, the load still
 //	                                                    running), and failed with ErrWaitTimeout (nothing loaded)
 //	invalidator_cacheaside_lease_takeovers_total        waits that ended by taking the lease: the holder's lease went
-//	                                                    (invalidated, given back after a failed load, or lapsed
+//	                                                    (invalidated, given back after a load that stored nothing, or lapsed
 //	                                                    because its holder died) and this reader loads instead
 //	invalidator_cacheaside_lease_renewals_total         lease renewals by holders whose load outlasts LeaseTTL/3
 //	invalidator_cacheaside_lease_renewal_errors_total   renewals that failed on a Redis error (two in a row and
@@ -43,6 +44,9 @@ type Metrics struct {
 //	                                                    included
 //	invalidator_cacheaside_load_timeouts_total          loader calls abandoned because they had not returned at
 //	                                                    LoadTimeout (the loader ignores its ctx, or the database hangs)
+//	invalidator_cacheaside_failure_markers_total        failed loads that left a failure marker for FailureTTL
+//	invalidator_cacheaside_failure_marker_reads_total   reads that found another reader's failure marker and failed
+//	                                                    with ErrLoadFailed, loading nothing
 //	invalidator_cacheaside_load_duration_seconds        time spent in the loader
 //
 // Hits and misses count every caller, also callers merged into one load;
@@ -80,12 +84,14 @@ func newMetrics() *Metrics {
 		loads:                counter("loads_total", "Loader calls."),
 		leaseWaits:           counter("lease_waits_total", "Reads that found another reader's lease and waited for its value."),
 		waitTimeouts:         counter("wait_timeouts_total", "Waits that hit MaxWait with the lease still held, or the load joined in this process still running, and failed with ErrWaitTimeout, loading nothing."),
-		leaseTakeovers:       counter("lease_takeovers_total", "Lease waits that ended by taking the lease, because the holder's lease went: invalidated, given back after a failed load, or lapsed because its holder died."),
+		leaseTakeovers:       counter("lease_takeovers_total", "Lease waits that ended by taking the lease, because the holder's lease went: invalidated, given back after a load that stored nothing, or lapsed because its holder died."),
 		leaseRenewals:        counter("lease_renewals_total", "Lease renewals by holders whose load outlasts LeaseTTL/3."),
 		leaseRenewalErrors:   counter("lease_renewal_errors_total", "Lease renewals that failed on a Redis error; the lease may lapse mid-load."),
 		staleStoresPrevented: counter("stale_stores_prevented_total", "Stores refused because the reader's lease was gone: an invalidation deleted it during the load, or it expired."),
 		loaderErrors:         counter("loader_errors_total", "Loader calls that returned an error other than ErrNotFound, or were abandoned at LoadTimeout."),
 		loadTimeouts:         counter("load_timeouts_total", "Loader calls abandoned because they had not returned at LoadTimeout; what they return later is dropped."),
+		failureMarkers:       counter("failure_markers_total", "Failed loads that replaced their lease with a failure marker for FailureTTL, so that other readers fail at once instead of loading."),
+		failureMarkerReads:   counter("failure_marker_reads_total", "Reads that found another reader's failure marker and failed with ErrLoadFailed, loading nothing."),
 		loadDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "invalidator",
 			Subsystem: "cacheaside",
@@ -106,5 +112,6 @@ func newMetrics() *Metrics {
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.hits, m.misses, m.loads, m.leaseWaits, m.waitTimeouts,
 		m.leaseTakeovers, m.leaseRenewals, m.leaseRenewalErrors,
-		m.staleStoresPrevented, m.loaderErrors, m.loadTimeouts, m.loadDuration, m.leaseWaitDuration}
+		m.staleStoresPrevented, m.loaderErrors, m.loadTimeouts, m.failureMarkers, m.failureMarkerReads,
+		m.loadDuration, m.leaseWaitDuration}
 }

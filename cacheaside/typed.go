@@ -43,7 +43,8 @@ func (t *Typed[T]) GetVersioned(ctx context.Context, fam *keyspec.Family, params
 }
 
 // encodeLoad turns a typed loader into a Loader. An encoding failure is a
-// failed load: nothing is stored.
+// failed load: no value is stored (only a failure marker, see
+// Config.FailureTTL).
 func (t *Typed[T]) encodeLoad(load TypedLoader[T]) Loader {
 	return func(ctx context.Context) ([]byte, error) {
 		v, err := load(ctx)

@@ -49,12 +49,14 @@ func TestTypedCodecErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t, cacheaside.Config{})
 
-	// A value that does not encode is a failed load: nothing is stored.
+	// A value that does not encode is a failed load: no value is stored,
+	// only a failure marker.
 	bad := cacheaside.NewTyped[user](b.cache, failingCodec{})
 	_, err := bad.Get(t.Context(), "user:1", func(context.Context) (user, error) { return user{ID: 1}, nil })
 	require.ErrorIs(t, err, cacheaside.ErrCodec)
+	require.ErrorIs(t, err, cacheaside.ErrLoadFailed)
 	require.ErrorContains(t, err, "cannot encode")
-	require.Zero(t, b.rdb.Exists(t.Context(), "user:1").Val())
+	require.Equal(t, "fcodec; plain error", b.rdb.Get(t.Context(), "user:1").Val())
 
 	// A cached value that does not decode is reported with its key, and left.
 	require.NoError(t, b.rdb.Set(t.Context(), "user:2", "v[1,2]", 0).Err())

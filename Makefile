@@ -19,7 +19,7 @@ demo: ## 20 s of the whole stack: embedded Redis, worker, dashboard, metrics, a 
 	$(GO) run ./cmd/invalidator dev --workload --duration $(or $(DURATION),20s)
 
 .PHONY: test
-test: check-redis ## go vet + all tests with the race detector (needs redis-server)
+test: check-redis check-postgres ## go vet + all tests with the race detector (needs redis-server; postgresql optional)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
@@ -46,6 +46,13 @@ check-redis: # tests start their own redis-server; make sure there is one
 	  echo "Install it: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS),"; \
 	  echo "or point INVALIDATOR_TEST_REDIS_URL at a Redis the tests may flush."; \
 	  [ -n "$$INVALIDATOR_TEST_REDIS_URL" ]; }
+
+.PHONY: check-postgres
+check-postgres: # the PostgreSQL tests start a private server; say so when they will skip
+	@{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb || [ -n "$$INVALIDATOR_TEST_PG_BINDIR" ]; } >/dev/null 2>&1 || { \
+	  echo "note: PostgreSQL server binaries (initdb, postgres) not found: the PostgreSQL tests will skip"; \
+	  echo "(with CI set they fail). Install them: apt-get install postgresql (Debian/Ubuntu) or brew install postgresql (macOS),"; \
+	  echo "or set INVALIDATOR_TEST_PG_BINDIR to their directory. The tests never use a server already running."; }
 
 .PHONY: clean
 clean: ## remove build output

@@ -2,32 +2,20 @@ package freshness
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 
-// postgresDSN returns the test database: INVALIDATOR_TEST_POSTGRES_DSN, or a
-// local server with trust auth. Without one the tests skip; with the
-// variable set, an unreachable database fails them.
+// postgresDSN returns a fresh database of the private test server: the
+// tests never use the machine's own PostgreSQL.
 func postgresDSN(t *testing.T) string {
 	t.Helper()
-	if dsn := os.Getenv("INVALIDATOR_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	dsn := "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=2"
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	pg, err := OpenPostgres(ctx, dsn)
-	if err != nil {
-		t.Skipf("no PostgreSQL at 127.0.0.1:5432 (set INVALIDATOR_TEST_POSTGRES_DSN to run this): %v", err)
-	}
-	_ = pg.Close(ctx)
-	return dsn
+	return pgtest.NewDB(t).DSN
 }
 
 func TestPostgresSource(t *testing.T) {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,9 +56,11 @@ var rescueScript = redis.NewScript(`
 --            it may have: a younger lease means a worker took or extended
 --            it a moment ago
 -- Output: the task's rescue count after this rescue; 0 if it is no longer
---         active, was already rescued from this record, or is unclaimed
---         with a young lease; -1 if it has been rescued ARGV[2] times (it
---         is left to asynq)
+--         active, or is unclaimed with a young lease; -1 if it has been
+--         rescued ARGV[2] times (it is left to asynq); -2 if it was already
+--         rescued from this record (the claim is stale: the task runs again,
+--         on a worker whose heartbeat has not listed it yet, or that died
+--         before it did)
 if redis.call('HGET', KEYS[4], 'state') ~= 'active' then
   return 0
 end
@@ -71,7 +74,7 @@ if ARGV[3] == '` + unclaimedFrom + `' then
   end
 end
 if ARGV[3] ~= '` + unclaimedFrom + `' and redis.call('HGET', KEYS[4], '` + rescuedFromField + `') == ARGV[3] then
-  return 0
+  return -2
 end
 local n = tonumber(redis.call('HGET', KEYS[4], '` + rescuesField + `') or '0')
 if n >= tonumber(ARGV[2]) then
@@ -144,9 +147,12 @@ type rescuer struct {
 	deadSeen  map[string]uint64 // dead worker id -> seq of the record reported
 	leftAlone map[taskRef]bool  // tasks reported as left to asynq
 	// rescuedFrom remembers, while the dead worker's record is kept, the
-	// tasks put back from it: they are not tried again (rescueScript
-	// would refuse them too) when they run again before a live heartbeat
-	// claims them.
+	// tasks put back from it (by this rescuer, or by an earlier one as
+	// rescueScript reports): that record's claim is stale once the task
+	// runs again, so such a task counts as unclaimed until a live
+	// heartbeat claims it. If the worker that took it again died before
+	// its heartbeat listed it, it is rescued as unclaimed; if that worker
+	// listed it, its record's claim, which lapsed later, wins.
 	rescuedFrom map[taskRef]string
 	queues      []string // every queue the records named at the last look, and our own
 	lastError   time.Time
@@ -254,13 +260,17 @@ func (r *rescuer) look(ctx context.Context) error {
 	claimedByDead := map[string]int{}
 	for _, ref := range active {
 		c := st.claims[ref]
+		from := ""
+		if c != nil {
+			from = c.id + "#" + strconv.FormatUint(c.seq, 10)
+		}
 		switch {
 		case c != nil && c.expiry >= now:
 			delete(r.unclaimed, ref)
-		case c != nil:
+		case c != nil && r.rescuedFrom[ref] != from:
 			delete(r.unclaimed, ref)
 			claimedByDead[c.id]++
-			dead = append(dead, candidate{ref: ref, from: c.id + "#" + strconv.FormatUint(c.seq, 10), worker: c.id,
+			dead = append(dead, candidate{ref: ref, from: from, worker: c.id,
 				orphanedFor: time.Duration(now-lastBeat(c)) * time.Millisecond})
 		default:
 			s := r.unclaimed[ref]
@@ -292,7 +302,6 @@ func (r *rescuer) look(ctx context.Context) error {
 // a worker that runs one again finds it there whatever the timing (see
 // heartbeat.redeliveries); those not put back leave it again.
 func (r *rescuer) rescueAll(ctx context.Context, now int64, cs []candidate) error {
-	cs = slices.DeleteFunc(cs, func(c candidate) bool { return c.from != unclaimedFrom && r.rescuedFrom[c.ref] == c.from })
 	if len(cs) == 0 {
 		return nil
 	}
@@ -380,6 +389,12 @@ func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
 			st.dead = append(st.dead, &rec)
 		}
 	}
+	// A task claimed by several records is the last one's to lapse: a
+	// worker that took a rescued task again lists it after the dead
+	// worker it was rescued from last did. A live record's claim wins.
+	byExpiry := func(a, b *workerRecord) int { return cmp.Compare(a.expiry, b.expiry) }
+	slices.SortFunc(st.dead, byExpiry)
+	slices.SortFunc(live, byExpiry)
 	for _, rec := range append(st.dead, live...) {
 		for q, ids := range rec.body.Tasks {
 			for _, id := range ids {
@@ -564,6 +579,10 @@ func (r *rescuer) rescue(ctx context.Context, c candidate) (bool, error) {
 		r.log.Warn(msg, "task_id", id, "queue", q, "worker_id", c.worker,
 			"orphaned_for", c.orphanedFor.Round(time.Millisecond).String(), "rescues", n)
 		return true, nil
+	case n == -2:
+		// Rescued from this record before, by an earlier rescuer: from the
+		// next look on, the task counts as unclaimed.
+		r.rescuedFrom[c.ref] = c.from
 	case n < 0:
 		r.leaveAlone([]candidate{c}, "max_rescues", fmt.Sprintf("task was rescued %d times and its workers keep dying: "+
 			"left to asynq's lease recovery, which counts a failed attempt each time and ends in the dead letter", r.maxRescues))

@@ -283,6 +283,55 @@ func TestRescueGivesUpOnCrashLoopingTask(t *testing.T) {
 	require.Equal(t, 1, CountExisting(t, rdb, "loop:many"))
 }
 
+// A task rescued from a dead worker and taken by a second worker that dies
+// too is rescued again at once. The first worker's lapsed record is kept for
+// a minute and still claims the task; the claim of the record that lapsed
+// last is the one that counts, whatever order HGETALL returns them in.
+func TestRescueAgainAfterSecondCrash(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	rdb := srv.NewClient()
+	ctx := context.Background()
+	// Small hashes keep insertion order: the stale claim comes last.
+	require.NoError(t, rdb.ConfigSet(ctx, "hash-max-listpack-value", "100000").Err())
+	p := rescuePolicy(t)
+	SetKeys(t, rdb, "twice:1")
+	z := startZombie(t, rdb, rescueQueue, 1)
+	id := enqueueKeys(t, rdb, p, "twice:1")[0]
+	z.take(t, 1)
+	// First worker A died running it and was rescued from; B took it and
+	// died too, after its heartbeat listed it.
+	require.NoError(t, rdb.HSet(ctx, asynqTaskKey(rescueQueue, id), rescuesField, 1, rescuedFromField, "twice-a#7").Err())
+	forgeRecord(t, rdb, "twice-b", rescueQueue, -time.Second, id)
+	forgeRecord(t, rdb, "twice-a", rescueQueue, -5*time.Second, id)
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	requireKeysGone(t, rdb, 10*time.Second, "twice:1")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+}
+
+// A task rescued from a dead worker and taken by a second worker that died
+// before its heartbeat listed it is claimed only by the first worker's stale
+// record: it counts as claimed by no one, and is rescued as such.
+func TestRescueTaskOnlyAStaleRecordClaims(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	p := rescuePolicy(t)
+	SetKeys(t, rdb, "stale:1")
+	z := startZombie(t, rdb, rescueQueue, 1)
+	id := enqueueKeys(t, rdb, p, "stale:1")[0]
+	z.take(t, 1)
+	require.NoError(t, rdb.HSet(ctx, asynqTaskKey(rescueQueue, id), rescuesField, 1, rescuedFromField, "stale-a#7").Err())
+	forgeRecord(t, rdb, "stale-a", rescueQueue, -time.Second, id)
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	requireKeysGone(t, rdb, 20*time.Second, "stale:1")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+}
+
 // A live worker's tasks are never taken, however long they run: its
 // heartbeats claim them. Two workers hold tasks on a cache that never
 // answers, for many heartbeat timeouts.
@@ -452,7 +501,7 @@ func TestRescueScriptRefusesStaleClaim(t *testing.T) {
 	activate()
 	require.Equal(t, 1, run("dead#7"))
 	activate() // a live worker took it again
-	require.Zero(t, run("dead#7"), "the same lapsed record claims it: stale")
+	require.Equal(t, -2, run("dead#7"), "the same lapsed record claims it: stale")
 	require.Equal(t, 2, run("dead#9"), "the worker came back and died again: a new claim")
 	activate()
 	require.NoError(t, rdb.ZAdd(ctx, keys[1], redis.Z{Score: 101, Member: id}).Err())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,12 @@ const (
 	keepRescued = time.Hour
 	// unclaimedFrom marks a rescue of a task no record claimed.
 	unclaimedFrom = "unclaimed"
+	// asynqServerLinger is how long after its worker's last heartbeat a
+	// dead worker's asynq server may still be registered: asynq writes
+	// its entry every 5 s, to expire 10 s later by the worker's clock
+	// (whole seconds); the rest is a margin for clock skew. A lapsed
+	// record accounts for a server of its host and pid this long.
+	asynqServerLinger = 20 * time.Second
 )
 
 // rescueScript puts one orphaned task back to its queue, atomically and
@@ -357,12 +364,15 @@ type fleetState struct {
 	dead     []*workerRecord
 	liveSeqs map[string]uint64 // live worker id -> seq
 	queues   []string          // every queue a record names, sorted
-	ours     map[string]bool   // "host:pid" of every record
-	bad      []string          // ids of records that did not decode
+	// ours is, by "host:pid", how many asynq servers the records say run
+	// there: a live record's, and a lapsed one's while its server may
+	// still be registered (asynqServerLinger).
+	ours map[string]int
+	bad  []string // ids of records that did not decode
 }
 
 func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
-	st := &fleetState{claims: map[taskRef]*workerRecord{}, liveSeqs: map[string]uint64{}, ours: map[string]bool{}}
+	st := &fleetState{claims: map[taskRef]*workerRecord{}, liveSeqs: map[string]uint64{}, ours: map[string]int{}}
 	queues := map[string]bool{}
 	for _, q := range r.hb.body.Queues {
 		queues[q] = true
@@ -378,7 +388,9 @@ func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
 				continue
 			}
 		}
-		st.ours[rec.body.Host+":"+strconv.Itoa(rec.body.PID)] = true
+		if rec.expiry >= now || lastBeat(&rec)+asynqServerLinger.Milliseconds() >= now {
+			st.ours[rec.body.Host+":"+strconv.Itoa(rec.body.PID)] += max(rec.body.Servers, 1)
+		}
 		for _, q := range rec.body.Queues {
 			queues[q] = true
 		}
@@ -502,8 +514,10 @@ func (r *rescuer) reportDead(now int64, dead []*workerRecord, active map[string]
 
 // foreignServers returns why tasks no record claims must be left alone: a
 // record that did not decode (a newer build's), or a registered asynq
-// server whose host and pid no record has (an older build, or another
-// program on these queues); "" if there is no reason.
+// server that no record accounts for: one whose host and pid no record has
+// (an older build, or another program on these queues), or more servers
+// under one host and pid than its records run (a program that runs a
+// worker and an asynq server of its own); "" if there is no reason.
 func (r *rescuer) foreignServers(ctx context.Context, now int64, st *fleetState) (string, error) {
 	if len(st.bad) > 0 {
 		return "heartbeat records of workers " + strings.Join(st.bad, ", ") + " do not decode (a newer build?)", nil
@@ -513,15 +527,25 @@ func (r *rescuer) foreignServers(ctx context.Context, now int64, st *fleetState)
 		return "", fmt.Errorf("read asynq servers: %w", err)
 	}
 	var foreign []string
+	byHostPID := map[string][]string{}
 	for _, m := range members {
-		if hp, ok := asynqServerHostPID(m); !ok || !st.ours[hp] {
+		hp, ok := asynqServerHostPID(m)
+		if !ok {
 			foreign = append(foreign, m)
+			continue
+		}
+		byHostPID[hp] = append(byHostPID[hp], m)
+	}
+	// Which server of a host and pid is ours cannot be told: name them all.
+	for _, hp := range slices.Sorted(maps.Keys(byHostPID)) {
+		if ms := byHostPID[hp]; len(ms) > st.ours[hp] {
+			foreign = append(foreign, ms...)
 		}
 	}
 	if len(foreign) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("asynq servers without invalidator heartbeats serve this Redis (%s)", strings.Join(foreign, ", ")), nil
+	return fmt.Sprintf("asynq servers that no invalidator heartbeat accounts for serve this Redis (%s)", strings.Join(foreign, ", ")), nil
 }
 
 // asynqServerHostPID returns "host:pid" of an asynq:servers member,

@@ -251,8 +251,43 @@ func TestRescueLeavesTasksOfForeignServersAlone(t *testing.T) {
 	}
 	require.Equal(t, 2, CountExisting(t, rdb, keys...))
 
+	// The old build's server goes, and the zombie, this process's asynq
+	// server, turns out to be a worker that died before its heartbeat
+	// listed its tasks.
 	require.NoError(t, rdb.ZRem(ctx, asynqServersKey, old).Err())
+	forgeRecord(t, rdb, "died-early", rescueQueue, -time.Second)
 	requireKeysGone(t, rdb, 20*time.Second, keys...)
+	require.Equal(t, 2.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+}
+
+// A process that runs a worker and an asynq server of its own on the same
+// Redis registers two asynq servers under one host and pid, where its
+// heartbeat record accounts for one: the other is foreign, and the tasks
+// no heartbeat claims are left alone. Once a record accounts for it too
+// (here, the lapsed record of a worker that died before its heartbeat
+// listed them), they are rescued.
+func TestRescueCountsAsynqServersOfAProcess(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	p := rescuePolicy(t)
+	keys := []string{"own:1", "own:2"}
+	SetKeys(t, rdb, keys...)
+	own := startZombie(t, rdb, rescueQueue, 10) // this process's own asynq server
+	ids := enqueueKeys(t, rdb, p, keys...)
+	own.take(t, len(ids))
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(m.rescueSkippedTotal.WithLabelValues(rescueQueue, "foreign_server")) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+	for _, id := range ids {
+		require.Equal(t, "active", taskState(t, rdb, rescueQueue, id))
+	}
+
+	forgeRecord(t, rdb, "died-early", rescueQueue, -time.Second)
+	requireKeysGone(t, rdb, 10*time.Second, keys...)
 	require.Equal(t, 2.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
 }
 

@@ -139,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"event", "family"}),
 		eventActionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "event_actions_total",
-			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
+			Help: "Actions the policy's trigger rules took for events, by event, family and action: delete, pattern, bump, shadow, off, or refused (the event's values cannot render a key of the family: skipped).",
 		}, []string{"event", "family", "action"}),
 		versionAheadTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "version_ahead_of_clock_total",

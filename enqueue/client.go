@@ -237,8 +237,12 @@ func (c *Client) BumpVersion(ctx context.Context, family string, params map[stri
 // it against its own copy of the policy. The event and its attributes are
 // checked here, so an unknown event (keyspec.ErrUnknownEvent) or a missing,
 // unknown or empty attribute fails at the write site instead of becoming a
-// silent no-op. The task takes the event's class (see
-// keyspec.Policy.ClassOfEvent).
+// silent no-op. So does a publication whose values every family of the
+// event refuses (keyspec.ErrInvalidParam, keyspec.ErrUnsafeHashTag): it
+// would invalidate nothing. One that only some families refuse is queued:
+// the worker skips those invalidations, which cannot name a cached key
+// (keyspec.Refusal), logs and counts them, and applies the rest. The task
+// takes the event's class (see keyspec.Policy.ClassOfEvent).
 //
 //	// after the UPDATE has committed:
 //	_, err := c.Publish(ctx, "product.updated", map[string]string{"id": "7"})
@@ -247,7 +251,11 @@ func (c *Client) Publish(ctx context.Context, event string, attrs map[string]str
 	if err != nil {
 		return "", fmt.Errorf("enqueue publish: %w", err)
 	}
-	if _, err := c.policy.Resolve(event, attrs); err != nil {
+	actions, refused, err := c.policy.Resolve(event, attrs)
+	if err == nil {
+		err = keyspec.RefusedAll(event, actions, refused)
+	}
+	if err != nil {
 		return "", fmt.Errorf("enqueue publish: %w", err)
 	}
 	t := tasks.Event{Name: event, Attrs: attrs, Target: c.target, EnqueuedAt: c.now()}

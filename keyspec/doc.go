@@ -15,11 +15,12 @@
 //
 // A family may declare the values of its parameters (Param): a regular
 // expression each value must match, such as "[0-9]+" for ids. Rendering
-// refuses any other value (ErrInvalidParam), and a pattern delete removes
-// only the keys the whole template matches (Family.Matcher): a glob '*'
-// matches ':' too, so without the declaration "product:*" would also delete
-// "product:7:price:EUR". An undeclared parameter matches any bytes, exactly
-// as the glob does. The policy linter warns about families whose pattern
+// refuses any other value (ErrInvalidParam); resolving an event skips only
+// the invalidations of the families that refuse its values (Refusal), and a
+// pattern delete removes only the keys the whole template matches
+// (Family.Matcher): a glob '*' matches ':' too, so without the declaration
+// "product:*" would also delete "product:7:price:EUR". An undeclared
+// parameter matches any bytes, exactly as the glob does. The policy linter warns about families whose pattern
 // deletes can match each other's keys.
 //
 // A family may name a hash-tag parameter: its value is wrapped in braces

@@ -1,6 +1,7 @@
 package keyspec
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -70,6 +71,39 @@ type Action struct {
 	Key string
 	// Pattern is the SCAN MATCH pattern of an ActionPattern.
 	Pattern string
+}
+
+// Refusal is an invalidation of an event publication that the attribute
+// values cannot render: a value outside its parameter's declaration
+// (ErrInvalidParam), or one that would move the family's hash tag
+// (ErrUnsafeHashTag). Rendering a key of the family refuses such a value
+// (Family.Key, Pattern, VersionKey, and so cacheaside), so no entry of the
+// family is cached under it and nothing of the family is left to
+// invalidate: skipping the invalidation loses nothing, where refusing the
+// whole event would lose the invalidations of its other families.
+type Refusal struct {
+	Kind   ActionKind
+	Family *Family
+	// Err says why, naming the family, parameter, value and declaration;
+	// it wraps ErrInvalidParam or ErrUnsafeHashTag.
+	Err error
+}
+
+// RefusedAll returns an error when a publication invalidates nothing
+// because every one of its invalidations was refused, and nil otherwise.
+// It wraps each refusal's error, so errors.Is finds ErrInvalidParam or
+// ErrUnsafeHashTag. A producer refuses such a publication: its values are
+// wrong for every family the event names (a worker skips it, counted).
+func RefusedAll(event string, actions []Action, refused []Refusal) error {
+	if len(actions) > 0 || len(refused) == 0 {
+		return nil
+	}
+	errs := make([]error, len(refused))
+	for i, r := range refused {
+		errs[i] = r.Err
+	}
+	return fmt.Errorf("event %q invalidates nothing with these attribute values, every family refuses them: %w",
+		event, errors.Join(errs...))
 }
 
 // kind returns what inv does to family f: a bump for a version family, a
@@ -153,24 +187,27 @@ func (p *Policy) EventsOf(family string) []string {
 }
 
 // Resolve turns a publication of event name with attrs into the actions it
-// triggers, in policy order. attrs must hold exactly the event's declared
-// attributes, none empty (ErrMissingParam, ErrUnknownParam, ErrEmptyParam);
-// values that would move a hash tag are refused (ErrUnsafeHashTag).
-// Families in shadow or off mode are resolved too: applying the mode is the
-// worker's business.
-func (p *Policy) Resolve(name string, attrs map[string]string) ([]Action, error) {
+// triggers and the invalidations its values cannot render, each in policy
+// order. attrs must hold exactly the event's declared attributes, none
+// empty (ErrMissingParam, ErrUnknownParam, ErrEmptyParam): that is an error
+// of the whole publication. A value outside a family's declaration, or one
+// that would move its hash tag, refuses only that family's invalidation
+// (see Refusal); the others resolve. Families in shadow or off mode are
+// resolved too: applying the mode is the worker's business.
+func (p *Policy) Resolve(name string, attrs map[string]string) ([]Action, []Refusal, error) {
 	e, err := p.Event(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := e.checkAttrs(attrs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	actions := make([]Action, 0, len(e.Invalidates))
+	var refused []Refusal
 	for _, inv := range e.Invalidates {
 		f, err := p.Family(inv.Family)
 		if err != nil {
-			return nil, fmt.Errorf("event %q: %w", name, err)
+			return nil, nil, fmt.Errorf("event %q: %w", name, err)
 		}
 		a := Action{Kind: inv.kind(f), Family: f, Params: make(map[string]string, len(f.Template.params))}
 		for _, param := range f.Template.params {
@@ -186,12 +223,16 @@ func (p *Policy) Resolve(name string, attrs map[string]string) ([]Action, error)
 		default:
 			a.Key, err = f.Key(a.Params)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("event %q: %w", name, err)
+		switch {
+		case errors.Is(err, ErrInvalidParam) || errors.Is(err, ErrUnsafeHashTag):
+			refused = append(refused, Refusal{Kind: a.Kind, Family: f, Err: err})
+			continue
+		case err != nil:
+			return nil, nil, fmt.Errorf("event %q: %w", name, err)
 		}
 		actions = append(actions, a)
 	}
-	return actions, nil
+	return actions, refused, nil
 }
 
 // checkAttrs checks a publication's attributes against the declaration.

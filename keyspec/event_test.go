@@ -53,8 +53,9 @@ func TestEventsResolve(t *testing.T) {
 	require.Equal(t, map[string]int{"invalidator-critical": 6, "invalidator-standard": 3, "invalidator-bulk": 1}, p.QueueWeights())
 	require.Equal(t, "500ms", p.Classes["critical"].SecondDelete.String())
 
-	actions, err := p.Resolve("product.updated", map[string]string{"id": "7"})
+	actions, refused, err := p.Resolve("product.updated", map[string]string{"id": "7"})
 	require.NoError(t, err)
+	require.Empty(t, refused)
 	var got []string
 	for _, a := range actions {
 		got = append(got, fmt.Sprintf("%s %s %s%s %v", a.Kind, a.Family.Name, a.Key, a.Pattern, a.Params))
@@ -67,11 +68,11 @@ func TestEventsResolve(t *testing.T) {
 	}, got)
 
 	// Values are escaped in patterns: an id of "*" matches only itself.
-	actions, err = p.Resolve("product.updated", map[string]string{"id": "*"})
+	actions, _, err = p.Resolve("product.updated", map[string]string{"id": "*"})
 	require.NoError(t, err)
 	require.Equal(t, `product_page:\*:*`, actions[1].Pattern)
 
-	actions, err = p.Resolve("post.created", map[string]string{"author": "42"})
+	actions, _, err = p.Resolve("post.created", map[string]string{"author": "42"})
 	require.NoError(t, err)
 	require.Equal(t, "feed:{42}#ver", actions[0].Key)
 
@@ -85,12 +86,25 @@ func TestEventsResolve(t *testing.T) {
 		{"product.updated", nil, ErrMissingParam, `event "product.updated": missing parameter: attribute "id" is required (attributes: id)`},
 		{"product.updated", map[string]string{"id": "1", "sku": "2"}, ErrUnknownParam, `event "product.updated": unknown parameter "sku": the event's attributes are id`},
 		{"product.updated", map[string]string{"id": ""}, ErrEmptyParam, `event "product.updated": empty parameter value for attribute "id"`},
-		{"post.created", map[string]string{"author": "4}2"}, ErrUnsafeHashTag, `hash-tag parameter "user_id" contains '}'`},
 	} {
-		_, err := p.Resolve(tc.event, tc.attrs)
+		_, _, err := p.Resolve(tc.event, tc.attrs)
 		require.ErrorIs(t, err, tc.target, tc.msg)
 		require.ErrorContains(t, err, tc.msg)
 	}
+
+	// A value that would move a family's hash tag renders no key of it:
+	// only that invalidation is refused.
+	actions, refused, err = p.Resolve("post.created", map[string]string{"author": "4}2"})
+	require.NoError(t, err)
+	require.Empty(t, actions)
+	require.Len(t, refused, 1)
+	require.Equal(t, "feed", refused[0].Family.Name)
+	require.Equal(t, ActionBump, refused[0].Kind)
+	require.ErrorIs(t, refused[0].Err, ErrUnsafeHashTag)
+	require.ErrorContains(t, refused[0].Err, `hash-tag parameter "user_id" contains '}'`)
+	err = RefusedAll("post.created", actions, refused)
+	require.ErrorIs(t, err, ErrUnsafeHashTag)
+	require.ErrorContains(t, err, `event "post.created" invalidates nothing with these attribute values`)
 }
 
 // TestPolicyLint checks that each mistake the policy linter promises to

@@ -78,7 +78,7 @@ events:
 	}
 	p, err := Parse("p.yaml", []byte(policy("")))
 	require.NoError(t, err, "the overlap check passes these two families")
-	acts, err := p.Resolve("catalog.reset", map[string]string{})
+	acts, _, err := p.Resolve("catalog.reset", map[string]string{})
 	require.NoError(t, err)
 	require.Len(t, acts, 1)
 	reviewKey, err := p.Families["product_reviews"].Key(map[string]string{"id": "7"})
@@ -99,7 +99,7 @@ events:
 	p, err = Parse("p.yaml", []byte(policy(`, params: {id: {match: '[0-9]+'}}`)))
 	require.NoError(t, err)
 	require.Empty(t, p.Warnings)
-	acts, err = p.Resolve("catalog.reset", map[string]string{})
+	acts, _, err = p.Resolve("catalog.reset", map[string]string{})
 	require.NoError(t, err)
 	m, err = acts[0].Family.Matcher(acts[0].Params)
 	require.NoError(t, err)

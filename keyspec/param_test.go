@@ -143,9 +143,15 @@ events:
 	require.ErrorContains(t, err, "pattern "+want)
 	_, err = product.Matcher(bad)
 	require.ErrorIs(t, err, ErrInvalidParam)
-	_, err = p.Resolve("product.updated", bad)
+	actions, refused, err := p.Resolve("product.updated", bad)
+	require.NoError(t, err, "a value outside a declaration refuses the invalidation, not the publication")
+	require.Empty(t, actions)
+	require.Len(t, refused, 1)
+	require.ErrorIs(t, refused[0].Err, ErrInvalidParam)
+	require.ErrorContains(t, refused[0].Err, "render "+want)
+	err = RefusedAll("product.updated", actions, refused)
 	require.ErrorIs(t, err, ErrInvalidParam)
-	require.ErrorContains(t, err, `event "product.updated": render `+want)
+	require.ErrorContains(t, err, `event "product.updated" invalidates nothing with these attribute values, every family refuses them: render `+want)
 
 	badFeed := map[string]string{"user_id": "42x"}
 	_, err = feed.VersionKey(badFeed)
@@ -155,8 +161,10 @@ events:
 	require.ErrorIs(t, err, ErrInvalidParam)
 	_, err = feed.DataKeyPrefix(badFeed)
 	require.ErrorIs(t, err, ErrInvalidParam)
-	_, err = p.Resolve("post.created", badFeed)
-	require.ErrorIs(t, err, ErrInvalidParam)
+	_, refused, err = p.Resolve("post.created", badFeed)
+	require.NoError(t, err)
+	require.Len(t, refused, 1)
+	require.ErrorIs(t, refused[0].Err, ErrInvalidParam)
 
 	// Declared values render as before; a long or binary value is quoted
 	// and cut short in the message.
@@ -235,10 +243,22 @@ events:
 		`(product.id "[0-9]+", product_page.id "[a-z]+"), so every publication would be refused`)
 	p, err := Parse("p.yaml", []byte(src("[0-9a-f]+")))
 	require.NoError(t, err)
-	_, err = p.Resolve("product.updated", map[string]string{"id": "7"})
+	actions, refused, err := p.Resolve("product.updated", map[string]string{"id": "7"})
 	require.NoError(t, err)
-	_, err = p.Resolve("product.updated", map[string]string{"id": "a"})
-	require.ErrorIs(t, err, ErrInvalidParam)
+	require.Len(t, actions, 2)
+	require.Empty(t, refused)
+	// "a" fits product_page's declaration, not product's: only product's
+	// invalidation is refused.
+	actions, refused, err = p.Resolve("product.updated", map[string]string{"id": "a"})
+	require.NoError(t, err)
+	require.Len(t, actions, 1)
+	require.Equal(t, "product_page", actions[0].Family.Name)
+	require.Equal(t, "product_page:a:*", actions[0].Pattern)
+	require.Len(t, refused, 1)
+	require.Equal(t, "product", refused[0].Family.Name)
+	require.Equal(t, ActionDelete, refused[0].Kind)
+	require.ErrorIs(t, refused[0].Err, ErrInvalidParam)
+	require.NoError(t, RefusedAll("product.updated", actions, refused))
 }
 
 // Declarations are matched against bytes, anchored: '.' and negated classes

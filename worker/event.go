@@ -24,6 +24,10 @@ const (
 	actionBump    = "bump"    // a version was advanced
 	actionShadow  = "shadow"  // shadow mode: counted, nothing changed
 	actionOff     = "off"     // mode off: dropped
+	// actionRefused: the event's values cannot render a key of the family
+	// (outside a declaration, or moving its hash tag), so nothing of it is
+	// cached under them: skipped, the event's other actions apply.
+	actionRefused = "refused"
 )
 
 // applyEvent resolves an event against the worker's policy and applies what
@@ -35,8 +39,12 @@ const (
 // The event succeeds only when its keys are gone, its versions advanced and
 // its scans durably queued. Any failure retries the whole event, which is
 // safe: every action is idempotent (a repeated bump only orphans once more).
+// An invalidation whose family refuses the event's values is skipped, and
+// logged and counted once the event has applied (keyspec.Refusal says why
+// that loses nothing); an unknown event or a missing, unknown or empty
+// attribute is poison (a producer bug).
 func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event, at *asynq.Task, log *slog.Logger) error {
-	actions, err := st.policy.Resolve(t.Name, t.Attrs)
+	actions, refused, err := st.policy.Resolve(t.Name, t.Attrs)
 	if err != nil {
 		if errors.Is(err, keyspec.ErrUnknownEvent) {
 			return poison(fmt.Errorf("%w (roll policy changes out to workers before producers, then retry it from the dead letter)", err))
@@ -111,7 +119,12 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 	for _, a := range shadow {
 		w.shadowKey(ctx, cache, t.Name, a, log)
 	}
-	log.Debug("event applied", "actions", len(actions), "keys_deleted", len(keys))
+	for _, r := range refused {
+		w.metrics.eventAction(t.Name, r.Family.Name, actionRefused)
+		log.Warn("event: skipped an invalidation whose family refuses the event's values: no key of the family can be cached under them",
+			"family", r.Family.Name, "action", r.Kind, "reason", r.Err)
+	}
+	log.Debug("event applied", "actions", len(actions), "refused", len(refused), "keys_deleted", len(keys))
 	return nil
 }
 

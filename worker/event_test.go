@@ -280,3 +280,56 @@ func gatherValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	}
 	return sum
 }
+
+// refusePolicy declares product ids as digits; an event also invalidates
+// families that take any id. DECL is where the declarations go.
+const refusePolicy = `
+version: 1
+classes:
+  standard: {ttl: 10m, max_retry: 3, backoff_base: 10ms, backoff_max: 20ms}
+families:
+  product: {template: "product:{id}", class: standard DECL}
+  product_feed: {template: "pfeed:{id}", class: standard, strategy: version DECL}
+  slug: {template: "slug:{id}", class: standard}
+  page: {template: "page:{id}:{page}", class: standard}
+  search: {template: "search:{id}", class: standard, strategy: version}
+events:
+  product.updated:
+    attributes: [id]
+    invalidates: [product, product_feed, slug, {family: page, wildcard: [page]}, search]
+`
+
+// An attribute value outside a family's declaration cannot name a key of
+// that family (rendering one refuses it), so there is nothing of it to
+// invalidate: the worker skips that family's invalidation, logged and
+// counted as "refused", and applies every other one. Before, the whole
+// event was poison and the deletes of the other families were lost. Here a
+// producer with a policy from before the declarations publishes the value.
+func TestEventSkipsOnlyWhatItsValuesCannotRender(t *testing.T) {
+	t.Parallel()
+	declared, err := keyspec.Parse("declared.yaml", []byte(strings.ReplaceAll(refusePolicy, " DECL", ", params: {id: {match: '[0-9]+'}}")))
+	require.NoError(t, err)
+	older, err := keyspec.Parse("older.yaml", []byte(strings.ReplaceAll(refusePolicy, " DECL", "")))
+	require.NoError(t, err)
+	b := startEventWorker(t, declared)
+	ctx := context.Background()
+	producer, err := enqueue.New(b.db.Client, enqueue.Config{Policy: older})
+	require.NoError(t, err)
+	set(t, b.db.Client, "slug:abc", "page:abc:1", "page:abc:2")
+
+	id, err := producer.Publish(ctx, "product.updated", map[string]string{"id": "abc"})
+	require.NoError(t, err)
+	requireGone(t, b.db.Client, "slug:abc", "page:abc:1", "page:abc:2")
+	b.waitIdle(t)
+	require.Equal(t, 1, count(t, b.db.Client, "{search:abc}#ver"), "the search version was not bumped")
+	_, err = b.insp.GetTaskInfo("invalidator-standard", id)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the event must succeed, not go to the dead letter")
+
+	for family, action := range map[string]string{"product": "refused", "product_feed": "refused", "slug": "delete", "page": "pattern", "search": "bump"} {
+		require.Eventually(t, func() bool {
+			return gatherValue(t, b.reg, "invalidator_event_actions_total",
+				map[string]string{"event": "product.updated", "family": family, "action": action}) == 1
+		}, 5*time.Second, 5*time.Millisecond, "%s %s", family, action)
+	}
+	require.Zero(t, gatherValue(t, b.reg, "invalidator_dead_letters_total", nil))
+}

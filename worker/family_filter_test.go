@@ -162,9 +162,11 @@ func TestFamilyMaxKeysCountsOnlyItsKeys(t *testing.T) {
 }
 
 // A producer with an older policy (no declarations) can queue values the
-// worker's policy refuses: such an event or family delete is poison, with
-// the reason, and is not retried.
-func TestUndeclaredValueIsPoisonAtTheWorker(t *testing.T) {
+// worker's policy refuses. A family delete with such a value is poison, with
+// the reason, and is not retried. An event skips the invalidations whose
+// family refuses its values (here all of them), each counted as refused, and
+// succeeds: no key of those families can hold such a value.
+func TestUndeclaredValueAtTheWorker(t *testing.T) {
 	t.Parallel()
 	b := startEventWorker(t, threeFamilyPolicy(t, "", "enforce", 0))
 	ctx := context.Background()
@@ -180,18 +182,22 @@ func TestUndeclaredValueIsPoisonAtTheWorker(t *testing.T) {
 	require.NoError(t, err)
 	family, err := producer.DeleteFamily(ctx, "product", map[string]string{"id": "abc"})
 	require.NoError(t, err)
-	for id, want := range map[string]string{
-		event:  `event "product.updated": render family "product": parameter value outside its declaration: parameter "id" value "1:price:EUR" does not match its declaration "[0-9]+"`,
-		family: `pattern family "product": parameter value outside its declaration: parameter "id" value "abc" does not match its declaration "[0-9]+"`,
-	} {
-		var ti *asynq.TaskInfo
-		require.Eventually(t, func() bool {
-			ti, err = b.insp.GetTaskInfo("invalidator-standard", id)
-			return err == nil && ti.State == asynq.TaskStateArchived
-		}, 10*time.Second, 5*time.Millisecond)
-		require.Contains(t, ti.LastErr, "poison task")
-		require.Contains(t, ti.LastErr, want)
-		require.Zero(t, ti.Retried, "poison must not be retried")
+
+	var ti *asynq.TaskInfo
+	require.Eventually(t, func() bool {
+		ti, err = b.insp.GetTaskInfo("invalidator-standard", family)
+		return err == nil && ti.State == asynq.TaskStateArchived
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Contains(t, ti.LastErr, "poison task")
+	require.Contains(t, ti.LastErr, `pattern family "product": parameter value outside its declaration: parameter "id" value "abc" does not match its declaration "[0-9]+"`)
+	require.Zero(t, ti.Retried, "poison must not be retried")
+
+	b.waitIdle(t)
+	_, err = b.insp.GetTaskInfo("invalidator-standard", event)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the event succeeds")
+	for _, f := range []string{"product", "product_details", "product_price"} {
+		require.Equal(t, 1.0, gatherValue(t, b.reg, "invalidator_event_actions_total",
+			map[string]string{"event": "product.updated", "family": f, "action": "refused"}), f)
 	}
 }
 

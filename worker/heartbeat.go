@@ -114,6 +114,11 @@ type recordBody struct {
 	Host   string   `json:"host"`   // os.Hostname, as asynq registers its server
 	PID    int      `json:"pid"`    // os.Getpid, as asynq registers its server
 	Queues []string `json:"queues"` // the queues the worker serves
+	// Servers is how many asynq servers the worker runs (registered in
+	// asynq:servers under Host and PID): 1. The rescuer compares the count
+	// of a host and pid with the servers registered there (rescue.go,
+	// foreignServers). 0, in a record of a build without the field, is 1.
+	Servers int `json:"servers,omitempty"`
 	// Tasks are the ids, by queue, of the tasks the worker is running or
 	// finished since its last heartbeat (asynq completes a task in Redis
 	// just after the handler returns).
@@ -430,7 +435,7 @@ func (w *Worker) startFleet(ctx context.Context) *fleet {
 	hb := &heartbeat{
 		rdb: w.cfg.Queue,
 		id:  id,
-		body: recordBody{Host: host, PID: pid, Queues: slices.Sorted(maps.Keys(w.Queues())),
+		body: recordBody{Host: host, PID: pid, Queues: slices.Sorted(maps.Keys(w.Queues())), Servers: 1,
 			TimeoutMS: w.cfg.HeartbeatTimeout.Milliseconds()},
 		interval: w.cfg.HeartbeatInterval,
 		timeout:  w.cfg.HeartbeatTimeout,

@@ -139,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"event", "family"}),
 		eventActionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "event_actions_total",
-			Help: "Actions the policy's trigger rules took for events, by event, family and action.",
+			Help: "Actions the policy's trigger rules took for events, by event, family and action: delete, pattern, bump, shadow, off, or refused (the event's values cannot render a key of the family: skipped).",
 		}, []string{"event", "family", "action"}),
 		versionAheadTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "version_ahead_of_clock_total",
@@ -169,7 +169,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"queue"}),
 		rescueSkippedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "tasks_rescue_skipped_total",
-			Help: "Orphaned tasks the rescuer left to asynq's lease recovery (60-120 s), by queue and reason: max_rescues (the task keeps killing its workers) or foreign_server (an asynq server without heartbeats may run it).",
+			Help: "Orphaned tasks the rescuer left to asynq's lease recovery (60-120 s), by queue and reason: max_rescues (the task keeps killing its workers) or foreign_server (an asynq server that no heartbeat accounts for may run it).",
 		}, []string{"queue", "reason"}),
 		deadWorkersTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "dead_workers_total",

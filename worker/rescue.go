@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +40,12 @@ const (
 	keepRescued = time.Hour
 	// unclaimedFrom marks a rescue of a task no record claimed.
 	unclaimedFrom = "unclaimed"
+	// asynqServerLinger is how long after its worker's last heartbeat a
+	// dead worker's asynq server may still be registered: asynq writes
+	// its entry every 5 s, to expire 10 s later by the worker's clock
+	// (whole seconds); the rest is a margin for clock skew. A lapsed
+	// record accounts for a server of its host and pid this long.
+	asynqServerLinger = 20 * time.Second
 )
 
 // rescueScript puts one orphaned task back to its queue, atomically and
@@ -55,9 +63,11 @@ var rescueScript = redis.NewScript(`
 --            it may have: a younger lease means a worker took or extended
 --            it a moment ago
 -- Output: the task's rescue count after this rescue; 0 if it is no longer
---         active, was already rescued from this record, or is unclaimed
---         with a young lease; -1 if it has been rescued ARGV[2] times (it
---         is left to asynq)
+--         active, or is unclaimed with a young lease; -1 if it has been
+--         rescued ARGV[2] times (it is left to asynq); -2 if it was already
+--         rescued from this record (the claim is stale: the task runs again,
+--         on a worker whose heartbeat has not listed it yet, or that died
+--         before it did)
 if redis.call('HGET', KEYS[4], 'state') ~= 'active' then
   return 0
 end
@@ -71,7 +81,7 @@ if ARGV[3] == '` + unclaimedFrom + `' then
   end
 end
 if ARGV[3] ~= '` + unclaimedFrom + `' and redis.call('HGET', KEYS[4], '` + rescuedFromField + `') == ARGV[3] then
-  return 0
+  return -2
 end
 local n = tonumber(redis.call('HGET', KEYS[4], '` + rescuesField + `') or '0')
 if n >= tonumber(ARGV[2]) then
@@ -144,9 +154,12 @@ type rescuer struct {
 	deadSeen  map[string]uint64 // dead worker id -> seq of the record reported
 	leftAlone map[taskRef]bool  // tasks reported as left to asynq
 	// rescuedFrom remembers, while the dead worker's record is kept, the
-	// tasks put back from it: they are not tried again (rescueScript
-	// would refuse them too) when they run again before a live heartbeat
-	// claims them.
+	// tasks put back from it (by this rescuer, or by an earlier one as
+	// rescueScript reports): that record's claim is stale once the task
+	// runs again, so such a task counts as unclaimed until a live
+	// heartbeat claims it. If the worker that took it again died before
+	// its heartbeat listed it, it is rescued as unclaimed; if that worker
+	// listed it, its record's claim, which lapsed later, wins.
 	rescuedFrom map[taskRef]string
 	queues      []string // every queue the records named at the last look, and our own
 	lastError   time.Time
@@ -254,13 +267,17 @@ func (r *rescuer) look(ctx context.Context) error {
 	claimedByDead := map[string]int{}
 	for _, ref := range active {
 		c := st.claims[ref]
+		from := ""
+		if c != nil {
+			from = c.id + "#" + strconv.FormatUint(c.seq, 10)
+		}
 		switch {
 		case c != nil && c.expiry >= now:
 			delete(r.unclaimed, ref)
-		case c != nil:
+		case c != nil && r.rescuedFrom[ref] != from:
 			delete(r.unclaimed, ref)
 			claimedByDead[c.id]++
-			dead = append(dead, candidate{ref: ref, from: c.id + "#" + strconv.FormatUint(c.seq, 10), worker: c.id,
+			dead = append(dead, candidate{ref: ref, from: from, worker: c.id,
 				orphanedFor: time.Duration(now-lastBeat(c)) * time.Millisecond})
 		default:
 			s := r.unclaimed[ref]
@@ -292,7 +309,6 @@ func (r *rescuer) look(ctx context.Context) error {
 // a worker that runs one again finds it there whatever the timing (see
 // heartbeat.redeliveries); those not put back leave it again.
 func (r *rescuer) rescueAll(ctx context.Context, now int64, cs []candidate) error {
-	cs = slices.DeleteFunc(cs, func(c candidate) bool { return c.from != unclaimedFrom && r.rescuedFrom[c.ref] == c.from })
 	if len(cs) == 0 {
 		return nil
 	}
@@ -348,12 +364,15 @@ type fleetState struct {
 	dead     []*workerRecord
 	liveSeqs map[string]uint64 // live worker id -> seq
 	queues   []string          // every queue a record names, sorted
-	ours     map[string]bool   // "host:pid" of every record
-	bad      []string          // ids of records that did not decode
+	// ours is, by "host:pid", how many asynq servers the records say run
+	// there: a live record's, and a lapsed one's while its server may
+	// still be registered (asynqServerLinger).
+	ours map[string]int
+	bad  []string // ids of records that did not decode
 }
 
 func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
-	st := &fleetState{claims: map[taskRef]*workerRecord{}, liveSeqs: map[string]uint64{}, ours: map[string]bool{}}
+	st := &fleetState{claims: map[taskRef]*workerRecord{}, liveSeqs: map[string]uint64{}, ours: map[string]int{}}
 	queues := map[string]bool{}
 	for _, q := range r.hb.body.Queues {
 		queues[q] = true
@@ -369,7 +388,9 @@ func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
 				continue
 			}
 		}
-		st.ours[rec.body.Host+":"+strconv.Itoa(rec.body.PID)] = true
+		if rec.expiry >= now || lastBeat(&rec)+asynqServerLinger.Milliseconds() >= now {
+			st.ours[rec.body.Host+":"+strconv.Itoa(rec.body.PID)] += max(rec.body.Servers, 1)
+		}
 		for _, q := range rec.body.Queues {
 			queues[q] = true
 		}
@@ -380,6 +401,12 @@ func (r *rescuer) parseRecords(now int64, raw []any) *fleetState {
 			st.dead = append(st.dead, &rec)
 		}
 	}
+	// A task claimed by several records is the last one's to lapse: a
+	// worker that took a rescued task again lists it after the dead
+	// worker it was rescued from last did. A live record's claim wins.
+	byExpiry := func(a, b *workerRecord) int { return cmp.Compare(a.expiry, b.expiry) }
+	slices.SortFunc(st.dead, byExpiry)
+	slices.SortFunc(live, byExpiry)
 	for _, rec := range append(st.dead, live...) {
 		for q, ids := range rec.body.Tasks {
 			for _, id := range ids {
@@ -487,8 +514,10 @@ func (r *rescuer) reportDead(now int64, dead []*workerRecord, active map[string]
 
 // foreignServers returns why tasks no record claims must be left alone: a
 // record that did not decode (a newer build's), or a registered asynq
-// server whose host and pid no record has (an older build, or another
-// program on these queues); "" if there is no reason.
+// server that no record accounts for: one whose host and pid no record has
+// (an older build, or another program on these queues), or more servers
+// under one host and pid than its records run (a program that runs a
+// worker and an asynq server of its own); "" if there is no reason.
 func (r *rescuer) foreignServers(ctx context.Context, now int64, st *fleetState) (string, error) {
 	if len(st.bad) > 0 {
 		return "heartbeat records of workers " + strings.Join(st.bad, ", ") + " do not decode (a newer build?)", nil
@@ -498,15 +527,25 @@ func (r *rescuer) foreignServers(ctx context.Context, now int64, st *fleetState)
 		return "", fmt.Errorf("read asynq servers: %w", err)
 	}
 	var foreign []string
+	byHostPID := map[string][]string{}
 	for _, m := range members {
-		if hp, ok := asynqServerHostPID(m); !ok || !st.ours[hp] {
+		hp, ok := asynqServerHostPID(m)
+		if !ok {
 			foreign = append(foreign, m)
+			continue
+		}
+		byHostPID[hp] = append(byHostPID[hp], m)
+	}
+	// Which server of a host and pid is ours cannot be told: name them all.
+	for _, hp := range slices.Sorted(maps.Keys(byHostPID)) {
+		if ms := byHostPID[hp]; len(ms) > st.ours[hp] {
+			foreign = append(foreign, ms...)
 		}
 	}
 	if len(foreign) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("asynq servers without invalidator heartbeats serve this Redis (%s)", strings.Join(foreign, ", ")), nil
+	return fmt.Sprintf("asynq servers that no invalidator heartbeat accounts for serve this Redis (%s)", strings.Join(foreign, ", ")), nil
 }
 
 // asynqServerHostPID returns "host:pid" of an asynq:servers member,
@@ -564,6 +603,10 @@ func (r *rescuer) rescue(ctx context.Context, c candidate) (bool, error) {
 		r.log.Warn(msg, "task_id", id, "queue", q, "worker_id", c.worker,
 			"orphaned_for", c.orphanedFor.Round(time.Millisecond).String(), "rescues", n)
 		return true, nil
+	case n == -2:
+		// Rescued from this record before, by an earlier rescuer: from the
+		// next look on, the task counts as unclaimed.
+		r.rescuedFrom[c.ref] = c.from
 	case n < 0:
 		r.leaveAlone([]candidate{c}, "max_rescues", fmt.Sprintf("task was rescued %d times and its workers keep dying: "+
 			"left to asynq's lease recovery, which counts a failed attempt each time and ends in the dead letter", r.maxRescues))

@@ -251,8 +251,43 @@ func TestRescueLeavesTasksOfForeignServersAlone(t *testing.T) {
 	}
 	require.Equal(t, 2, CountExisting(t, rdb, keys...))
 
+	// The old build's server goes, and the zombie, this process's asynq
+	// server, turns out to be a worker that died before its heartbeat
+	// listed its tasks.
 	require.NoError(t, rdb.ZRem(ctx, asynqServersKey, old).Err())
+	forgeRecord(t, rdb, "died-early", rescueQueue, -time.Second)
 	requireKeysGone(t, rdb, 20*time.Second, keys...)
+	require.Equal(t, 2.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+}
+
+// A process that runs a worker and an asynq server of its own on the same
+// Redis registers two asynq servers under one host and pid, where its
+// heartbeat record accounts for one: the other is foreign, and the tasks
+// no heartbeat claims are left alone. Once a record accounts for it too
+// (here, the lapsed record of a worker that died before its heartbeat
+// listed them), they are rescued.
+func TestRescueCountsAsynqServersOfAProcess(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	p := rescuePolicy(t)
+	keys := []string{"own:1", "own:2"}
+	SetKeys(t, rdb, keys...)
+	own := startZombie(t, rdb, rescueQueue, 10) // this process's own asynq server
+	ids := enqueueKeys(t, rdb, p, keys...)
+	own.take(t, len(ids))
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(m.rescueSkippedTotal.WithLabelValues(rescueQueue, "foreign_server")) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+	for _, id := range ids {
+		require.Equal(t, "active", taskState(t, rdb, rescueQueue, id))
+	}
+
+	forgeRecord(t, rdb, "died-early", rescueQueue, -time.Second)
+	requireKeysGone(t, rdb, 10*time.Second, keys...)
 	require.Equal(t, 2.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
 }
 
@@ -281,6 +316,55 @@ func TestRescueGivesUpOnCrashLoopingTask(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
 	require.Equal(t, "active", taskState(t, rdb, rescueQueue, ids[1]), "left to asynq's lease recovery")
 	require.Equal(t, 1, CountExisting(t, rdb, "loop:many"))
+}
+
+// A task rescued from a dead worker and taken by a second worker that dies
+// too is rescued again at once. The first worker's lapsed record is kept for
+// a minute and still claims the task; the claim of the record that lapsed
+// last is the one that counts, whatever order HGETALL returns them in.
+func TestRescueAgainAfterSecondCrash(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	rdb := srv.NewClient()
+	ctx := context.Background()
+	// Small hashes keep insertion order: the stale claim comes last.
+	require.NoError(t, rdb.ConfigSet(ctx, "hash-max-listpack-value", "100000").Err())
+	p := rescuePolicy(t)
+	SetKeys(t, rdb, "twice:1")
+	z := startZombie(t, rdb, rescueQueue, 1)
+	id := enqueueKeys(t, rdb, p, "twice:1")[0]
+	z.take(t, 1)
+	// First worker A died running it and was rescued from; B took it and
+	// died too, after its heartbeat listed it.
+	require.NoError(t, rdb.HSet(ctx, asynqTaskKey(rescueQueue, id), rescuesField, 1, rescuedFromField, "twice-a#7").Err())
+	forgeRecord(t, rdb, "twice-b", rescueQueue, -time.Second, id)
+	forgeRecord(t, rdb, "twice-a", rescueQueue, -5*time.Second, id)
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	requireKeysGone(t, rdb, 10*time.Second, "twice:1")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
+}
+
+// A task rescued from a dead worker and taken by a second worker that died
+// before its heartbeat listed it is claimed only by the first worker's stale
+// record: it counts as claimed by no one, and is rescued as such.
+func TestRescueTaskOnlyAStaleRecordClaims(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	p := rescuePolicy(t)
+	SetKeys(t, rdb, "stale:1")
+	z := startZombie(t, rdb, rescueQueue, 1)
+	id := enqueueKeys(t, rdb, p, "stale:1")[0]
+	z.take(t, 1)
+	require.NoError(t, rdb.HSet(ctx, asynqTaskKey(rescueQueue, id), rescuesField, 1, rescuedFromField, "stale-a#7").Err())
+	forgeRecord(t, rdb, "stale-a", rescueQueue, -time.Second, id)
+
+	m := testMetrics(t)
+	runWorker(t, Config{Queue: rdb, Policy: p, Metrics: m})
+	requireKeysGone(t, rdb, 20*time.Second, "stale:1")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.rescuedTotal.WithLabelValues(rescueQueue)))
 }
 
 // A live worker's tasks are never taken, however long they run: its
@@ -452,7 +536,7 @@ func TestRescueScriptRefusesStaleClaim(t *testing.T) {
 	activate()
 	require.Equal(t, 1, run("dead#7"))
 	activate() // a live worker took it again
-	require.Zero(t, run("dead#7"), "the same lapsed record claims it: stale")
+	require.Equal(t, -2, run("dead#7"), "the same lapsed record claims it: stale")
 	require.Equal(t, 2, run("dead#9"), "the worker came back and died again: a new claim")
 	activate()
 	require.NoError(t, rdb.ZAdd(ctx, keys[1], redis.Z{Score: 101, Member: id}).Err())

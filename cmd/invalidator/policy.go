@@ -214,6 +214,9 @@ type explainRow struct {
 	Scanned *int64           `json:"scanned_keys,omitempty"`
 	Others  map[string]int64 `json:"other_families_keys,omitempty"`
 	Version *int64           `json:"current_version,omitempty"`
+	// Reason of an action "refused": the event's values cannot render a
+	// key of the family, so the worker skips it (keyspec.Refusal).
+	Reason string `json:"reason,omitempty"`
 }
 
 func newPolicyExplainCmd(a *app) *cobra.Command {
@@ -246,7 +249,10 @@ many also fit other families' templates) and reads the current versions.`,
 			if err != nil {
 				return err
 			}
-			actions, err := p.Resolve(args[0], attrs)
+			actions, refused, err := p.Resolve(args[0], attrs)
+			if err == nil {
+				err = keyspec.RefusedAll(args[0], actions, refused) // as enqueue refuses it
+			}
 			if err != nil {
 				return err
 			}
@@ -268,6 +274,10 @@ many also fit other families' templates) and reads the current versions.`,
 				}
 				rows = append(rows, r)
 			}
+			for _, ref := range refused {
+				rows = append(rows, explainRow{Action: "refused", Family: ref.Family.Name, Class: ref.Family.Class,
+					Mode: string(ref.Family.Mode), Reason: ref.Err.Error()})
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				return json.NewEncoder(out).Encode(map[string]any{"event": args[0], "attributes": attrs, "actions": rows})
@@ -285,8 +295,11 @@ many also fit other families' templates) and reads the current versions.`,
 			}
 			fmt.Fprintln(tw, header)
 			for _, r := range rows {
-				target := r.Key + r.Pattern
-				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%q", r.Action, r.Family, r.Class, r.Mode, target)
+				target := fmt.Sprintf("%q", r.Key+r.Pattern)
+				if r.Reason != "" {
+					target = "- (skipped: " + r.Reason + ")"
+				}
+				line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Action, r.Family, r.Class, r.Mode, target)
 				switch {
 				case r.Matching != nil:
 					line += fmt.Sprintf("\t%d %s", *r.Matching, keysWord(*r.Matching))

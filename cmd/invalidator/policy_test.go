@@ -79,6 +79,31 @@ func TestPolicyExplain(t *testing.T) {
 	r = invoke(t, env, "", "policy", "explain", "product.updated", "sku=7")
 	require.Equal(t, exitUsage, r.code)
 	require.Contains(t, r.stderr, `unknown parameter "sku": the event's attributes are id`)
+
+	// A value some families refuse (outside product's declared id) skips
+	// their invalidations, as the worker does; the others stay.
+	r = invoke(t, env, "", "policy", "explain", "product.updated", "id=abc")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	for _, want := range []string{
+		`pattern  product_page     bulk      enforce  "product_page:abc:*"`,
+		`bump     catalog          standard  enforce  "{catalog}#ver"`,
+		`refused  product          critical  enforce  - (skipped: render family "product": parameter value outside its declaration: parameter "id" value "abc" does not match its declaration "[0-9]+"`,
+		`refused  product_details  standard  enforce  - (skipped: render family "product_details"`,
+		`refused  product_price    critical  enforce  - (skipped: pattern family "product_price"`,
+	} {
+		require.Contains(t, r.stdout, want)
+	}
+	// One that every family refuses would invalidate nothing: a usage
+	// error, here and at enqueue, which queues nothing.
+	r = invoke(t, env, "", "policy", "explain", "price.changed", "sku=abc", "currency=EUR")
+	require.Equal(t, exitUsage, r.code, r.stdout)
+	require.Contains(t, r.stderr, `event "price.changed" invalidates nothing with these attribute values, every family refuses them`)
+	env[envRedisURL] = db.URL
+	r = invoke(t, env, "", "enqueue", "event", "price.changed", "sku=abc", "currency=EUR")
+	require.Equal(t, exitUsage, r.code, r.stdout)
+	require.Contains(t, r.stderr, `parameter "sku" value "abc" does not match its declaration "[0-9]+"`)
+	r = invoke(t, env, "", "enqueue", "event", "product.updated", "id=abc")
+	require.Equal(t, exitOK, r.code, r.stderr)
 }
 
 // Every mistake the linter promises to find, in one run, each with its

@@ -211,7 +211,7 @@ func checkDeclaredFamily(t *testing.T, fam *Family) {
 		}
 		values[param] = v
 		bad := v + "\x00:"
-		if !d.m.match(bad) {
+		if !d.match(bad) {
 			_, err := fam.Key(map[string]string{param: bad})
 			if len(fam.Template.params) == 1 {
 				require.ErrorIs(t, err, ErrInvalidParam)
@@ -254,7 +254,7 @@ func FuzzParamMatch(f *testing.F) {
 			return
 		}
 		require.NotNil(t, d)
-		got := d.m.match(value)
+		got := d.match(value)
 		require.Equal(t, got, d.nfa.match(value), "DFA and simulation disagree: %q on %q", expr, value)
 		for i := 0; i < len(value); i++ {
 			if value[i] >= 0x80 {

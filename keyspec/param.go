@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp/syntax"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -31,11 +32,26 @@ type Param struct {
 // takes 38, "[a-z0-9-]{1,64}" 129).
 const maxParamInsts = 300
 
-// paramDecl is a compiled Param.
+// paramDecl is a compiled Param. Families of a policy share the
+// declarations they spell alike.
 type paramDecl struct {
 	Param
-	nfa *nfa
-	m   *automaton
+	nfa *nfa // every value the expression matches
+	key *nfa // the non-empty ones: the values Key renders
+	// colon is whether a value may hold ':' (some byte the automaton
+	// reads is one), which the overlap checks' pruning needs to know.
+	colon bool
+
+	// m is nfa with its DFA, built on the first match rather than at
+	// load, which every worker start and CLI call pays.
+	once sync.Once
+	m    *automaton
+}
+
+// match reports whether v is a value the declaration allows.
+func (d *paramDecl) match(v string) bool {
+	d.once.Do(func() { d.m = newAutomaton(d.nfa) })
+	return d.m.match(v)
 }
 
 // compileParam compiles a declaration, or returns a message that says what
@@ -69,12 +85,22 @@ func compileParam(p Param) (*paramDecl, string) {
 	if msg != "" {
 		return nil, msg
 	}
-	b := newNFABuilder()
-	b.repeat(allBytes(), true)
-	if _, ok, _ := intersect(n, b.finish()); !ok {
+	d := &paramDecl{Param: p, nfa: n, key: n}
+	if n.match("") {
+		// The automata are small (maxParamInsts), so the product fits.
+		if k := product(n, repeatNFA(allBytes(), true)); k != nil {
+			d.key = k
+		}
+	}
+	if !d.key.matchesSome() {
 		return nil, fmt.Sprintf("match %q matches no value but the empty one, and parameter values are never empty", expr)
 	}
-	return &paramDecl{Param: p, nfa: n, m: newAutomaton(n)}, ""
+	for _, nd := range n.nodes {
+		if nd.consume && nd.set.has(':') {
+			d.colon = true
+		}
+	}
+	return d, ""
 }
 
 // stripAnchors drops a leading ^ and a trailing $: a declaration is

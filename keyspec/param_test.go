@@ -47,7 +47,7 @@ func TestCaptureWarnings(t *testing.T) {
 		p, err := Parse("p.yaml", []byte(src))
 		require.NoError(t, err)
 		var out []string
-		for _, w := range p.Warnings {
+		for _, w := range p.Warnings() {
 			out = append(out, w.Error())
 		}
 		return out
@@ -104,7 +104,7 @@ families:
 	require.ErrorContains(t, err, `(for example "item:0")`, "an undeclared slug may still be digits")
 	p, err := Parse("p.yaml", []byte(src(", params: {id: {match: '[0-9]+'}}", ", params: {slug: {match: '[a-z][a-z0-9-]*'}}")))
 	require.NoError(t, err, "digits and slugs starting with a letter never meet")
-	require.Empty(t, p.Warnings)
+	require.Empty(t, p.Warnings())
 	// A declaration that allows ':' is taken at its word.
 	_, err = Parse("p.yaml", []byte(`version: 1
 classes: {standard: {ttl: 1m}}
@@ -272,7 +272,7 @@ func TestParamMatchesBytes(t *testing.T) {
 	} {
 		d, msg := compileParam(Param{Match: tc.match})
 		require.Empty(t, msg, tc.match)
-		require.Equal(t, tc.want, d.m.match(tc.value), "%q on %q", tc.match, tc.value)
+		require.Equal(t, tc.want, d.match(tc.value), "%q on %q", tc.match, tc.value)
 		require.Equal(t, tc.want, d.nfa.match(tc.value), "simulated: %q on %q", tc.match, tc.value)
 	}
 }

@@ -20,6 +20,10 @@ type keyPart struct {
 // templateParts returns the parts of the family's template: the values in
 // given as literal bytes, the other parameters by their declaration, or as
 // lang says when they have none.
+//
+// A declaration stands for its non-empty values, the ones Key renders,
+// except in langGlob: that is a pattern delete, and its Matcher keeps
+// every value the declaration matches, the empty one too.
 func (f *Family) templateParts(given map[string]string, lang valueLang) []keyPart {
 	var parts []keyPart
 	for _, s := range f.Template.segs {
@@ -35,8 +39,10 @@ func (f *Family) templateParts(given map[string]string, lang valueLang) []keyPar
 		switch d := f.params[s.text]; {
 		case isGiven:
 			parts = append(parts, keyPart{lit: v})
-		case d != nil:
+		case d != nil && lang == langGlob:
 			parts = append(parts, keyPart{val: d.nfa, colon: d.colon})
+		case d != nil:
+			parts = append(parts, keyPart{val: d.key, colon: d.colon})
 		case lang == langConv && tagged:
 			set := notColon()
 			set['{'>>6] &^= 1<<('{'&63) | 1<<('}'&63) // both in the second word

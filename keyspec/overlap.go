@@ -21,8 +21,9 @@ import (
 // (filtering on the convention would skip the keys of a value that does
 // hold a ':', a lost invalidation). So "product:*", the pattern delete of
 // "product:{id}", deletes every "product:{id}:details" key as well, until
-// params.id is declared. The check intersects the key languages with
-// undeclared values as any bytes.
+// params.id is declared. The check is exact: it intersects what the
+// worker deletes (the glob, where '*' matches no bytes too, filtered by
+// the declarations) with every key the other family renders.
 
 // overlapChecker intersects the key languages of a policy's families. It
 // builds each family's shapes once per language, and the automata of a
@@ -93,8 +94,20 @@ func (c *overlapChecker) families(a *Family, la valueLang, b *Family, lb valueLa
 
 // deletes is overlap for the keys a pattern delete of x (its whole
 // pattern) removes and the keys y renders.
+//
+// The delete is the glob, where '*' matches no bytes too, filtered by the
+// declarations, which may match the empty value: "a:*" deletes the key
+// "a:" of a family "a:".
 func (c *overlapChecker) deletes(x, y *Family, ly valueLang) (string, bool, bool) {
-	return c.overlap(c.shapesOf(x, langAny), c.shapesOf(y, ly))
+	key, ok, decided := c.overlap(c.shapesOf(x, langGlob), c.shapesOf(y, ly))
+	if ok {
+		// A shortest key often has empty wildcards ("obj:::p0"); one
+		// with a value for each reads better, where there is one.
+		if k, ok, _ := c.overlap(c.shapesOf(x, langAny), c.shapesOf(y, ly)); ok {
+			key = k
+		}
+	}
+	return key, ok, decided
 }
 
 // checkCollisions refuses pairs of families that render the same key, at
@@ -170,10 +183,42 @@ func (p *Policy) warnAt(name, format string, args ...any) ValidationError {
 // captureWarnings warns about each family whose pattern delete also
 // matches keys of other families, by name.
 func (p *Policy) captureWarnings(limit int) ValidationErrors {
+	captures := p.captureMap(limit)
+	var out ValidationErrors
+	for _, name := range p.FamilyNames() {
+		caps := captures[name]
+		if len(caps) == 0 {
+			continue
+		}
+		f := p.Families[name]
+		var list []string
+		others := []*Family{f}
+		for _, c := range caps {
+			list = append(list, fmt.Sprintf("%q (for example %q)", c.Family, c.Example))
+			others = append(others, p.Families[c.Family])
+		}
+		why := "an undeclared parameter matches any bytes, ':' too"
+		hint := declareHint(f)
+		if len(f.undeclared()) == 0 {
+			why = "its declarations match them"
+			hint = declareHint(others[1:]...)
+		}
+		out = append(out, p.warnAt(name,
+			"a pattern delete of family %q (%s) also matches keys of %s %s, because %s, and the worker would delete them with it; to keep it to its family, %s",
+			name, f.wholePattern(), plural(len(caps), "family", "families"), joinAnd(list), why, hint))
+	}
+	return out
+}
+
+// captureMap returns, by family, the other families whose keys its
+// pattern delete also matches. For each pair it says which delete
+// captures which family's keys: the direction in which the captured keys
+// are ordinary ones (no ':' in their values); only if there is none, any
+// keys.
+func (p *Policy) captureMap(limit int) map[string][]Capture {
 	c := newOverlapChecker(limit)
 	names := p.FamilyNames()
 	captures := map[string][]Capture{} // by the family whose delete captures
-	var out ValidationErrors
 	for i, a := range names {
 		fa := p.Families[a]
 		if fa.Template == nil {
@@ -187,9 +232,6 @@ func (p *Policy) captureWarnings(limit int) ValidationErrors {
 			if _, ok, _ := c.families(fa, langConv, fb, langConv); ok {
 				continue // a collision, which Parse refuses
 			}
-			// Say which delete captures which family's keys: the
-			// direction in which the captured keys are ordinary ones (no
-			// ':' in their values). Only if there is none, any keys.
 			var dirs [][2]*Family
 			for _, dir := range [][2]*Family{{fa, fb}, {fb, fa}} {
 				if dir[0].Strategy != StrategyVersion { // never pattern-deleted
@@ -222,29 +264,7 @@ func (p *Policy) captureWarnings(limit int) ValidationErrors {
 			}
 		}
 	}
-	for _, name := range names {
-		caps := captures[name]
-		if len(caps) == 0 {
-			continue
-		}
-		f := p.Families[name]
-		var list []string
-		others := []*Family{f}
-		for _, c := range caps {
-			list = append(list, fmt.Sprintf("%q (for example %q)", c.Family, c.Example))
-			others = append(others, p.Families[c.Family])
-		}
-		why := "an undeclared parameter matches any bytes, ':' too"
-		hint := declareHint(f)
-		if len(f.undeclared()) == 0 {
-			why = "its declarations match them too"
-			hint = declareHint(others[1:]...)
-		}
-		out = append(out, p.warnAt(name,
-			"a pattern delete of family %q (%s) also matches keys of %s %s, because %s, and the worker would delete them with it; to keep it to its family, %s",
-			name, f.wholePattern(), plural(len(caps), "family", "families"), joinAnd(list), why, hint))
-	}
-	return out
+	return captures
 }
 
 // plural picks the word for n things.

@@ -111,7 +111,9 @@ func (c *overlapChecker) deletes(x, y *Family, ly valueLang) (string, bool, bool
 }
 
 // checkCollisions refuses pairs of families that render the same key, at
-// load, and pairs too complex to decide.
+// load. A pair too complex to decide is a warning: refusing it would
+// refuse a policy that may be fine, and passing it silently would hide a
+// collision that may be there.
 func (d *decoder) checkCollisions(p *Policy) {
 	c := newOverlapChecker(d.searchLimit)
 	names := p.FamilyNames()
@@ -134,20 +136,24 @@ func (d *decoder) checkCollisions(p *Policy) {
 			if at, bt := d.familyAt[a], d.familyAt[b]; at != nil && bt != nil && at.Line > bt.Line {
 				a, b = b, a
 			}
-			if !decided {
-				key = "(too complex to find one; simplify the declarations)"
+			if ok {
+				d.errorf(d.familyAt[b], join("families", b),
+					"can render the same key as family %q (for example %q), so each would invalidate the other's entries; make the literal text differ, e.g. a different prefix, or declare params that tell them apart",
+					a, key)
+				continue
 			}
-			d.errorf(d.familyAt[b], join("families", b),
-				"can render the same key as family %q (for example %q), so each would invalidate the other's entries; make the literal text differ, e.g. a different prefix, or declare params that tell them apart",
-				a, key)
+			d.warnf(d.familyAt[b], join("families", b),
+				"could not decide whether family %q can render the same key as family %q: their keys are too complex to compare; simplify the declarations (params) of %q and %q, or make their literal text differ",
+				b, a, b, a)
 		}
 	}
 }
 
 // Warnings returns the problems that do not stop the policy from loading,
 // sorted by their position in the file: families no event invalidates,
-// event attributes no template uses, and families whose pattern deletes
-// also match other families' keys. Policy lint prints them.
+// event attributes no template uses, pairs of families too complex to
+// compare, and families whose pattern deletes also match other families'
+// keys. Policy lint prints them.
 //
 // It intersects the key languages of the families that may share keys,
 // which takes up to seconds for hundreds of families: Parse does not, so
@@ -183,8 +189,14 @@ func (p *Policy) warnAt(name, format string, args ...any) ValidationError {
 // captureWarnings warns about each family whose pattern delete also
 // matches keys of other families, by name.
 func (p *Policy) captureWarnings(limit int) ValidationErrors {
-	captures := p.captureMap(limit)
+	captures, undecided := p.captureMap(limit)
 	var out ValidationErrors
+	for _, u := range undecided {
+		x, y := p.Families[u[0]], u[1]
+		out = append(out, p.warnAt(x.Name,
+			"could not decide whether a pattern delete of family %q (%s) also matches keys of family %q: their keys are too complex to compare; simplify the declarations (params) of %q and %q",
+			x.Name, x.wholePattern(), y, x.Name, y))
+	}
 	for _, name := range p.FamilyNames() {
 		caps := captures[name]
 		if len(caps) == 0 {
@@ -214,11 +226,12 @@ func (p *Policy) captureWarnings(limit int) ValidationErrors {
 // pattern delete also matches. For each pair it says which delete
 // captures which family's keys: the direction in which the captured keys
 // are ordinary ones (no ':' in their values); only if there is none, any
-// keys.
-func (p *Policy) captureMap(limit int) map[string][]Capture {
+// keys. undecided lists the deletes (family, other family) too complex
+// to tell either way.
+func (p *Policy) captureMap(limit int) (captures map[string][]Capture, undecided [][2]string) {
 	c := newOverlapChecker(limit)
 	names := p.FamilyNames()
-	captures := map[string][]Capture{} // by the family whose delete captures
+	captures = map[string][]Capture{} // by the family whose delete captures
 	for i, a := range names {
 		fa := p.Families[a]
 		if fa.Template == nil {
@@ -239,14 +252,16 @@ func (p *Policy) captureMap(limit int) map[string][]Capture {
 				}
 			}
 			found := false
+			unsure := map[*Family]bool{}
 			for _, lang := range []valueLang{langConv, langAny} {
 				for _, dir := range dirs {
 					x, y := dir[0], dir[1]
 					key, ok, decided := c.deletes(x, y, lang)
 					if !decided {
-						ok, key = true, "(too complex to find one; simplify the declarations)"
+						unsure[x] = true
 					}
 					if ok {
+						delete(unsure, x)
 						if lang == langAny {
 							// One example for both directions where
 							// there is one: a key both families render.
@@ -262,9 +277,14 @@ func (p *Policy) captureMap(limit int) map[string][]Capture {
 					break
 				}
 			}
+			for _, dir := range dirs {
+				if x, y := dir[0], dir[1]; unsure[x] {
+					undecided = append(undecided, [2]string{x.Name, y.Name})
+				}
+			}
 		}
 	}
-	return captures
+	return captures, undecided
 }
 
 // plural picks the word for n things.

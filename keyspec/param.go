@@ -144,7 +144,11 @@ func checkRegexp(re *syntax.Regexp, expr string) string {
 			}
 		}
 	case syntax.OpCharClass:
-		if _, ok := nonASCII(re.Rune); !ok {
+		fold := foldNo
+		if re.Flags&syntax.FoldCase != 0 {
+			fold = foldYes
+		}
+		if _, ok := nonASCII(re.Rune, fold); !ok {
 			return fmt.Sprintf("match %q has a class with some non-ASCII characters; values are matched byte by byte, so use ASCII classes, or a negated class such as [^:] for any other byte", expr)
 		}
 	}
@@ -163,32 +167,58 @@ const (
 	kelvin = 0x212a // K, folds to k
 )
 
+// How a class came to hold ſ and K, for nonASCII.
+type foldMode int
+
+const (
+	foldNo     foldMode = iota // not under (?i): as every other non-ASCII rune
+	foldYes                    // under (?i): as s and k
+	foldEither                 // unknown (a compiled class that checkRegexp passed)
+)
+
 // nonASCII reports whether a class (rune pairs lo, hi) holds the bytes
 // 0x80-0xff: it does when it holds every non-ASCII rune, as negated
-// classes and '.' do, and does not when it holds none. Anything in between
+// classes and '.' do, and does not when it holds none. ſ and K may differ
+// from the others only as (?i) makes them, with s and k: Go's
+// [^\x{17f}] refuses "ſ", which no class of bytes can say. Anything else
 // (ok=false) has no meaning for bytes.
-func nonASCII(pairs []rune) (all, ok bool) {
+func nonASCII(pairs []rune, fold foldMode) (all, ok bool) {
+	in := func(r rune) bool {
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if pairs[i] <= r && r <= pairs[i+1] {
+				return true
+			}
+		}
+		return false
+	}
+	folded := [...]struct{ r, letter rune }{{longS, 's'}, {kelvin, 'k'}}
 	var n, special int
 	for i := 0; i+1 < len(pairs); i += 2 {
-		lo, hi := max(pairs[i], utf8.RuneSelf), pairs[i+1]
-		if lo > hi {
-			continue
+		if lo, hi := max(pairs[i], utf8.RuneSelf), pairs[i+1]; lo <= hi {
+			n += int(hi-lo) + 1
 		}
-		n += int(hi-lo) + 1
-		for _, r := range []rune{longS, kelvin} {
-			if lo <= r && r <= hi {
-				special++
-			}
+	}
+	for _, f := range folded {
+		if in(f.r) {
+			special++
 		}
 	}
 	total := int(utf8.MaxRune) - utf8.RuneSelf + 1
-	switch {
-	case n == special:
-		return false, true
-	case n-special == total-2:
-		return true, true
+	switch n - special {
+	case 0:
+	case total - len(folded):
+		all = true
+	default:
+		return false, false
 	}
-	return false, false
+	for _, f := range folded {
+		asOthers, asLetter := in(f.r) == all, in(f.r) == in(f.letter)
+		switch {
+		case fold == foldNo && !asOthers, fold == foldYes && !asLetter, !asOthers && !asLetter:
+			return false, false
+		}
+	}
+	return all, true
 }
 
 // progNFA turns a compiled regexp into a byte-level nfa.
@@ -226,7 +256,7 @@ func progNFA(prog *syntax.Prog, expr string) (*nfa, string) {
 				}
 			}
 			if in.Op == syntax.InstRune && len(in.Rune) > 1 {
-				all, ok := nonASCII(in.Rune)
+				all, ok := nonASCII(in.Rune, foldEither)
 				if !ok {
 					return nil, fmt.Sprintf("match %q has a class with some non-ASCII characters; use ASCII classes, or a negated class such as [^:]", expr)
 				}

@@ -413,3 +413,24 @@ func TestIntersectAgreesWithBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// A class that names ſ or K (the two non-ASCII runes that fold to ASCII
+// letters) has no meaning for bytes unless (?i) put it there: Go's
+// [^\x{17f}]+ refuses "ſ", which a byte-level class of every high byte
+// would take. Only (?i) may add or remove them, along with s and k.
+func TestParamClassesNamingFoldedRunes(t *testing.T) {
+	t.Parallel()
+
+	for _, expr := range []string{`[^\x{17f}]+`, `[^\x{212a}]+`, `[a\x{17f}]`, `s|\x{17f}`, `[^k\x{17f}]+`} {
+		_, msg := compileParam(Param{Match: expr})
+		require.Contains(t, msg, "non-ASCII", "%s", expr)
+	}
+	for expr, value := range map[string]string{
+		`(?i)[a-z]+`: "Sk", `(?i)[^k]+`: "\xff", `[^s]+`: "\xff", `(?i)[^a-z]+`: "\xff", `(?i)[s]`: "S",
+		`(?i:[a-c])x`: "Bx", `[^:]+`: "\xff", `(?i)[^ks]+`: "\xff",
+	} {
+		d, msg := compileParam(Param{Match: expr})
+		require.Empty(t, msg, expr)
+		require.True(t, d.match(value), "%s on %q", expr, value)
+	}
+}

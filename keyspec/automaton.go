@@ -185,6 +185,29 @@ func (a *nfa) match(s string) bool {
 	return slices.Contains(cur, a.accept)
 }
 
+// matchesSome reports whether the automaton matches some string: whether
+// its accept node is reachable.
+func (a *nfa) matchesSome() bool {
+	seen := make([]bool, len(a.nodes))
+	seen[0] = true
+	stack := []int32{0}
+	for len(stack) > 0 {
+		n := &a.nodes[stack[len(stack)-1]]
+		stack = stack[:len(stack)-1]
+		next := n.eps
+		if n.consume && !n.set.empty() {
+			next = []int32{n.out}
+		}
+		for _, m := range next {
+			if !seen[m] {
+				seen[m] = true
+				stack = append(stack, m)
+			}
+		}
+	}
+	return seen[a.accept]
+}
+
 // maxDFAStates bounds the table a matcher builds. Past it the matcher
 // simulates the automaton instead: slower, never wrong.
 const maxDFAStates = 2048
@@ -313,81 +336,165 @@ func (a *automaton) match(s string) bool {
 	return a.n.match(s)
 }
 
-// maxProductStates bounds intersect's search. Past it, intersect answers
-// that the languages may overlap: for the overlap checks that is the safe
-// side (a needless warning, never a missed one).
+// maxProductStates bounds product's automaton.
 const maxProductStates = 1 << 22
+
+// maxSearchStates bounds the pairs of states one intersect visits. Past it
+// intersect gives up and says so (decided is false): the overlap checks
+// then warn that they cannot tell, rather than guess either way.
+const maxSearchStates = 1 << 20
+
+// efNFA is an nfa without moves that read nothing, the form intersect
+// searches: state 0 is the start, state i > 0 is the (i-1)-th consuming
+// node of the nfa after it read its byte. Each step of a search then reads
+// exactly one byte, so a breadth-first search finds a shortest string.
+type efNFA struct {
+	set  []byteSet // the bytes that enter state i; set[0] is unused
+	next [][]int32 // the states that one more byte can enter from state i
+	acc  []bool    // whether a string that ends in state i matches
+}
+
+func newEFNFA(a *nfa) *efNFA {
+	id := make([]int32, len(a.nodes)) // the state of each consuming node
+	e := &efNFA{set: []byteSet{{}}}
+	origin := []int32{0} // where each state's moves without reading start
+	for i, n := range a.nodes {
+		if n.consume {
+			id[i] = int32(len(e.set))
+			e.set = append(e.set, n.set)
+			origin = append(origin, n.out)
+		}
+	}
+	e.next = make([][]int32, len(e.set))
+	e.acc = make([]bool, len(e.set))
+	// seen holds the state whose closure last visited each node, so it
+	// needs no clearing between states.
+	seen := make([]int32, len(a.nodes))
+	for i := range seen {
+		seen[i] = -1
+	}
+	var stack []int32
+	for s, o := range origin {
+		seen[o] = int32(s)
+		stack = append(stack[:0], o)
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			nd := &a.nodes[n]
+			if nd.consume {
+				e.next[s] = append(e.next[s], id[n])
+				continue
+			}
+			if n == a.accept {
+				e.acc[s] = true
+			}
+			for j := len(nd.eps) - 1; j >= 0; j-- {
+				if m := nd.eps[j]; seen[m] != int32(s) {
+					seen[m] = int32(s)
+					stack = append(stack, m)
+				}
+			}
+		}
+	}
+	return e
+}
+
+// searcher intersects automata, keeping its buffers from one search to
+// the next. It is not safe for concurrent use.
+type searcher struct {
+	limit int // maxSearchStates unless a test lowers it
+	// A pair of states (i, j) is p = i*len(b.set) + j; the byte read to
+	// enter it is one of both states' sets. A small product marks its
+	// pairs in stamp (visited in this search when it holds gen), with the
+	// pair it came from in parent; a large one in sparse.
+	stamp  []uint32
+	gen    uint32
+	parent []int32
+	sparse map[int64]int64
+	queue  []int64
+
+	searches int // intersections run, which tests count
+}
+
+// denseStates is the largest product whose pairs a searcher marks in
+// arrays rather than a map: 8 MB of buffers at most.
+const denseStates = 1 << 20
+
+func newSearcher() *searcher { return &searcher{limit: maxSearchStates} }
 
 // intersect reports whether some string matches both a and b, and returns
 // a shortest one, built of readable bytes where it can. decided is false
 // when the search hit its bound: then ok is true and key is "".
 func intersect(a, b *nfa) (key string, ok, decided bool) {
-	type state struct{ a, b int32 }
-	type visit struct {
-		prev state
-		dist int  // bytes read to get here
-		c    byte // the byte read from prev, if read
-		read bool
+	return newSearcher().intersect(newEFNFA(a), newEFNFA(b))
+}
+
+// intersect is the package's intersect on automata already converted.
+func (s *searcher) intersect(a, b *efNFA) (key string, ok, decided bool) {
+	s.searches++
+	nb := int64(len(b.set))
+	total := int64(len(a.set)) * nb
+	dense := total <= denseStates
+	if dense {
+		if int64(len(s.stamp)) < total {
+			s.stamp = make([]uint32, total)
+			s.parent = make([]int32, total)
+			s.gen = 0
+		}
+		s.gen++
+		if s.gen == 0 { // wrapped: old marks could pass for new ones
+			clear(s.stamp)
+			s.gen = 1
+		}
+	} else {
+		s.sparse = make(map[int64]int64)
 	}
-	start := state{0, 0}
-	from := map[state]visit{start: {}}
-	// Breadth first by bytes read, level by level; moves that read nothing
-	// stay in their level, so the first accepting state found ends a
-	// shortest string.
-	level := []state{start}
-	for dist := 0; len(level) > 0; dist++ {
-		var next []state
-		for len(level) > 0 {
-			st := level[len(level)-1]
-			level = level[:len(level)-1]
-			if from[st].dist != dist {
-				continue // reached by a shorter path since it was queued
-			}
-			if st.a == a.accept && st.b == b.accept {
-				var out []byte
-				for cur := st; cur != start; cur = from[cur].prev {
-					if v := from[cur]; v.read {
-						out = append(out, v.c)
-					}
-				}
-				slices.Reverse(out)
-				return string(out), true, true
-			}
-			if len(from) > maxProductStates {
-				return "", true, false
-			}
-			na, nb := &a.nodes[st.a], &b.nodes[st.b]
-			var moves []state
-			if !na.consume {
-				for _, e := range na.eps {
-					moves = append(moves, state{e, st.b})
+	visited := func(p int64) bool {
+		if dense {
+			return s.stamp[p] == s.gen
+		}
+		_, ok := s.sparse[p]
+		return ok
+	}
+	mark := func(p, parent int64) {
+		if dense {
+			s.stamp[p], s.parent[p] = s.gen, int32(parent)
+		} else {
+			s.sparse[p] = parent
+		}
+	}
+	mark(0, -1)
+	s.queue = append(s.queue[:0], 0)
+	for head := 0; head < len(s.queue); head++ {
+		p := s.queue[head]
+		i, j := p/nb, p%nb
+		if a.acc[i] && b.acc[j] {
+			var out []byte
+			for p != 0 {
+				c, _ := a.set[p/nb].and(b.set[p%nb]).pick()
+				out = append(out, c)
+				if dense {
+					p = int64(s.parent[p])
+				} else {
+					p = s.sparse[p]
 				}
 			}
-			if !nb.consume {
-				for _, e := range nb.eps {
-					moves = append(moves, state{st.a, e})
-				}
-			}
-			if na.consume && nb.consume {
-				c, ok := na.set.and(nb.set).pick()
-				if !ok {
+			slices.Reverse(out)
+			return string(out), true, true
+		}
+		for _, x := range a.next[i] {
+			for _, y := range b.next[j] {
+				q := int64(x)*nb + int64(y)
+				if visited(q) || a.set[x].and(b.set[y]).empty() {
 					continue
 				}
-				n := state{na.out, nb.out}
-				if _, seen := from[n]; !seen {
-					from[n] = visit{prev: st, dist: dist + 1, c: c, read: true}
-					next = append(next, n)
+				if len(s.queue) >= s.limit {
+					return "", true, false
 				}
-				continue
-			}
-			for _, n := range moves {
-				if v, seen := from[n]; !seen || v.dist > dist {
-					from[n] = visit{prev: st, dist: dist}
-					level = append(level, n)
-				}
+				mark(q, p)
+				s.queue = append(s.queue, q)
 			}
 		}
-		level = next
 	}
 	return "", false, true
 }

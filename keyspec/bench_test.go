@@ -1,6 +1,10 @@
 package keyspec
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func benchFamily(b *testing.B) *Family {
 	b.Helper()
@@ -68,6 +72,72 @@ func BenchmarkFamilyKeyDeclared(b *testing.B) {
 	for b.Loop() {
 		if _, err := f.Key(params); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// benchPolicy writes a policy of n families "obj:{id}:{a}:p<i>:{name}" that
+// differ only in a literal in the middle of their keys, the shape that made
+// every load pay for an intersection per pair. Shape "declared" declares
+// every parameter, with the large expressions real policies use; shape
+// "half" declares id and name of every other family and leaves the rest
+// undeclared, so lint has captures to find.
+func benchPolicy(n int, shape string) []byte {
+	var b strings.Builder
+	b.WriteString("version: 1\nclasses: {standard: {ttl: 10m}}\nfamilies:\n")
+	for i := range n {
+		switch shape {
+		case "declared":
+			fmt.Fprintf(&b, "  fam%d:\n    template: \"obj:{id}:{a}:p%d:{name}\"\n    class: standard\n    params:\n"+
+				"      id: {match: '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'}\n"+
+				"      a: {match: '[a-z0-9_]{1,64}'}\n"+
+				"      name: {match: '[a-z]+(-[a-z0-9]{1,20}){0,6}'}\n", i, i)
+		case "half":
+			fmt.Fprintf(&b, "  fam%d:\n    template: \"obj:{id}:{a%d}:p%d:{name}\"\n    class: standard\n", i, i%5, i)
+			if i%2 == 1 {
+				b.WriteString("    params:\n      id: {match: '[0-9a-f]{8}-[0-9a-f]{4}'}\n      name: {match: '[a-z]+(-[a-z0-9]+){0,6}'}\n")
+			}
+		default:
+			panic(shape)
+		}
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkParse is the cost of loading a policy, which every worker start,
+// SIGHUP, enqueue.New and CLI enqueue pays.
+func BenchmarkParse(b *testing.B) {
+	for _, shape := range []string{"declared", "half"} {
+		for _, n := range []int{60, 200} {
+			src := benchPolicy(n, shape)
+			b.Run(fmt.Sprintf("%s-%d", shape, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := Parse("p.yaml", src); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkWarnings is the cost of policy lint beyond loading: the
+// capture warnings, which intersect the key languages of every pair of
+// families that may share keys.
+func BenchmarkWarnings(b *testing.B) {
+	for _, shape := range []string{"declared", "half"} {
+		for _, n := range []int{60, 200} {
+			p, err := Parse("p.yaml", benchPolicy(n, shape))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("%s-%d", shape, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Warnings()
+				}
+			})
 		}
 	}
 }

@@ -43,7 +43,7 @@ func TestEventsResolve(t *testing.T) {
 
 	p, err := Parse("shop.yaml", []byte(shopPolicy))
 	require.NoError(t, err)
-	require.Empty(t, p.Warnings)
+	require.Empty(t, p.Warnings())
 	require.Equal(t, []string{"post.created", "product.updated"}, p.EventNames())
 	require.Equal(t, []string{"product.updated"}, p.EventsOf("price"))
 	require.Equal(t, ModeShadow, p.Families["product_page"].Mode)
@@ -181,7 +181,7 @@ events:
 `))
 	require.NoError(t, err)
 	var got []string
-	for _, w := range p.Warnings {
+	for _, w := range p.Warnings() {
 		got = append(got, w.Error())
 	}
 	require.Len(t, got, 2)
@@ -191,7 +191,7 @@ events:
 	// Without events, nothing is expected to trigger families.
 	p, err = Parse("w.yaml", []byte("version: 1\nclasses: {standard: {}}\nfamilies: {user: {template: \"user:{id}\", class: standard}}\n"))
 	require.NoError(t, err)
-	require.Empty(t, p.Warnings)
+	require.Empty(t, p.Warnings())
 }
 
 func TestOverlap(t *testing.T) {
@@ -221,14 +221,15 @@ func TestOverlap(t *testing.T) {
 		{fam("catalog", ver), fam("{catalog}#{x}", del), true, "{catalog}#ver"},
 		{fam("page:{n}", del), fam("page:{n}x", del), true, "page:xx"},
 	} {
-		key, ok := overlap(tc.a, langConv, tc.b, langConv)
+		key, ok, decided := newOverlapChecker(0).families(tc.a, langConv, tc.b, langConv)
+		require.True(t, decided)
 		require.Equal(t, tc.overlaps, ok, "%s vs %s", tc.a.Template, tc.b.Template)
 		require.Equal(t, tc.example, key, "%s vs %s", tc.a.Template, tc.b.Template)
 		if ok {
 			// The example really is a key of both, checked independently.
 			require.True(t, matchesShape(t, tc.a, key) && matchesShape(t, tc.b, key), key)
 		}
-		_, back := overlap(tc.b, langConv, tc.a, langConv)
+		_, back, _ := newOverlapChecker(0).families(tc.b, langConv, tc.a, langConv)
 		require.Equal(t, ok, back, "symmetric")
 	}
 }

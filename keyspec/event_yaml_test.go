@@ -91,14 +91,14 @@ events:
 	require.False(t, m.Filters(), "nothing is declared, so nothing may be filtered")
 	require.True(t, m.Match(reviewKey))
 	// A Redis glob cannot say "no ':' here", so the policy author is warned.
-	require.Len(t, p.Warnings, 1)
-	require.Contains(t, p.Warnings[0].Error(), `p.yaml:5:3: families.product: a pattern delete of family "product" (product:*) also matches keys of family "product_reviews" (for example "product:x:reviews")`)
-	require.Contains(t, p.Warnings[0].Error(), `declare params.id of family "product"`)
+	require.Len(t, p.Warnings(), 1)
+	require.Contains(t, p.Warnings()[0].Error(), `p.yaml:5:3: families.product: a pattern delete of family "product" (product:*) also matches keys of family "product_reviews" (for example "product:x:reviews")`)
+	require.Contains(t, p.Warnings()[0].Error(), `declare params.id of family "product"`)
 
 	// Declared, the delete keeps to its family and the warning goes.
 	p, err = Parse("p.yaml", []byte(policy(`, params: {id: {match: '[0-9]+'}}`)))
 	require.NoError(t, err)
-	require.Empty(t, p.Warnings)
+	require.Empty(t, p.Warnings())
 	acts, _, err = p.Resolve("catalog.reset", map[string]string{})
 	require.NoError(t, err)
 	m, err = acts[0].Family.Matcher(acts[0].Params)

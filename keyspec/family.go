@@ -291,7 +291,7 @@ func (f *Family) checkParams(op string, params map[string]string, all bool) erro
 			return fmt.Errorf("%s family %q: %w for %q: give the value the cache key was written with",
 				op, f.Name, ErrEmptyParam, name)
 		}
-		if d := f.params[name]; d != nil && !d.m.match(v) {
+		if d := f.params[name]; d != nil && !d.match(v) {
 			return fmt.Errorf("%s family %q: %w: parameter %q value %s does not match its declaration %q in the policy; "+
 				"fix the value, or widen the declaration if such keys exist",
 				op, f.Name, ErrInvalidParam, name, quoteValue(v), d.Match)

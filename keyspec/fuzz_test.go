@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -213,7 +214,7 @@ func checkDeclaredFamily(t *testing.T, fam *Family) {
 		}
 		values[param] = v
 		bad := v + "\x00:"
-		if !d.m.match(bad) {
+		if !d.match(bad) {
 			_, err := fam.Key(map[string]string{param: bad})
 			if len(fam.Template.params) == 1 {
 				require.ErrorIs(t, err, ErrInvalidParam)
@@ -239,13 +240,18 @@ func checkDeclaredFamily(t *testing.T, fam *Family) {
 }
 
 // FuzzParamMatch compiles arbitrary declarations and matches arbitrary
-// values: on ASCII values the byte-level automaton (and its DFA) agrees
-// with Go's regexp anchored at both ends, and a refused declaration is
-// refused with a message.
+// values: the byte-level automaton (its DFA, its simulation, and the
+// search the overlap checks run) agrees with Go's regexp anchored at both
+// ends, and a refused declaration is refused with a message.
+//
+// A declaration reads bytes, Go's regexp runes. The two agree on a value
+// whose bytes >= 0x80 each become one rune that every class the policy
+// accepts holds or lacks as it holds or lacks all of them: 'é' does.
 func FuzzParamMatch(f *testing.F) {
 	for _, s := range [][2]string{
 		{"[0-9]+", "42"}, {"[A-Z]{3}", "EUR"}, {"(?i)[a-f0-9]{8}-[a-f0-9]{4}", "DEADbeef-0a1b"}, {"[^:]+", "a:b"},
 		{"^x|y$", "y"}, {"a*b?c{2,3}", "acc"}, {".+", "a\nb"}, {"(?s).", "\n"}, {`\w+\.\d`, "ab.1"}, {"a|\\b", "b"},
+		{"(?i)[^k]+", "\u212a"}, {"[^s]+", "\u017f"}, {`[^\x{17f}]+`, "a"}, {"(?i)[a-z]+", "Sk"}, {`\Q0`, "0"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -256,15 +262,31 @@ func FuzzParamMatch(f *testing.F) {
 			return
 		}
 		require.NotNil(t, d)
-		got := d.m.match(value)
+		got := d.match(value)
 		require.Equal(t, got, d.nfa.match(value), "DFA and simulation disagree: %q on %q", expr, value)
+		lit := newNFABuilder()
+		lit.lit(value)
+		_, found, decided := intersect(d.nfa, lit.finish())
+		require.True(t, decided)
+		require.Equal(t, got, found, "intersect and match disagree: %q on %q", expr, value)
+		require.Equal(t, got && value != "", d.key.match(value), "the values Key renders: %q on %q", expr, value)
+		var runes strings.Builder
 		for i := 0; i < len(value); i++ {
-			if value[i] >= 0x80 {
-				return // bytes, not runes: Go's regexp reads these differently
+			if value[i] >= utf8.RuneSelf {
+				runes.WriteRune('é')
+			} else {
+				runes.WriteByte(value[i])
 			}
 		}
-		re, err := regexp.Compile("^(?:" + expr + ")$")
+		// Anchored without wrapping the text in ^(?:...)$, which an
+		// unterminated \Q would swallow: a whole-value match exists
+		// exactly when the leftmost-longest match spans the value.
+		re, err := regexp.Compile(expr)
 		require.NoError(t, err, "a declaration we accept compiles in Go")
-		require.Equal(t, re.MatchString(value), got, "%q on %q", expr, value)
+		re.Longest()
+		v := runes.String()
+		loc := re.FindStringIndex(v)
+		want := loc != nil && loc[0] == 0 && loc[1] == len(v)
+		require.Equal(t, want, got, "%q on %q (as %q)", expr, value, v)
 	})
 }

@@ -22,69 +22,15 @@ const (
 	langGlob
 )
 
-// templateNFA appends the family's template to b: the values in given as
-// literal bytes, other parameters by their declaration or as lang says.
-func (f *Family) templateNFA(b *nfaBuilder, given map[string]string, lang valueLang) {
-	for _, s := range f.Template.segs {
-		if !s.isParam {
-			b.lit(s.text)
-			continue
-		}
-		tagged := s.text == f.HashTag
-		if tagged {
-			b.lit("{")
-		}
-		v, isGiven := given[s.text]
-		switch d := f.params[s.text]; {
-		case isGiven:
-			b.lit(v)
-		case d != nil:
-			b.sub(d.nfa)
-		case lang == langConv && tagged:
-			set := notColon()
-			set['{'>>6] &^= 1<<('{'&63) | 1<<('}'&63) // both in the second word
-			b.repeat(set, true)
-		case lang == langConv:
-			b.repeat(notColon(), true)
-		default:
-			b.repeat(allBytes(), lang != langGlob)
-		}
-		if tagged {
-			b.lit("}")
-		}
-	}
-}
-
 // keyNFAs returns the automata of every key the family renders: its
 // template for a delete family, its version and data keys (in that order)
 // for a version family.
 func (f *Family) keyNFAs(lang valueLang) []*nfa {
-	if f.Strategy != StrategyVersion {
-		b := newNFABuilder()
-		f.templateNFA(b, nil, lang)
-		return []*nfa{b.finish()}
+	var out []*nfa
+	for _, parts := range f.keyParts(lang) {
+		out = append(out, partsNFA(parts))
 	}
-	prefix := func() *nfaBuilder {
-		b := newNFABuilder()
-		if f.HashTag == "" {
-			b.lit("{")
-		}
-		f.templateNFA(b, nil, lang)
-		if f.HashTag == "" {
-			b.lit("}")
-		}
-		return b
-	}
-	ver := prefix()
-	ver.lit(versionKeySuffix)
-	data := prefix()
-	data.lit(dataKeyInfix)
-	var digits byteSet
-	for c := byte('0'); c <= '9'; c++ {
-		digits.add(c)
-	}
-	data.repeat(digits, true)
-	return []*nfa{ver.finish(), data.finish()}
+	return out
 }
 
 // Matcher tells whether a key belongs to a family pattern delete, or to a
@@ -118,9 +64,7 @@ func (f *Family) Matcher(params map[string]string) (*Matcher, error) {
 			m.filters = true
 		}
 	}
-	b := newNFABuilder()
-	f.templateNFA(b, params, langGlob)
-	m.a = newAutomaton(b.finish())
+	m.a = newAutomaton(partsNFA(f.templateParts(params, langGlob)))
 	return m, nil
 }
 
@@ -162,20 +106,18 @@ func (p *Policy) Captures(f *Family, params map[string]string) ([]Capture, error
 	if _, err := f.Pattern(params); err != nil {
 		return nil, err
 	}
-	b := newNFABuilder()
-	f.templateNFA(b, params, langGlob)
-	del := b.finish()
+	c := newOverlapChecker(0)
+	del := []*keyShape{newKeyShape(f.templateParts(params, langGlob))}
 	var out []Capture
 	for _, name := range p.FamilyNames() {
 		o := p.Families[name]
 		if name == f.Name || o.Template == nil {
 			continue
 		}
-		for _, k := range o.keyNFAs(langAny) {
-			if key, ok, _ := intersect(del, k); ok {
-				out = append(out, Capture{Family: name, Example: key})
-				break
-			}
+		// A pair too complex to decide counts as captured: the caller
+		// then checks each key against o's keys, which is exact.
+		if key, ok, decided := c.overlap(del, c.shapesOf(o, langAny)); ok || !decided {
+			out = append(out, Capture{Family: name, Example: key})
 		}
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp/syntax"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -31,11 +32,26 @@ type Param struct {
 // takes 38, "[a-z0-9-]{1,64}" 129).
 const maxParamInsts = 300
 
-// paramDecl is a compiled Param.
+// paramDecl is a compiled Param. Families of a policy share the
+// declarations they spell alike.
 type paramDecl struct {
 	Param
-	nfa *nfa
-	m   *automaton
+	nfa *nfa // every value the expression matches
+	key *nfa // the non-empty ones: the values Key renders
+	// colon is whether a value may hold ':' (some byte the automaton
+	// reads is one), which the overlap checks' pruning needs to know.
+	colon bool
+
+	// m is nfa with its DFA, built on the first match rather than at
+	// load, which every worker start and CLI call pays.
+	once sync.Once
+	m    *automaton
+}
+
+// match reports whether v is a value the declaration allows.
+func (d *paramDecl) match(v string) bool {
+	d.once.Do(func() { d.m = newAutomaton(d.nfa) })
+	return d.m.match(v)
 }
 
 // compileParam compiles a declaration, or returns a message that says what
@@ -69,12 +85,22 @@ func compileParam(p Param) (*paramDecl, string) {
 	if msg != "" {
 		return nil, msg
 	}
-	b := newNFABuilder()
-	b.repeat(allBytes(), true)
-	if _, ok, _ := intersect(n, b.finish()); !ok {
+	d := &paramDecl{Param: p, nfa: n, key: n}
+	if n.match("") {
+		// The automata are small (maxParamInsts), so the product fits.
+		if k := product(n, repeatNFA(allBytes(), true)); k != nil {
+			d.key = k
+		}
+	}
+	if !d.key.matchesSome() {
 		return nil, fmt.Sprintf("match %q matches no value but the empty one, and parameter values are never empty", expr)
 	}
-	return &paramDecl{Param: p, nfa: n, m: newAutomaton(n)}, ""
+	for _, nd := range n.nodes {
+		if nd.consume && nd.set.has(':') {
+			d.colon = true
+		}
+	}
+	return d, ""
 }
 
 // stripAnchors drops a leading ^ and a trailing $: a declaration is
@@ -118,7 +144,11 @@ func checkRegexp(re *syntax.Regexp, expr string) string {
 			}
 		}
 	case syntax.OpCharClass:
-		if _, ok := nonASCII(re.Rune); !ok {
+		fold := foldNo
+		if re.Flags&syntax.FoldCase != 0 {
+			fold = foldYes
+		}
+		if _, ok := nonASCII(re.Rune, fold); !ok {
 			return fmt.Sprintf("match %q has a class with some non-ASCII characters; values are matched byte by byte, so use ASCII classes, or a negated class such as [^:] for any other byte", expr)
 		}
 	}
@@ -137,32 +167,58 @@ const (
 	kelvin = 0x212a // K, folds to k
 )
 
+// How a class came to hold ſ and K, for nonASCII.
+type foldMode int
+
+const (
+	foldNo     foldMode = iota // not under (?i): as every other non-ASCII rune
+	foldYes                    // under (?i): as s and k
+	foldEither                 // unknown (a compiled class that checkRegexp passed)
+)
+
 // nonASCII reports whether a class (rune pairs lo, hi) holds the bytes
 // 0x80-0xff: it does when it holds every non-ASCII rune, as negated
-// classes and '.' do, and does not when it holds none. Anything in between
+// classes and '.' do, and does not when it holds none. ſ and K may differ
+// from the others only as (?i) makes them, with s and k: Go's
+// [^\x{17f}] refuses "ſ", which no class of bytes can say. Anything else
 // (ok=false) has no meaning for bytes.
-func nonASCII(pairs []rune) (all, ok bool) {
+func nonASCII(pairs []rune, fold foldMode) (all, ok bool) {
+	in := func(r rune) bool {
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if pairs[i] <= r && r <= pairs[i+1] {
+				return true
+			}
+		}
+		return false
+	}
+	folded := [...]struct{ r, letter rune }{{longS, 's'}, {kelvin, 'k'}}
 	var n, special int
 	for i := 0; i+1 < len(pairs); i += 2 {
-		lo, hi := max(pairs[i], utf8.RuneSelf), pairs[i+1]
-		if lo > hi {
-			continue
+		if lo, hi := max(pairs[i], utf8.RuneSelf), pairs[i+1]; lo <= hi {
+			n += int(hi-lo) + 1
 		}
-		n += int(hi-lo) + 1
-		for _, r := range []rune{longS, kelvin} {
-			if lo <= r && r <= hi {
-				special++
-			}
+	}
+	for _, f := range folded {
+		if in(f.r) {
+			special++
 		}
 	}
 	total := int(utf8.MaxRune) - utf8.RuneSelf + 1
-	switch {
-	case n == special:
-		return false, true
-	case n-special == total-2:
-		return true, true
+	switch n - special {
+	case 0:
+	case total - len(folded):
+		all = true
+	default:
+		return false, false
 	}
-	return false, false
+	for _, f := range folded {
+		asOthers, asLetter := in(f.r) == all, in(f.r) == in(f.letter)
+		switch {
+		case fold == foldNo && !asOthers, fold == foldYes && !asLetter, !asOthers && !asLetter:
+			return false, false
+		}
+	}
+	return all, true
 }
 
 // progNFA turns a compiled regexp into a byte-level nfa.
@@ -200,7 +256,7 @@ func progNFA(prog *syntax.Prog, expr string) (*nfa, string) {
 				}
 			}
 			if in.Op == syntax.InstRune && len(in.Rune) > 1 {
-				all, ok := nonASCII(in.Rune)
+				all, ok := nonASCII(in.Rune, foldEither)
 				if !ok {
 					return nil, fmt.Sprintf("match %q has a class with some non-ASCII characters; use ASCII classes, or a negated class such as [^:]", expr)
 				}

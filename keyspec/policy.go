@@ -25,10 +25,16 @@ type Policy struct {
 	Families map[string]*Family
 	// Events by name.
 	Events map[string]*Event
-	// Warnings are problems that do not stop the policy from loading, such
-	// as a family no event triggers; policy lint prints them.
-	Warnings ValidationErrors
+
+	// warns are the warnings found while loading; Warnings adds those
+	// that are too costly to look for on every load.
+	warns ValidationErrors
+	// familyAt is where each family is declared in Source, for warnings.
+	familyAt map[string]position
 }
+
+// position is a place in a policy file.
+type position struct{ line, column int }
 
 // Default returns the policy used when no policy file is given: no families
 // (so only raw key deletes are possible) and one class "default" with every
@@ -61,17 +67,10 @@ func Load(path string) (*Policy, error) {
 func Parse(source string, data []byte) (*Policy, error) {
 	d := &decoder{file: source}
 	p := d.decode(data)
-	byPosition := func(a, b ValidationError) int {
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return a.Column - b.Column
-	}
 	if len(d.errs) > 0 {
 		slices.SortStableFunc(d.errs, byPosition)
 		return nil, d.errs
 	}
-	slices.SortStableFunc(p.Warnings, byPosition)
 	p.Source = source
 	return p, nil
 }

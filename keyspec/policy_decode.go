@@ -48,6 +48,13 @@ type decoder struct {
 	// that run after the whole file is decoded.
 	familyAt map[string]*yaml.Node
 	eventAt  map[string]*yaml.Node
+	// decls memoises compileParam by expression: policies repeat
+	// declarations ('[0-9]+'), and compiling one is most of a family's
+	// load.
+	decls map[string]compiled
+	// searchLimit bounds each search of the collision check; 0 means
+	// maxSearchStates. Tests lower it.
+	searchLimit int
 }
 
 // entry is one key/value pair of a YAML mapping.
@@ -114,9 +121,12 @@ func (d *decoder) decode(data []byte) *Policy {
 			}
 		}
 	}
-	d.checkOverlaps(p)
-	d.checkUntriggered(p)
-	p.Warnings = d.warns
+	d.checkCollisions(p)
+	p.warns = d.warns
+	p.familyAt = make(map[string]position, len(d.familyAt))
+	for name, n := range d.familyAt {
+		p.familyAt[name] = position{n.Line, n.Column}
+	}
 	return p
 }
 
@@ -432,7 +442,7 @@ func (d *decoder) params(f *Family, e entry, path string) {
 		if !ok {
 			continue
 		}
-		decl, msg := compileParam(Param{Match: expr})
+		decl, msg := d.compileParam(expr)
 		if msg != "" {
 			d.errorf(resolve(me.val), join(field, "match"), "%s", msg)
 			continue
@@ -442,6 +452,25 @@ func (d *decoder) params(f *Family, e entry, path string) {
 		}
 		f.params[name] = decl
 	}
+}
+
+// compiled is a result of compileParam.
+type compiled struct {
+	decl *paramDecl
+	msg  string
+}
+
+// compileParam is compileParam, once per expression.
+func (d *decoder) compileParam(expr string) (*paramDecl, string) {
+	if c, ok := d.decls[expr]; ok {
+		return c.decl, c.msg
+	}
+	decl, msg := compileParam(Param{Match: expr})
+	if d.decls == nil {
+		d.decls = map[string]compiled{}
+	}
+	d.decls[expr] = compiled{decl, msg}
+	return decl, msg
 }
 
 // entries returns the pairs of mapping n in file order. It reports a node

@@ -56,7 +56,7 @@ func threeFamilyPolicy(t *testing.T, prefix, mode string, maxKeys int) *keyspec.
 	src := strings.NewReplacer("PFX", prefix, "MODE", mode, "MAXKEYS", strconv.Itoa(maxKeys)).Replace(threeFamilies)
 	p, err := keyspec.Parse("three.yaml", []byte(src))
 	require.NoError(t, err)
-	require.Empty(t, p.Warnings, "the declarations keep every delete to its family")
+	require.Empty(t, p.Warnings(), "the declarations keep every delete to its family")
 	return p
 }
 

@@ -63,14 +63,15 @@ warnings, with --strict).`,
 			if err != nil {
 				return err
 			}
-			for _, w := range p.Warnings {
+			warns := p.Warnings()
+			for _, w := range warns {
 				fmt.Fprintf(out, "%s (warning)\n", w.Error())
 			}
-			if strict && len(p.Warnings) > 0 {
-				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(p.Warnings))
+			if strict && len(warns) > 0 {
+				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(warns))
 			}
 			_, err = fmt.Fprintf(out, "%s: ok (%d classes, %d families, %d events, %d warnings)\n",
-				args[0], len(p.Classes), len(p.Families), len(p.Events), len(p.Warnings))
+				args[0], len(p.Classes), len(p.Families), len(p.Events), len(warns))
 			return err
 		},
 	}

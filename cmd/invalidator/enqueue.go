@@ -95,7 +95,7 @@ func (o *enqueueOpts) print(w io.Writer, ids []string) error {
 }
 
 func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
-	var fromStdin, isHex bool
+	var fromStdin, isHex, oneKeyPerLine bool
 	cmd := &cobra.Command{
 		Use:   "keys [KEY...]",
 		Short: "Delete keys",
@@ -104,10 +104,17 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 marks or spaces at either end: such a byte is far more likely a mangled line
 ending than part of the key, so it is refused (exit 2, naming the argument or
 line) rather than deleting a different key. Give any other key with --hex,
-as one run of hex digits per key.`,
+as one run of hex digits per key.
+
+xxd -p wraps its output every 60 hex digits (basenc --base16 every 76), so
+a longer key would arrive as several keys. With --hex, a key of exactly
+that many digits followed by another is refused (exit 2), since it cannot
+be told from a wrap: make one line per key (xxd -p -c 0, basenc --base16
+-w0), or add --one-key-per-line if the input already is.`,
 		Example: `  invalidator enqueue keys user:42:profile user:42:sessions
   printf 'a\r\nb\r\n' | invalidator enqueue keys --stdin   # CRLF: the keys "a" and "b"
-  invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"`,
+  invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"
+  printf '%s' "$KEY" | xxd -p -c 0 | invalidator enqueue keys --stdin --hex`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(cmd); err != nil {
 				return err
@@ -124,6 +131,14 @@ as one run of hex digits per key.`,
 			}
 			if len(in) == 0 {
 				return usagef("no keys given: pass them as arguments or with --stdin")
+			}
+			if oneKeyPerLine && !isHex {
+				return usagef("--one-key-per-line only applies to --hex input")
+			}
+			if isHex && !oneKeyPerLine {
+				if err := refuseWrappedHex(in); err != nil {
+					return err
+				}
 			}
 			keys, err := decodeKeys(in, isHex)
 			if err != nil {
@@ -143,6 +158,7 @@ as one run of hex digits per key.`,
 	}
 	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (LF or CRLF; blank lines skipped)")
 	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys and keys with control characters or surrounding spaces")
+	cmd.Flags().BoolVar(&oneKeyPerLine, "one-key-per-line", false, "with --hex: every line is a whole key, even one of exactly 60 or 76 digits (otherwise refused as a likely wrapped xxd -p or basenc dump)")
 	return cmd
 }
 

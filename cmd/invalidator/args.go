@@ -175,6 +175,50 @@ func decodeHexKey(s string) (string, error) {
 	return string(b), nil
 }
 
+// hexWraps are the widths, in hex digits, at which common tools wrap a hex
+// dump: xxd -p at 30 bytes a line, basenc --base16 at 76 columns. A key
+// longer than that comes out as several lines, and read one key per line it
+// would become several keys, none of them the real one.
+var hexWraps = []struct {
+	digits int
+	tool   string // as typed
+	fix    string // the tool's one-key-per-line form
+}{
+	{60, "xxd -p", `"xxd -p -c 0", or, for a single key, "xxd -p | tr -d '\n'" (which works with any xxd)`},
+	{76, "basenc --base16", `"basenc --base16 -w0"`},
+}
+
+// refuseWrappedHex refuses hex input that may be a wrapped dump: a key of
+// exactly a wrap width with another key after it. A real key of 30 bytes
+// followed by another key looks the same as a 31-byte key that xxd -p
+// wrapped, so nothing can tell them apart; refusing loses nothing, while
+// guessing "one key" or "two keys" wrong leaves a key cached.
+// --one-key-per-line (the caller skips this check) settles it.
+func refuseWrappedHex(in []input) error {
+	for _, k := range in[:max(len(in)-1, 0)] {
+		h := strings.Trim(k.text, " \t\r")
+		for _, w := range hexWraps {
+			if len(h) == w.digits && isHexRun(h) {
+				return usagef("%s is exactly %d hex digits and more keys follow: that is how %s wraps a key longer than %d bytes, "+
+					"and read one key per line, such a key would become several keys, none of them the real one. "+
+					"Give each key on one line: %s. If every line really is a whole key, add --one-key-per-line",
+					k.where, w.digits, w.tool, w.digits/2, w.fix)
+			}
+		}
+	}
+	return nil
+}
+
+// isHexRun reports whether s is nothing but hex digits.
+func isHexRun(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHexDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

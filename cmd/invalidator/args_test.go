@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/hex"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -195,4 +197,94 @@ func TestParamsRefuseMangledValues(t *testing.T) {
 	task, err := tasks.Unmarshal(ti.Type, ti.Payload)
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"id": "a=b c"}, task.(tasks.DeleteFamily).Params)
+}
+
+// xxd -p wraps its output every 30 bytes (60 hex digits) and basenc --base16
+// every 38 (76 digits), so a longer key piped through either arrives as
+// several lines, which --hex would read as several keys: the real key stays
+// cached. A line of exactly that width with more input after it is refused,
+// since it cannot be told from a wrap; --one-key-per-line says it is not one.
+func TestEnqueueKeysHexRefusesWrappedDump(t *testing.T) {
+	t.Parallel()
+	key40 := strings.Repeat("k", 40)
+	hex40 := hex.EncodeToString([]byte(key40)) // 80 digits: 60 + 20 as xxd -p prints it
+	for name, tc := range map[string]struct {
+		stdin string
+		args  []string
+		want  []string // in stderr
+	}{
+		"xxd -p of a 40-byte key":             {stdin: hex40[:60] + "\n" + hex40[60:] + "\n", want: []string{"line 1 of standard input", "xxd -p", "xxd -p -c 0", "tr -d", "--one-key-per-line"}},
+		"xxd -p, CRLF, no last newline":       {stdin: hex40[:60] + "\r\n" + hex40[60:], want: []string{"line 1", "xxd -p"}},
+		"wrapped key after a short one":       {stdin: "6b6579\n" + hex40[:60] + "\n" + hex40[60:] + "\n6c\n", want: []string{"line 2", "xxd -p"}},
+		"xxd -p of a 60-byte key":             {stdin: strings.Repeat("6b", 30) + "\n" + strings.Repeat("6b", 30) + "\n", want: []string{"line 1", "xxd -p"}},
+		"basenc --base16 of a 40-byte key":    {stdin: strings.ToUpper(hex40[:76]) + "\n" + strings.ToUpper(hex40[76:]) + "\n", want: []string{"line 1", "basenc --base16", "-w0"}},
+		"$(xxd -p) split into arguments":      {args: []string{hex40[:60], hex40[60:]}, want: []string{"argument 1", "xxd -p"}},
+		"wrapped with surrounding whitespace": {stdin: "  " + hex40[:60] + "\t\n" + hex40[60:] + "\n", want: []string{"line 1", "xxd -p"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := redistest.NewDB(t)
+			args := append([]string{"enqueue", "keys", "--hex"}, tc.args...)
+			if tc.stdin != "" {
+				args = append(args, "--stdin")
+			}
+			r := invoke(t, map[string]string{envRedisURL: db.URL}, tc.stdin, args...)
+			require.Equal(t, exitUsage, r.code, "stdout=%s stderr=%s", r.stdout, r.stderr)
+			for _, w := range tc.want {
+				require.Contains(t, r.stderr, w)
+			}
+			require.Empty(t, r.stdout, "no task ID: nothing may be enqueued")
+			require.Empty(t, queuedKeys(t, db), "a refused input enqueued something")
+		})
+	}
+	for name, tc := range map[string]struct {
+		stdin string
+		args  []string
+		want  []string
+	}{
+		"a 60-digit line last":      {stdin: "6b\n" + hex40[:60] + "\n", want: []string{"k", key40[:30]}},
+		"lines of other widths":     {stdin: hex40[:62] + "\n" + hex40[62:] + "\n", want: []string{key40[:31], key40[31:]}},
+		"one unwrapped 40-byte key": {stdin: hex40 + "\n", want: []string{key40}},
+		"--one-key-per-line":        {stdin: hex40[:60] + "\n" + hex40[60:] + "\n", args: []string{"--one-key-per-line"}, want: []string{key40[:30], key40[30:]}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := redistest.NewDB(t)
+			args := append([]string{"enqueue", "keys", "--hex", "--stdin"}, tc.args...)
+			r := invoke(t, map[string]string{envRedisURL: db.URL}, tc.stdin, args...)
+			require.Equal(t, exitOK, r.code, r.stderr)
+			require.Equal(t, [][]string{tc.want}, queuedKeys(t, db))
+		})
+	}
+}
+
+// The same through the real xxd, where it is installed: its default output
+// is refused, and the one-line forms the error suggests deliver the key.
+func TestEnqueueKeysHexThroughXxd(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("xxd"); err != nil {
+		t.Skip("xxd not installed")
+	}
+	key := "product:{42}:price:EUR:" + strings.Repeat("x", 17) // 40 bytes
+	require.Len(t, key, 40)
+	xxd := func(args ...string) string {
+		cmd := exec.Command("xxd", args...)
+		cmd.Stdin = strings.NewReader(key)
+		out, err := cmd.Output()
+		require.NoError(t, err)
+		return string(out)
+	}
+	wrapped := xxd("-p")
+	require.Equal(t, 2, strings.Count(wrapped, "\n"), "xxd -p wraps a 40-byte key over two lines: %q", wrapped)
+
+	db := redistest.NewDB(t)
+	env := map[string]string{envRedisURL: db.URL}
+	r := invoke(t, env, wrapped, "enqueue", "keys", "--stdin", "--hex")
+	require.Equal(t, exitUsage, r.code, "stdout=%s stderr=%s", r.stdout, r.stderr)
+	require.Contains(t, r.stderr, "xxd -p -c 0")
+	require.Empty(t, queuedKeys(t, db))
+
+	r = invoke(t, env, strings.ReplaceAll(wrapped, "\n", ""), "enqueue", "keys", "--stdin", "--hex") // xxd -p | tr -d '\n'
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, [][]string{{key}}, queuedKeys(t, db))
 }

@@ -47,15 +47,16 @@ func TestHelpListsCommands(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	for name, args := range map[string][]string{
-		"unknown command": {"frobnicate"},
-		"unknown flag":    {"queues", "--nope"},
-		"missing family":  {"enqueue", "family"},
-		"bad param":       {"enqueue", "family", "user_profile", "id"},
-		"lint no file":    {"policy", "lint"},
-		"retry nothing":   {"dead", "retry"},
-		"typo in group":   {"dead", "retyr", "x"},
-		"typo in enqueue": {"enqueue", "frob"},
-		"bad log level":   {"queues", "--log-level", "loud"},
+		"unknown command":              {"frobnicate"},
+		"unknown flag":                 {"queues", "--nope"},
+		"missing family":               {"enqueue", "family"},
+		"bad param":                    {"enqueue", "family", "user_profile", "id"},
+		"lint no file":                 {"policy", "lint"},
+		"retry nothing":                {"dead", "retry"},
+		"typo in group":                {"dead", "retyr", "x"},
+		"typo in enqueue":              {"enqueue", "frob"},
+		"bad log level":                {"queues", "--log-level", "loud"},
+		"one key per line without hex": {"enqueue", "keys", "--one-key-per-line", "k"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := invoke(t, nil, "", args...)

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/worker"
 )
 
 type enqueueOpts struct {
@@ -53,40 +57,95 @@ func newEnqueueCmd(a *app) *cobra.Command {
 		Short: "Enqueue an invalidation by hand",
 		Long: `Enqueue an invalidation task, as application code does after a write.
 Queue, retries and timeout come from the class in the policy (--policy);
-the flags below override them. The new task IDs are printed, one per line.`,
+the flags below override them. The new task IDs are printed, one per line.
+
+When no running worker serves the task's queue, a warning says so on
+stderr: the task is kept and waits until one starts, so the exit code is
+still 0; --json tells it as "queue_served": false.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.queue, "queue", "", "queue to use instead of the class's")
 	f.IntVar(&o.maxRetry, "max-retry", 0, "retries before the dead letter, instead of the class's (0 or more; 0: straight to the dead letter)")
 	f.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout, instead of the class's (whole seconds, at least 1s)")
-	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...]} instead of one ID per line`)
+	f.BoolVar(&o.asJSON, "json", false, `print {"task_ids": [...], "queue": "...", "queue_served": true|false|null} instead of one ID per line`)
 	cmd.AddCommand(newEnqueueKeysCmd(a, o), newEnqueueFamilyCmd(a, o), newEnqueueBumpCmd(a, o), newEnqueueEventCmd(a, o))
 	return group(cmd)
 }
 
+// enqueuer is a connected enqueue.Client with the override flags applied,
+// and what it was built from.
+type enqueuer struct {
+	*enqueue.Client
+	rdb    redis.UniversalClient
+	policy *keyspec.Policy
+}
+
+func (e *enqueuer) close() { _ = e.rdb.Close() }
+
 // client connects and applies the override flags (see validate).
-func (o *enqueueOpts) client(cmd *cobra.Command, a *app) (*enqueue.Client, func(), error) {
+func (o *enqueueOpts) client(cmd *cobra.Command, a *app) (*enqueuer, error) {
 	policy, err := a.loadPolicy()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rdb, err := a.queueRedis(cmd.Context())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	c, err := enqueue.New(rdb, enqueue.Config{Policy: policy})
 	if err != nil {
 		_ = rdb.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return c.With(o.opts...), func() { _ = rdb.Close() }, nil
+	return &enqueuer{Client: c.With(o.opts...), rdb: rdb, policy: policy}, nil
 }
 
-func (o *enqueueOpts) print(w io.Writer, ids []string) error {
-	if o.asJSON {
-		return json.NewEncoder(w).Encode(map[string][]string{"task_ids": ids})
+// enqueueResult is the --json output of an enqueue command.
+type enqueueResult struct {
+	TaskIDs []string `json:"task_ids"`
+	Queue   string   `json:"queue"`
+	// QueueServed says whether a running worker serves Queue; null when
+	// that could not be read.
+	QueueServed *bool `json:"queue_served"`
+}
+
+// queueOf is the queue the tasks of class go to.
+func (o *enqueueOpts) queueOf(class *keyspec.Class) string {
+	if o.queue != "" {
+		return o.queue
 	}
-	for _, id := range ids {
+	return class.Queue
+}
+
+// checkServed warns on stderr when no worker serves queue: the task is
+// kept, so the command still succeeds, but nothing happens until a worker
+// starts, which a person typing the command should hear about. It costs
+// one read while a worker serves the queue. Unknown (a read failed, an ACL
+// denied it) is nil and no warning: the enqueue itself went through.
+func (e *enqueuer) checkServed(cmd *cobra.Command, log *slog.Logger, queue string) *bool {
+	served, err := worker.QueueServed(cmd.Context(), e.rdb, queue)
+	if err != nil {
+		log.Debug("could not check whether a worker serves the queue", "queue", queue, "err", err)
+		return nil
+	}
+	if !served {
+		fmt.Fprintf(cmd.ErrOrStderr(), "invalidator: warning: no worker serves queue %s: the task waits until one starts (start 'invalidator worker' with a policy whose classes include this queue)\n", queue)
+	}
+	return &served
+}
+
+// report checks that a worker serves queue and prints the task IDs.
+func (o *enqueueOpts) report(cmd *cobra.Command, a *app, e *enqueuer, queue string, ids []string) error {
+	served := e.checkServed(cmd, a.log, queue)
+	return o.print(cmd.OutOrStdout(), enqueueResult{TaskIDs: ids, Queue: queue, QueueServed: served})
+}
+
+// print writes the task IDs, one per line, or r as JSON with --json.
+func (o *enqueueOpts) print(w io.Writer, r enqueueResult) error {
+	if o.asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	for _, id := range r.TaskIDs {
 		if _, err := fmt.Fprintln(w, id); err != nil {
 			return err
 		}
@@ -95,7 +154,7 @@ func (o *enqueueOpts) print(w io.Writer, ids []string) error {
 }
 
 func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
-	var fromStdin, isHex bool
+	var fromStdin, isHex, oneKeyPerLine bool
 	cmd := &cobra.Command{
 		Use:   "keys [KEY...]",
 		Short: "Delete keys",
@@ -104,10 +163,17 @@ func newEnqueueKeysCmd(a *app, o *enqueueOpts) *cobra.Command {
 marks or spaces at either end: such a byte is far more likely a mangled line
 ending than part of the key, so it is refused (exit 2, naming the argument or
 line) rather than deleting a different key. Give any other key with --hex,
-as one run of hex digits per key.`,
+as one run of hex digits per key.
+
+xxd -p wraps its output every 60 hex digits (basenc --base16 every 76), so
+a longer key would arrive as several keys. With --hex, a key of exactly
+that many digits followed by another is refused (exit 2), since it cannot
+be told from a wrap: make one line per key (xxd -p -c 0, basenc --base16
+-w0), or add --one-key-per-line if the input already is.`,
 		Example: `  invalidator enqueue keys user:42:profile user:42:sessions
   printf 'a\r\nb\r\n' | invalidator enqueue keys --stdin   # CRLF: the keys "a" and "b"
-  invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"`,
+  invalidator enqueue keys --hex 00ff6b6579     # the key "\x00\xffkey"
+  printf '%s' "$KEY" | xxd -p -c 0 | invalidator enqueue keys --stdin --hex`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(cmd); err != nil {
 				return err
@@ -125,24 +191,40 @@ as one run of hex digits per key.`,
 			if len(in) == 0 {
 				return usagef("no keys given: pass them as arguments or with --stdin")
 			}
+			if oneKeyPerLine && !isHex {
+				return usagef("--one-key-per-line only applies to --hex input")
+			}
+			if isHex && !oneKeyPerLine {
+				if err := refuseWrappedHex(in); err != nil {
+					return err
+				}
+			}
 			keys, err := decodeKeys(in, isHex)
 			if err != nil {
 				return err
 			}
-			c, done, err := o.client(cmd, a)
+			e, err := o.client(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer done()
-			ids, err := c.DeleteKeys(cmd.Context(), keys...)
-			if perr := o.print(cmd.OutOrStdout(), ids); perr != nil && err == nil {
-				err = perr
+			defer e.close()
+			class, err := e.policy.Class(e.policy.DefaultClass)
+			if err != nil {
+				return err
 			}
-			return err
+			queue := o.queueOf(class)
+			ids, err := e.DeleteKeys(cmd.Context(), keys...)
+			if err != nil {
+				// The tasks enqueued before the failure, for the record.
+				_ = o.print(cmd.OutOrStdout(), enqueueResult{TaskIDs: ids, Queue: queue})
+				return err
+			}
+			return o.report(cmd, a, e, queue, ids)
 		},
 	}
 	cmd.Flags().BoolVar(&fromStdin, "stdin", false, "read keys from standard input, one per line (LF or CRLF; blank lines skipped)")
 	cmd.Flags().BoolVar(&isHex, "hex", false, "keys are hex-encoded, for binary keys and keys with control characters or surrounding spaces")
+	cmd.Flags().BoolVar(&oneKeyPerLine, "one-key-per-line", false, "with --hex: every line is a whole key, even one of exactly 60 or 76 digits (otherwise refused as a likely wrapped xxd -p or basenc dump)")
 	return cmd
 }
 
@@ -201,19 +283,25 @@ end. Ctrl-C stops waiting, not the delete.`,
 					return nil
 				}
 			}
-			c, done, err := o.client(cmd, a)
+			e, err := o.client(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer done()
-			id, err := c.DeleteFamily(cmd.Context(), args[0], params)
+			defer e.close()
+			id, err := e.DeleteFamily(cmd.Context(), args[0], params)
 			if err != nil {
 				return err
 			}
+			fam, err := e.policy.Family(args[0])
+			if err != nil { // unreachable: DeleteFamily found it
+				return err
+			}
+			queue := o.queueOf(e.policy.ClassOf(fam))
 			if wait {
+				e.checkServed(cmd, a.log, queue)
 				return a.waitFamilyDelete(cmd, o, id)
 			}
-			return o.print(cmd.OutOrStdout(), []string{id})
+			return o.report(cmd, a, e, queue, []string{id})
 		},
 	}
 	f := cmd.Flags()
@@ -278,7 +366,13 @@ enqueue.Client.Publish after a write. Every attribute the event declares must
 be given, and no other. 'invalidator policy explain' shows what it will do.`,
 		Example: `  invalidator enqueue event product.updated id=7 --policy examples/policy.yaml`,
 	}
-	cmd.RunE = familyRunE(a, o, (*enqueue.Client).Publish)
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).Publish, func(p *keyspec.Policy, name string) (*keyspec.Class, error) {
+		e, err := p.Event(name)
+		if err != nil {
+			return nil, err
+		}
+		return p.ClassOfEvent(e), nil
+	})
 	return cmd
 }
 
@@ -288,14 +382,25 @@ func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
 		Short:   "Bump the version of a version family, orphaning its cached data",
 		Example: `  invalidator enqueue bump user_feed user_id=42 --policy examples/policy.yaml`,
 	}
-	cmd.RunE = familyRunE(a, o, (*enqueue.Client).BumpVersion)
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).BumpVersion, classOfFamily)
 	return cmd
 }
 
+// classOfFamily is the class of a family's tasks.
+func classOfFamily(p *keyspec.Policy, name string) (*keyspec.Class, error) {
+	f, err := p.Family(name)
+	if err != nil {
+		return nil, err
+	}
+	return p.ClassOf(f), nil
+}
+
 // familyRunE runs a NAME PARAM=VALUE... command (a family, or an event and
-// its attributes) through one Client method.
+// its attributes) through one Client method; classOf names the class its
+// task takes.
 func familyRunE(a *app, o *enqueueOpts,
 	call func(*enqueue.Client, context.Context, string, map[string]string) (string, error),
+	classOf func(*keyspec.Policy, string) (*keyspec.Class, error),
 ) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := minArgs(1)(cmd, args); err != nil {
@@ -308,15 +413,19 @@ func familyRunE(a *app, o *enqueueOpts,
 		if err != nil {
 			return err
 		}
-		c, done, err := o.client(cmd, a)
+		e, err := o.client(cmd, a)
 		if err != nil {
 			return err
 		}
-		defer done()
-		id, err := call(c, cmd.Context(), args[0], params)
+		defer e.close()
+		id, err := call(e.Client, cmd.Context(), args[0], params)
 		if err != nil {
 			return err
 		}
-		return o.print(cmd.OutOrStdout(), []string{id})
+		class, err := classOf(e.policy, args[0])
+		if err != nil { // unreachable: call found it
+			return err
+		}
+		return o.report(cmd, a, e, o.queueOf(class), []string{id})
 	}
 }

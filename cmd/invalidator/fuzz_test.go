@@ -21,6 +21,7 @@ func FuzzReadKeys(f *testing.F) {
 	for _, s := range []string{
 		"k\r\n", "a\nb\r\nc", "\ufeffa\r\n\r\nb\n", "a\rb\r", "k\x00\n", "caf\xe9\n", "\xff\xfek\x00",
 		" k\n", "k \n", "search:red shoes\n", "6b6579\r\n", "  6B \t\r\n", "6b6\n", "0x6b\n", "6b 65\n", "\r\n\n",
+		strings.Repeat("6b", 30) + "\n6b\n", strings.Repeat("6B", 38) + "\r\n6b",
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)
@@ -53,6 +54,11 @@ func readKeysFrom(stdin []byte, isHex bool) ([]string, error) {
 	in, err := readLines(bytes.NewReader(stdin))
 	if err != nil {
 		return nil, err
+	}
+	if isHex {
+		if err := refuseWrappedHex(in); err != nil {
+			return nil, err
+		}
 	}
 	return decodeKeys(in, isHex)
 }

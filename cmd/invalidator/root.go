@@ -122,7 +122,8 @@ redis+cluster://host:port[,host:port...] for Redis Cluster (a redis:// URL
 to a cluster node is refused),
 redis+sentinel://host:port[,...]/master-name for Sentinel.
 
-Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis unreachable.`,
+Exit codes: 0 ok, 1 failed, 2 usage error (including a Redis URL whose
+password or database the server refuses), 3 Redis unreachable.`,
 		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -218,6 +219,10 @@ func (a *app) connectAs(ctx context.Context, role string, use redisconn.Use, url
 	defer cancel()
 	if err := redisconn.Ping(pctx, c, role, url); err != nil {
 		_ = c.Close()
+		if errors.Is(err, redisconn.ErrAuth) || errors.Is(err, redisconn.ErrNoDB) {
+			// The server answered: the URL is what needs fixing.
+			return nil, &usageError{err}
+		}
 		return nil, &unreachableError{err}
 	}
 	if err := redisconn.CheckTopology(pctx, c, use, role); err != nil {

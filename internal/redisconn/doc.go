@@ -30,7 +30,10 @@
 // Secrets. net/url and go-redis put the whole URL, password included, into
 // some of their errors, so Open never wraps them: every error names the URL
 // through Redact, which masks the password as "xxxxx". Ping's errors do the
-// same, and say which Redis (queue or cache) failed and what to try:
+// same, and say which Redis (queue or cache) failed and what to try; a
+// server that answers but refuses the URL's credentials or database gives
+// an error matching ErrAuth or ErrNoDB, a mistake in the URL rather than an
+// outage:
 //
 //	c, err := redisconn.Open(rawURL)
 //	if err != nil {

@@ -10,6 +10,16 @@ var (
 	// cannot use (test with errors.Is). Such errors show the URL only through
 	// Redact.
 	ErrInvalidURL = errors.New("invalid Redis URL")
+
+	// ErrAuth is wrapped by Ping's error when the server answered but
+	// refused the URL's user or password (NOAUTH, WRONGPASS): the URL is
+	// wrong, the server is not down.
+	ErrAuth = errors.New("the server refused the Redis URL's credentials")
+
+	// ErrNoDB is wrapped by Ping's error when the server answered but has no
+	// database of the URL's number (ERR DB index is out of range), or allows
+	// none but 0 (a cluster node): the URL is wrong, the server is not down.
+	ErrNoDB = errors.New("the server has no database of the Redis URL's number")
 )
 
 // The URL forms each error suggests.

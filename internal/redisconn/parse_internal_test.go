@@ -1,6 +1,8 @@
 package redisconn
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,4 +56,31 @@ func TestScrub(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "dial xxxxx failed: xxxxx",
 		scrub("dial p@ssword failed: p%40ssword", []string{"p%40ssword", "p@ssword"}))
+}
+
+// serverError is a reply error as go-redis returns it (redis.Error).
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}
+
+// Refusals of older servers and of cluster nodes, which no test server
+// gives, are classified too.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for msg, want := range map[string]error{
+		"NOAUTH Authentication required.":                               ErrAuth,
+		"WRONGPASS invalid username-password pair or user is disabled.": ErrAuth,
+		"ERR invalid password":                                          ErrAuth, // Redis < 6
+		"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?": ErrAuth,
+		"ERR DB index is out of range":                   ErrNoDB,
+		"ERR invalid DB index":                           ErrNoDB, // Redis < 6
+		"ERR SELECT is not allowed in cluster mode":      ErrNoDB,
+		"LOADING Redis is loading the dataset in memory": nil,
+		"ERR unknown command 'PING'":                     nil,
+	} {
+		require.Equal(t, want, classify(serverError(msg)), msg)
+		require.Equal(t, want, classify(fmt.Errorf("wrapped: %w", serverError(msg))), msg)
+	}
+	require.Nil(t, classify(errors.New("NOAUTH but not from a server")))
 }

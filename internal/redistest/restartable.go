@@ -29,6 +29,7 @@ type Server struct {
 	port int    // fixed for the Server's life
 	dir  string // kept across restarts; "" for a fresh one each start
 	args []string
+	pass string // requirepass; "" for none
 
 	mu     sync.Mutex // guards cur and paused
 	cur    *server    // nil while stopped
@@ -42,6 +43,12 @@ type ServerOptions struct {
 	// reply (appendonly yes, appendfsync always), in a directory that the
 	// restarted server loads. The directory is removed at test cleanup.
 	AppendOnly bool
+
+	// Password makes the server require it of every client (requirepass,
+	// for the default user), as a production server does: for code that
+	// must report a wrong or missing password. URL and NewClient carry it.
+	// It is on the server's command line, so use a test password only.
+	Password string
 }
 
 // StartServer starts a redis-server on a free loopback port and stops it at
@@ -58,7 +65,7 @@ func StartServerWith(t testing.TB, opts ServerOptions) *Server {
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	srv := &Server{t: t, bin: bin}
+	srv := &Server{t: t, bin: bin, pass: opts.Password}
 	if opts.AppendOnly {
 		if srv.dir, err = os.MkdirTemp("", "redistest-aof-*"); err != nil {
 			t.Fatalf("redistest: create redis-server directory: %v", err)
@@ -90,21 +97,26 @@ func StartServerWith(t testing.TB, opts ServerOptions) *Server {
 }
 
 func (s *Server) spec(pickPort func() (int, error)) serverSpec {
-	return serverSpec{bin: s.bin, pickPort: pickPort, extraArgs: func(int) []string { return s.args }, dir: s.dir}
+	return serverSpec{bin: s.bin, pickPort: pickPort, extraArgs: func(int) []string { return s.args }, dir: s.dir, password: s.pass}
 }
 
 // Addr is the server's 127.0.0.1:PORT; it stays the same across restarts.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is redis://127.0.0.1:PORT/0.
+// URL is redis://127.0.0.1:PORT/0, or redis://:PASSWORD@127.0.0.1:PORT/0
+// with ServerOptions.Password.
 func (s *Server) URL() string {
-	return (&url.URL{Scheme: "redis", Host: s.Addr(), Path: "/0"}).String()
+	u := &url.URL{Scheme: "redis", Host: s.Addr(), Path: "/0"}
+	if s.pass != "" {
+		u.User = url.UserPassword("", s.pass)
+	}
+	return u.String()
 }
 
 // NewClient returns a client of the server, closed at test cleanup. It
 // outlives restarts: go-redis reconnects once the server is back.
 func (s *Server) NewClient() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.pass})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -60,3 +60,20 @@ func TestServer_AppendOnlyKeepsAcknowledgedWritesAcrossAKill(t *testing.T) {
 	_, err = os.Stat(dir["dir"])
 	require.NoError(t, err)
 }
+
+func TestServer_PasswordIsRequired(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartServerWith(t, redistest.ServerOptions{Password: "test-pw"})
+	require.NoError(t, s.NewClient().Ping(t.Context()).Err(), "NewClient carries the password")
+	opts, err := redis.ParseURL(s.URL())
+	require.NoError(t, err)
+	require.Equal(t, "test-pw", opts.Password, "URL carries the password")
+
+	anon := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = anon.Close() })
+	require.ErrorContains(t, anon.Ping(t.Context()).Err(), "NOAUTH")
+
+	s.Stop()
+	s.Start() // a restart waits for the server with the password too
+	require.NoError(t, s.NewClient().Ping(t.Context()).Err())
+}

@@ -35,6 +35,8 @@ type server struct {
 	// that must survive a restart).
 	keepDir bool
 	cmd     *exec.Cmd
+	// password is the server's requirepass, "" for none; answers needs it.
+	password string
 	// exited is closed once the process has exited and been reaped.
 	exited chan struct{}
 }
@@ -96,6 +98,7 @@ type serverSpec struct {
 	pickPort  func() (int, error)
 	extraArgs func(port int) []string
 	dir       string // if set, the server's --dir, kept when it stops; else a fresh one
+	password  string // if set, the server's requirepass
 }
 
 // startServer starts a redis-server and waits until it answers. A port picked
@@ -149,8 +152,11 @@ func launch(spec serverSpec, port int) (*server, error) {
 		"--appendonly", "no",
 		"--dir", dir,
 	}
+	if spec.password != "" {
+		args = append(args, "--requirepass", spec.password)
+	}
 	args = append(args, spec.extraArgs(port)...)
-	s := &server{port: port, dir: dir, keepDir: keep, cmd: exec.Command(spec.bin, args...), exited: make(chan struct{})}
+	s := &server{port: port, dir: dir, keepDir: keep, cmd: exec.Command(spec.bin, args...), password: spec.password, exited: make(chan struct{})}
 	log, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		removeDir()
@@ -223,7 +229,7 @@ func (s *server) answers(ctx context.Context) error {
 	_ = conn.Close()
 	// Short timeouts: whatever accepted the connection may never answer.
 	c := redis.NewClient(&redis.Options{
-		Addr: s.addr(), MaxRetries: -1, DialTimeout: answerTimeout, ReadTimeout: answerTimeout, WriteTimeout: answerTimeout,
+		Addr: s.addr(), Password: s.password, MaxRetries: -1, DialTimeout: answerTimeout, ReadTimeout: answerTimeout, WriteTimeout: answerTimeout,
 	})
 	defer c.Close()
 	info, err := c.Info(ctx, "server").Result()

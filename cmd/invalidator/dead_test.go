@@ -217,7 +217,13 @@ func TestDeadRetryForceTrimmedFamilyDelete(t *testing.T) {
 		require.NoError(t, c.db.Client.Set(ctx, keys[i], 1, 0).Err())
 	}
 	id := strings.TrimSpace(c.run(t, "enqueue", "family", "item", "--yes"))
+	// The record is written before asynq archives the task: wait for both,
+	// as asynq can only trim an archived task.
 	require.Eventually(t, func() bool {
+		ti, err := c.insp.GetTaskInfo(deadQueue, id)
+		if err != nil || ti.State != asynq.TaskStateArchived {
+			return false
+		}
 		_, ok, err := worker.ReadDeadTask(ctx, c.db.Client, deadQueue, id)
 		require.NoError(t, err)
 		return ok

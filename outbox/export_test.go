@@ -19,3 +19,6 @@ func (m *Metrics) RowsRelayed() prometheus.Collector   { return m.rowsRelayed }
 func (m *Metrics) TasksEnqueued() prometheus.Collector { return m.tasksEnqueued }
 func (m *Metrics) Depth() prometheus.Collector         { return m.depth }
 func (m *Metrics) OldestAge() prometheus.Collector     { return m.oldestSeconds }
+
+// ClaimSQL is the statement a round claims rows with ($1: the batch size).
+func ClaimSQL(r *Relay) string { return r.claimSQL }

@@ -56,7 +56,13 @@ func setup(t *testing.T) *bundle {
 	return setupWith(t, outbox.Config{}, redistest.NewDB(t).Client)
 }
 
-func setupWith(t *testing.T, cfg outbox.Config, queue redis.UniversalClient) *bundle {
+// setupBench is setup for a benchmark.
+func setupBench(b *testing.B) *bundle {
+	b.Helper()
+	return setupWith(b, outbox.Config{}, redistest.NewDB(b).Client)
+}
+
+func setupWith(t testing.TB, cfg outbox.Config, queue redis.UniversalClient) *bundle {
 	t.Helper()
 	db := pgtest.NewDB(t)
 	policy, err := keyspec.Parse("policy.yaml", []byte(testPolicy))
@@ -71,7 +77,7 @@ func setupWith(t *testing.T, cfg outbox.Config, queue redis.UniversalClient) *bu
 }
 
 // relay returns a relay of the bundle's outbox; mod adjusts its config.
-func (b *bundle) relay(t *testing.T, mod func(*outbox.RelayConfig)) *outbox.Relay {
+func (b *bundle) relay(t testing.TB, mod func(*outbox.RelayConfig)) *outbox.Relay {
 	t.Helper()
 	cfg := outbox.RelayConfig{Outbox: b.cfg, DB: b.db.Pool, Queue: b.queue,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -137,9 +137,12 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		// SKIP LOCKED: concurrent relays take disjoint batches, and the
 		// rows stay locked (invisible to the others) until this
 		// transaction ends: deleted at commit, back at rollback or when the
-		// relay's connection dies. The age is taken on the database's clock.
-		claimSQL: "DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t +
-			" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)" +
+		// relay's connection dies. = ANY(ARRAY(...)) makes the batch an
+		// init plan, run once, and the delete an index lookup; with IN the
+		// planner may join against a scan of the whole table, or rerun the
+		// locking subquery per row. The age is on the database's clock.
+		claimSQL: "DELETE FROM " + t + " WHERE id = ANY(ARRAY(SELECT id FROM " + t +
+			" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))" +
 			" RETURNING kind, payload, queue, max_retry, timeout_ms," +
 			" extract(epoch FROM clock_timestamp() - created_at)::float8",
 		statsSQL: "SELECT (SELECT count(*) FROM " + t + ")," +

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
@@ -309,4 +311,31 @@ func TestRelayMetrics(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "invalidator_outbox_relay_lag_seconds", "invalidator_outbox_batch_duration_seconds")
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
+}
+
+// A round's claim costs the batch, not the backlog: it finds its rows by
+// the primary key, never by scanning the table, so a backlog left by a long
+// queue outage drains in linear time.
+func TestClaimUsesTheIndexNotATableScan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	fill(t, b, enqueue.NewBuilder(enqueue.Config{Policy: b.policy}), 20000)
+	_, err := b.db.Pool.Exec(ctx, `ANALYZE invalidator_outbox`)
+	require.NoError(t, err)
+	tx, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, "EXPLAIN "+outbox.ClaimSQL(b.relay(t, nil)), 1000)
+	require.NoError(t, err)
+	var lines []string
+	for rows.Next() {
+		var l string
+		require.NoError(t, rows.Scan(&l))
+		lines = append(lines, l)
+	}
+	require.NoError(t, rows.Err())
+	plan := strings.Join(lines, "\n")
+	require.NotContains(t, plan, "Seq Scan", plan)
+	require.Contains(t, plan, "Index Scan using invalidator_outbox_pkey", plan)
 }

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -146,4 +147,36 @@ func TestRefusedAtTheWriteSite(t *testing.T) {
 	require.Equal(t, 1, b.rows(t))
 
 	require.Error(t, b.w.DeleteKeys(ctx, nil, "k"), "a nil Tx is refused")
+	require.Error(t, b.w.DeleteKeys(ctx, outbox.Pgx(nil), "k"))
+	require.Error(t, b.w.DeleteKeys(ctx, outbox.SQL(nil), "k"))
+	require.Error(t, b.w.DeleteKeys(ctx, outbox.PgxBatch(nil), "k"))
+}
+
+// A write queued in the caller's pgx.Batch commits with the batch's own
+// statements, or not at all.
+func TestPgxBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, err := b.db.Pool.Exec(ctx, `INSERT INTO items VALUES (1, 0)`)
+	require.NoError(t, err)
+	for _, commit := range []bool{false, true} {
+		tx, err := b.db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		batch := &pgx.Batch{}
+		batch.Queue(`UPDATE items SET v = v + 1 WHERE id = 1`)
+		require.NoError(t, b.w.DeleteKeys(ctx, outbox.PgxBatch(batch), fmt.Sprint("item:1:", commit)))
+		require.ErrorIs(t, b.w.DeleteFamily(ctx, outbox.PgxBatch(batch), "nope", nil), keyspec.ErrUnknownFamily)
+		require.Equal(t, 2, batch.Len(), "a refused write queues nothing")
+		require.NoError(t, tx.SendBatch(ctx, batch).Close())
+		if commit {
+			require.NoError(t, tx.Commit(ctx))
+		} else {
+			require.NoError(t, tx.Rollback(ctx))
+		}
+	}
+	n, err := b.relay(t, nil).Drain(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, map[string]int{"item:1:true": 1}, b.queuedKeys(t, "invalidator-standard"))
 }

@@ -140,3 +140,51 @@ func fill(b testing.TB, bb *bundle, builder *enqueue.Builder, n int) {
 		[]string{"kind", "payload", "queue", "max_retry", "timeout_ms"}, pgx.CopyFromRows(src))
 	require.NoError(b, err)
 }
+
+// BenchmarkRelayLag measures commit → task on the queue through a running
+// relay (woken by NOTIFY), one transaction at a time at up to 1,000 per
+// second: each transaction commits one key delete, then the benchmark polls
+// the queue's pending list until the task is there. It reports the p50,
+// p99 and max in ms (the target for commit → key gone, which adds
+// the worker, is p99 <= 10 ms).
+func BenchmarkRelayLag(b *testing.B) {
+	bb := setupBench(b)
+	ctx := context.Background()
+	r := bb.relay(b, nil)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	b.Cleanup(func() {
+		cancel()
+		require.NoError(b, <-done)
+	})
+	require.Eventually(b, func() bool { return r.Ready(ctx) == nil }, time.Minute, time.Millisecond)
+	pending := "asynq:{invalidator-standard}:pending"
+	var lags []time.Duration
+	i := 0
+	for b.Loop() {
+		next := time.Now().Add(time.Millisecond)
+		before, err := bb.queue.LLen(ctx, pending).Result()
+		require.NoError(b, err)
+		tx, err := bb.db.Pool.Begin(ctx)
+		require.NoError(b, err)
+		require.NoError(b, bb.w.DeleteKeys(ctx, outbox.Pgx(tx), fmt.Sprintf("item:%d", i)))
+		require.NoError(b, tx.Commit(ctx))
+		committed := time.Now()
+		for {
+			n, err := bb.queue.LLen(ctx, pending).Result()
+			require.NoError(b, err)
+			if n > before {
+				break
+			}
+		}
+		lags = append(lags, time.Since(committed))
+		i++
+		time.Sleep(time.Until(next)) // pace: at most 1,000 transactions/s
+	}
+	slices.Sort(lags)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+	b.ReportMetric(ms(lags[len(lags)/2]), "lag_p50_ms")
+	b.ReportMetric(ms(lags[len(lags)*99/100]), "lag_p99_ms")
+	b.ReportMetric(ms(lags[len(lags)-1]), "lag_max_ms")
+}

@@ -101,39 +101,56 @@ func BenchmarkTxOverhead(b *testing.B) {
 	b.ReportMetric(median[batched]-median[alone], "added_batched_p50_us/tx")
 }
 
-// BenchmarkRelayThroughput measures one relay draining single-key rows (one
-// row per transaction, as many request handlers write them) into the queue
-// Redis: invalidations/s, the target being >= 20k.
+// BenchmarkRelayThroughput measures one relay draining rows into the queue
+// Redis, one row per transaction as many request handlers write them:
+// single-key deletes (merged into few tasks; the target is >= 20k
+// invalidations/s) and events (one task each, nothing to merge).
 func BenchmarkRelayThroughput(b *testing.B) {
-	const rows = 20000
-	bb := setupBench(b)
-	ctx := context.Background()
-	r := bb.relay(b, nil)
-	builder := enqueue.NewBuilder(enqueue.Config{Policy: bb.policy})
-	total := 0
-	var elapsed time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		fill(b, bb, builder, rows)
-		b.StartTimer()
-		start := time.Now()
-		n, err := r.Drain(ctx)
-		elapsed += time.Since(start)
-		if err != nil || n != rows {
-			b.Fatalf("drained %d of %d rows: %v", n, rows, err)
-		}
-		total += n
+	for _, kind := range []string{"keys", "events"} {
+		b.Run(kind, func(b *testing.B) {
+			const rows = 20000
+			bb := setupBench(b)
+			ctx := context.Background()
+			r := bb.relay(b, nil)
+			builder := enqueue.NewBuilder(enqueue.Config{Policy: bb.policy})
+			total := 0
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				fillKind(b, bb, builder, rows, kind == "events")
+				b.StartTimer()
+				start := time.Now()
+				n, err := r.Drain(ctx)
+				elapsed += time.Since(start)
+				if err != nil || n != rows {
+					b.Fatalf("drained %d of %d rows: %v", n, rows, err)
+				}
+				total += n
+			}
+			b.ReportMetric(float64(total)/elapsed.Seconds(), "invalidations/s")
+		})
 	}
-	b.ReportMetric(float64(total)/elapsed.Seconds(), "invalidations/s")
 }
 
 // fill inserts n single-key rows as the Writer would, in one COPY.
 func fill(b testing.TB, bb *bundle, builder *enqueue.Builder, n int) {
+	fillKind(b, bb, builder, n, false)
+}
+
+// fillKind inserts n rows of single-key deletes or of events.
+func fillKind(b testing.TB, bb *bundle, builder *enqueue.Builder, n int, events bool) {
 	src := make([][]any, n)
 	for i := range src {
-		ms, err := builder.DeleteKeys(fmt.Sprintf("user:%d:profile", i))
-		require.NoError(b, err)
-		m := ms[0]
+		var m enqueue.Message
+		if events {
+			var err error
+			m, err = builder.Publish("product.updated", map[string]string{"id": fmt.Sprint(i)})
+			require.NoError(b, err)
+		} else {
+			ms, err := builder.DeleteKeys(fmt.Sprintf("user:%d:profile", i))
+			require.NoError(b, err)
+			m = ms[0]
+		}
 		src[i] = []any{m.Kind, m.Payload, m.Queue, int32(m.MaxRetry), m.Timeout.Milliseconds()}
 	}
 	_, err := bb.db.Pool.CopyFrom(context.Background(), pgx.Identifier{outbox.DefaultTable},

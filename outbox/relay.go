@@ -304,12 +304,9 @@ func (r *Relay) roundUnrecorded(ctx context.Context) (int, error) {
 	}
 	claimed := time.Now()
 	tasks := enqueue.Merge(msgs)
-	for i, m := range tasks {
-		if _, err := r.q.Enqueue(rctx, m); err != nil {
-			r.cfg.Metrics.failed(stageEnqueue)
-			return 0, fmt.Errorf("outbox relay: enqueue task %d of %d (%s on %s) for %d rows: %w",
-				i+1, len(tasks), m.Kind, m.Queue, len(msgs), err)
-		}
+	if err := r.enqueueAll(rctx, tasks); err != nil {
+		r.cfg.Metrics.failed(stageEnqueue)
+		return 0, fmt.Errorf("outbox relay: %w (the round's %d rows stay)", err, len(msgs))
 	}
 	sent := time.Since(claimed).Seconds()
 	if r.afterEnqueue != nil {
@@ -326,6 +323,51 @@ func (r *Relay) roundUnrecorded(ctx context.Context) (int, error) {
 	r.cfg.Metrics.batch(len(msgs), len(tasks), time.Since(start).Seconds(), ages)
 	r.log.Debug("outbox rows relayed", "rows", len(msgs), "tasks", len(tasks))
 	return len(msgs), nil
+}
+
+// enqueueConcurrency bounds the enqueues of one round in flight at once.
+// Tasks that cannot merge (events, family deletes) are one enqueue round
+// trip each; overlapping them keeps a round of 1000 events from costing 1000
+// sequential round trips. The go-redis pool serves them.
+const enqueueConcurrency = 16
+
+// enqueueAll enqueues tasks, up to enqueueConcurrency at once, and returns
+// the first error; the others stop early. Order does not matter:
+// invalidations commute.
+func (r *Relay) enqueueAll(ctx context.Context, tasks []enqueue.Message) error {
+	if len(tasks) == 1 {
+		if _, err := r.q.Enqueue(ctx, tasks[0]); err != nil {
+			return fmt.Errorf("enqueue %s on %s: %w", tasks[0].Kind, tasks[0].Queue, err)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan enqueue.Message)
+	var wg sync.WaitGroup
+	for range min(enqueueConcurrency, len(tasks)) {
+		wg.Go(func() {
+			for m := range next {
+				if _, err := r.q.Enqueue(ctx, m); err != nil {
+					cancel(fmt.Errorf("enqueue %s on %s: %w", m.Kind, m.Queue, err))
+				}
+			}
+		})
+	}
+feed:
+	for _, m := range tasks {
+		select {
+		case next <- m:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("%d tasks: %w", len(tasks), err)
+	}
+	return nil
 }
 
 // claim deletes (uncommitted) up to BatchSize rows and returns them as

@@ -157,15 +157,20 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 // missed, and after each round that moved rows goes straight on to the next,
 // so a backlog drains at full speed. A failed round (queue Redis or
 // database down) is retried after a growing wait; its rows stay in the
-// table. Run may be called once.
+// table. Run may not be called again until it has returned.
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.running {
 		r.mu.Unlock()
-		return errors.New("outbox relay: Run called twice")
+		return errors.New("outbox relay: Run is already running")
 	}
 	r.running = true
 	r.mu.Unlock()
+	defer func() { // after the goroutines below have ended
+		r.mu.Lock()
+		r.running, r.listening = false, false
+		r.mu.Unlock()
+	}()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -63,6 +63,24 @@ func TestNotificationWakesTheRelay(t *testing.T) {
 	require.Zero(t, b.rows(t))
 }
 
+// Ready follows the relay's life: not before Run, yes while it runs and
+// listens, not after it returns.
+func TestReadyFollowsRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	r := b.relay(t, nil)
+	require.ErrorContains(t, r.Ready(ctx), "not running")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	eventually(t, func() bool { return r.Ready(ctx) == nil }, "ready once listening")
+	require.ErrorContains(t, r.Run(ctx), "already running")
+	stop()
+	require.NoError(t, <-done)
+	require.ErrorContains(t, r.Ready(ctx), "not running")
+}
+
 // 1,000 concurrent transactions, a tenth of them rolled back, each
 // invalidate exactly their own key through a relay and a real worker.
 func TestConcurrentTransactionsInvalidateExactlyTheirKeys(t *testing.T) {

@@ -1,6 +1,7 @@
 -- 001 create: the outbox table. outbox.Writer inserts one row per
 -- invalidation task in the application's own transaction; the relay deletes
--- rows once their tasks are on the queue. {{table}} is the configured table.
+-- rows once their tasks are on the queue. The table's name and schema are
+-- the configured ones (outbox.Config).
 CREATE TABLE {{table}} (
     -- The relay takes rows in id order (FOR UPDATE SKIP LOCKED).
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

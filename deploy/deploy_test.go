@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/invalidator/invalidator/internal/queuestats"
+	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -65,6 +66,8 @@ func knownMetrics(t *testing.T) map[string]bool {
 	rec := &recorder{}
 	_, err := worker.NewMetrics(rec)
 	require.NoError(t, err)
+	_, err = outbox.NewMetrics(rec)
+	require.NoError(t, err)
 	client := redis.NewClient(&redis.Options{}) // never used: Describe reads no Redis
 	t.Cleanup(func() { _ = client.Close() })
 	qs, err := queuestats.New(queuestats.Config{Client: client})
@@ -115,7 +118,7 @@ func TestPrometheusRules(t *testing.T) {
 	}
 	// The alerts the issue asks for.
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
-		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing"} {
+		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing", "InvalidatorOutboxGrowing"} {
 		require.Contains(t, alerts, want)
 	}
 }

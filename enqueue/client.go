@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
-	"github.com/invalidator/invalidator/tasks"
 )
 
 var (
@@ -66,13 +63,10 @@ func (cfg *Config) validate() error {
 // write committed, so that write's invalidation would be silently lost.
 // Duplicates are harmless instead: invalidations only remove or advance.
 type Client struct {
-	aq     *asynq.Client
-	owned  redis.UniversalClient // closed by Close; nil when the caller owns the connection
-	policy *keyspec.Policy
-	target string
-	now    func() time.Time
-	opts   overrides
-	co     *coalescer // nil unless Config.Coalesce is set; shared with With
+	aq    *asynq.Client
+	owned redis.UniversalClient // closed by Close; nil when the caller owns the connection
+	b     *Builder              // validates and builds every task
+	co    *coalescer            // nil unless Config.Coalesce is set; shared with With
 }
 
 // New returns a Client that enqueues on the queue Redis rdb. The caller
@@ -101,18 +95,10 @@ func NewFromURL(url string, cfg Config) (*Client, error) {
 }
 
 func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
-	if cfg.Policy == nil {
-		cfg.Policy = keyspec.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	c := &Client{
-		aq:     asynq.NewClientFromRedisClient(rdb),
-		owned:  owned,
-		policy: cfg.Policy,
-		target: cfg.Target,
-		now:    cfg.Now,
+		aq:    asynq.NewClientFromRedisClient(rdb),
+		owned: owned,
+		b:     NewBuilder(cfg),
 	}
 	if cfg.Coalesce != nil {
 		c.co = newCoalescer(*cfg.Coalesce)
@@ -143,11 +129,13 @@ func (c *Client) Close() error {
 //	ids, err := c.With(enqueue.Queue("invalidator-critical")).DeleteKeys(ctx, "price:42")
 func (c *Client) With(opts ...Option) *Client {
 	d := *c
-	for _, o := range opts {
-		o(&d.opts)
-	}
+	d.b = c.b.With(opts...)
 	return &d
 }
+
+// Builder returns the Builder that validates and builds c's tasks, with c's
+// policy, target and overrides.
+func (c *Client) Builder() *Builder { return c.b }
 
 // DeleteKeys enqueues the deletion of keys from the cache. Keys are bytes:
 // any byte string round-trips exactly. A call with more keys than one task
@@ -159,20 +147,12 @@ func (c *Client) With(opts ...Option) *Client {
 // shares one task with the concurrent calls of the same overrides (see
 // CoalesceConfig) and returns that task's ID.
 func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, error) {
-	chunks, err := tasks.SplitKeys(keys)
+	chunks, class, err := c.b.keysPlan(keys)
 	if err != nil {
-		return nil, fmt.Errorf("enqueue delete keys: %w", err)
-	}
-	class, err := c.policy.Class(c.policy.DefaultClass)
-	if err != nil {
-		return nil, fmt.Errorf("enqueue delete keys: default class: %w", err)
+		return nil, fmt.Errorf("enqueue %w", err) // "enqueue delete keys: ..."
 	}
 	if c.co != nil {
 		if size, ok := c.co.fits(keys); ok && len(chunks) == 1 {
-			// Refuse a bad override now rather than after the window.
-			if err := c.checkOverrides(); err != nil {
-				return nil, fmt.Errorf("enqueue delete keys: %w", err)
-			}
 			return c.co.deleteKeys(ctx, c, class, keys, size)
 		}
 		if c.co.isClosed() {
@@ -180,13 +160,17 @@ func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, erro
 		}
 	}
 	ids := make([]string, 0, len(chunks))
-	now := c.now()
+	now := c.b.now()
 	for i, chunk := range chunks {
-		id, err := c.enqueue(ctx, tasks.DeleteKeys{Keys: chunk, Target: c.target, EnqueuedAt: now}, class)
-		if err != nil {
-			return ids, fmt.Errorf("enqueue delete keys (task %d of %d): %w", i+1, len(chunks), err)
+		m, err := c.b.keysMessage(chunk, now, class)
+		if err == nil {
+			var id string
+			if id, err = c.Enqueue(ctx, m); err == nil {
+				ids = append(ids, id)
+				continue
+			}
 		}
-		ids = append(ids, id)
+		return ids, fmt.Errorf("enqueue delete keys (task %d of %d): %w", i+1, len(chunks), err)
 	}
 	return ids, nil
 }
@@ -196,18 +180,11 @@ func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, erro
 // The pattern is checked here, so an unknown family, an unknown parameter or
 // a delete that would be too wide fails at the write site, not in the worker.
 func (c *Client) DeleteFamily(ctx context.Context, family string, params map[string]string) (string, error) {
-	fam, class, err := c.family(family)
+	m, err := c.b.DeleteFamily(family, params)
 	if err != nil {
-		return "", fmt.Errorf("enqueue delete family: %w", err)
+		return "", fmt.Errorf("enqueue %w", err) // "enqueue delete family: ..."
 	}
-	if fam.Strategy == keyspec.StrategyVersion {
-		return "", fmt.Errorf("enqueue delete family %q: it uses the version strategy; call BumpVersion instead", family)
-	}
-	if _, err := fam.Pattern(params); err != nil {
-		return "", fmt.Errorf("enqueue delete family: %w", err)
-	}
-	t := tasks.DeleteFamily{Family: family, Params: params, Target: c.target, EnqueuedAt: c.now()}
-	id, err := c.enqueue(ctx, t, class)
+	id, err := c.Enqueue(ctx, m)
 	if err != nil {
 		return "", fmt.Errorf("enqueue delete family %q: %w", family, err)
 	}
@@ -217,15 +194,11 @@ func (c *Client) DeleteFamily(ctx context.Context, family string, params map[str
 // BumpVersion enqueues a version bump of one instance of a version family.
 // Every parameter of the family's template must be given.
 func (c *Client) BumpVersion(ctx context.Context, family string, params map[string]string) (string, error) {
-	fam, class, err := c.family(family)
+	m, err := c.b.BumpVersion(family, params)
 	if err != nil {
-		return "", fmt.Errorf("enqueue bump version: %w", err)
+		return "", fmt.Errorf("enqueue %w", err)
 	}
-	if _, err := fam.VersionKey(params); err != nil {
-		return "", fmt.Errorf("enqueue bump version: %w", err)
-	}
-	t := tasks.BumpVersion{Family: family, Params: params, Target: c.target, EnqueuedAt: c.now()}
-	id, err := c.enqueue(ctx, t, class)
+	id, err := c.Enqueue(ctx, m)
 	if err != nil {
 		return "", fmt.Errorf("enqueue bump version %q: %w", family, err)
 	}
@@ -247,59 +220,23 @@ func (c *Client) BumpVersion(ctx context.Context, family string, params map[stri
 //	// after the UPDATE has committed:
 //	_, err := c.Publish(ctx, "product.updated", map[string]string{"id": "7"})
 func (c *Client) Publish(ctx context.Context, event string, attrs map[string]string) (string, error) {
-	e, err := c.policy.Event(event)
+	m, err := c.b.Publish(event, attrs)
 	if err != nil {
-		return "", fmt.Errorf("enqueue publish: %w", err)
+		return "", fmt.Errorf("enqueue %w", err)
 	}
-	actions, refused, err := c.policy.Resolve(event, attrs)
-	if err == nil {
-		err = keyspec.RefusedAll(event, actions, refused)
-	}
-	if err != nil {
-		return "", fmt.Errorf("enqueue publish: %w", err)
-	}
-	t := tasks.Event{Name: event, Attrs: attrs, Target: c.target, EnqueuedAt: c.now()}
-	id, err := c.enqueue(ctx, t, c.policy.ClassOfEvent(e))
+	id, err := c.Enqueue(ctx, m)
 	if err != nil {
 		return "", fmt.Errorf("enqueue publish %q: %w", event, err)
 	}
 	return id, nil
 }
 
-func (c *Client) family(name string) (*keyspec.Family, *keyspec.Class, error) {
-	fam, err := c.policy.Family(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return fam, c.policy.ClassOf(fam), nil
-}
-
-// checkOverrides refuses overrides that would not do what they say: a
-// MaxRetry or Timeout that asynq would change, and a Queue that no class
-// has, since a task on a queue no worker serves would wait there forever.
-func (c *Client) checkOverrides() error {
-	if n := c.opts.maxRetry; n != nil && *n < 0 {
-		return fmt.Errorf("MaxRetry(%d): want 0 or more (0 sends a failed task straight to the dead letter): %w", *n, ErrInvalidOption)
-	}
-	if d := c.opts.timeout; d < 0 || d%time.Second != 0 {
-		return fmt.Errorf("Timeout(%s): want a whole number of seconds, as asynq counts them, or 0 for the class's: %w", d, ErrInvalidOption)
-	}
-	if q := c.opts.queue; q != "" && !slices.Contains(c.policy.Queues(), q) {
-		return fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
-			q, strings.Join(c.policy.Queues(), ", "), ErrUnknownQueue)
-	}
-	return nil
-}
-
-func (c *Client) enqueue(ctx context.Context, t tasks.Task, class *keyspec.Class) (string, error) {
-	if err := c.checkOverrides(); err != nil {
-		return "", err
-	}
-	payload, err := tasks.Marshal(t)
-	if err != nil {
-		return "", err
-	}
-	info, err := c.aq.EnqueueContext(ctx, asynq.NewTask(t.Kind(), payload), c.opts.asynqOptions(class)...)
+// Enqueue puts one Message, built by a Builder, on its queue and returns
+// the task's ID. It is the single path from a Message to asynq, for the
+// calls above and for the outbox relay.
+func (c *Client) Enqueue(ctx context.Context, m Message) (string, error) {
+	t, opts := m.asynqTask()
+	info, err := c.aq.EnqueueContext(ctx, t, opts...)
 	if err != nil {
 		return "", err
 	}

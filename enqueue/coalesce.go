@@ -151,7 +151,7 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("enqueue delete keys: %w", err)
 	}
-	b, err := co.join(c, class, keys, size, c.now())
+	b, err := co.join(c, class, keys, size, c.b.now())
 	if err != nil {
 		return nil, fmt.Errorf("enqueue delete keys: %w", err)
 	}
@@ -174,9 +174,10 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 // none; a batch that keys would overflow is flushed at once and keys open
 // the next, and a batch that keys fill is flushed at once too.
 func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size int, at time.Time) (*batch, error) {
-	key := batchKey{queue: c.opts.queue, timeout: c.opts.timeout}
-	if c.opts.maxRetry != nil {
-		key.maxRetry, key.hasMaxRetry = *c.opts.maxRetry, true
+	o := c.b.opts
+	key := batchKey{queue: o.queue, timeout: o.timeout}
+	if o.maxRetry != nil {
+		key.maxRetry, key.hasMaxRetry = *o.maxRetry, true
 	}
 
 	co.mu.Lock()
@@ -278,8 +279,11 @@ const coalesceFlushTimeout = 10 * time.Second
 func enqueueBatch(b *batch) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), coalesceFlushTimeout)
 	defer cancel()
-	t := tasks.DeleteKeys{Keys: b.keys, Target: b.client.target, EnqueuedAt: b.at}
-	return b.client.enqueue(ctx, t, b.class)
+	m, err := b.client.b.keysMessage(b.keys, b.at, b.class)
+	if err != nil {
+		return "", err
+	}
+	return b.client.Enqueue(ctx, m)
 }
 
 // close refuses new calls, flushes the open batches at once (not waiting for

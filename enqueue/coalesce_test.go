@@ -486,7 +486,7 @@ func TestCoalesceBatchesStayWithinOnePayload(t *testing.T) {
 	g := b.holdFlushes(t)
 	lead, _ := b.lead(t, g, b.client, "lead")
 	co := b.client.co
-	class, err := b.client.policy.Class("standard")
+	class, err := b.client.b.policy.Class("standard")
 	require.NoError(t, err)
 
 	const n = 70 // 70 keys of 16 KiB exceed one 1 MiB payload

@@ -55,6 +55,14 @@
 // Unique or TaskID either: calls are merged only while they wait together,
 // never with a task already enqueued.
 //
+// A Builder (Client.Builder, or NewBuilder without any connection) does the
+// checking and building alone: it turns the same calls into Messages (the
+// encoded task, its queue, retries and timeout) and refuses what a Client
+// refuses, with the same errors. Client.Enqueue puts a Message on its queue.
+// Every source of invalidations shares this one path, so validation, payloads
+// and options never differ between them; package outbox stores Messages in
+// the caller's SQL transaction and its relay enqueues them.
+//
 // An error from enqueue after the database commit leaves the cache stale
 // until the entry's TTL: retry the call (it is idempotent) or log loudly.
 package enqueue

@@ -1,12 +1,6 @@
 package enqueue
 
-import (
-	"time"
-
-	"github.com/hibiken/asynq"
-
-	"github.com/invalidator/invalidator/keyspec"
-)
+import "time"
 
 // Option overrides a class default for the tasks of one Client (see With).
 type Option func(*overrides)
@@ -33,20 +27,15 @@ func MaxRetry(n int) Option { return func(o *overrides) { o.maxRetry = &n } }
 // Enqueueing refuses a negative or fractional d with ErrInvalidOption.
 func Timeout(d time.Duration) Option { return func(o *overrides) { o.timeout = d } }
 
-func (o overrides) asynqOptions(c *keyspec.Class) []asynq.Option {
-	queue, maxRetry, timeout := c.Queue, c.MaxRetry, c.Timeout
+// apply sets the overridden fields of m, which holds the class defaults.
+func (o overrides) apply(m *Message) {
 	if o.queue != "" {
-		queue = o.queue
+		m.Queue = o.queue
 	}
 	if o.maxRetry != nil {
-		maxRetry = *o.maxRetry
+		m.MaxRetry = *o.maxRetry
 	}
 	if o.timeout > 0 {
-		timeout = o.timeout
+		m.Timeout = o.timeout
 	}
-	opts := []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(maxRetry)}
-	if timeout > 0 {
-		opts = append(opts, asynq.Timeout(timeout))
-	}
-	return opts
 }

@@ -38,6 +38,20 @@ func serverOwner() (*osUser, error) {
 	return &osUser{uid: uint32(uid), gid: uint32(gid)}, nil
 }
 
+// tempParent is where the server's directory goes: the usual temporary
+// directory, unless the server's user could not reach into it (a root
+// TMPDIR of mode 0700), then /tmp.
+func (o *osUser) tempParent() string {
+	dir := os.TempDir()
+	if o == nil {
+		return dir
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o001 != 0 {
+		return dir
+	}
+	return "/tmp"
+}
+
 // chown gives dir (and what is in it) to the server's user.
 func (o *osUser) chown(dir string) error {
 	if o == nil {

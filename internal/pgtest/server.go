@@ -132,7 +132,7 @@ func startServer(ctx context.Context) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-*")
+	dir, err := os.MkdirTemp(owner.tempParent(), "pgtest-*")
 	if err != nil {
 		return nil, fmt.Errorf("create the server directory: %w", err)
 	}

@@ -1,0 +1,100 @@
+package outbox_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/invalidator/invalidator/internal/pgtest"
+	"github.com/invalidator/invalidator/outbox"
+)
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	applied, err := outbox.Migrate(ctx, db.Pool, outbox.Config{})
+	require.NoError(t, err)
+	require.Equal(t, []int{1}, applied)
+	applied, err = outbox.Migrate(ctx, db.Pool, outbox.Config{})
+	require.NoError(t, err)
+	require.Empty(t, applied, "an up-to-date outbox is left alone")
+
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM invalidator_outbox_migrations`).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// Relays of a fleet that start together all migrate; each step runs once.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	cfg := outbox.Config{Schema: "inv"} // CREATE SCHEMA too must not race
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total []int
+	)
+	for range 8 {
+		wg.Go(func() {
+			applied, err := outbox.Migrate(ctx, db.Pool, cfg)
+			require.NoError(t, err)
+			mu.Lock()
+			total = append(total, applied...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	require.Equal(t, []int{1}, total, "exactly one Migrate applied the step")
+}
+
+// The schema and the table are configurable, and any name is quoted.
+func TestConfigurableSchemaAndTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := outbox.Config{Schema: `App "Data"`, Table: `Inv; DROP TABLE items --`}
+	b := setupWith(t, cfg, nil)
+	var exists bool
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)`,
+		cfg.Schema, cfg.Table).Scan(&exists))
+	require.True(t, exists)
+	b.inTx(t, func(tx pgx.Tx) error { return b.w.DeleteKeys(ctx, outbox.Pgx(tx), "k") })
+	require.Equal(t, 1, b.rows(t))
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'invalidator_outbox')`).Scan(&exists))
+	require.False(t, exists, "nothing lands in the default table")
+
+	_, err := outbox.NewWriter(nil, cfg)
+	require.Error(t, err)
+	_, err = outbox.Migrate(ctx, b.db.Pool, outbox.Config{Table: strings.Repeat("t", 60)})
+	require.ErrorIs(t, err, outbox.ErrConfig, "the migration table's name would be truncated")
+}
+
+// The script a DBA applies by hand builds the same schema, and Migrate then
+// finds it up to date.
+func TestScriptMatchesMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	cfg := outbox.Config{Schema: "ops", Table: "inv_outbox"}
+	script, err := outbox.Script(cfg, 0)
+	require.NoError(t, err)
+	require.Contains(t, script, `CREATE TABLE "ops"."inv_outbox"`)
+	require.Contains(t, script, "pg_advisory_xact_lock")
+	// Simple protocol: several statements in one Exec, as psql would send them.
+	_, err = db.Pool.Exec(ctx, script, pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	applied, err := outbox.Migrate(ctx, db.Pool, cfg)
+	require.NoError(t, err)
+	require.Empty(t, applied)
+
+	_, err = outbox.Script(cfg, 2)
+	require.Error(t, err)
+	up, err := outbox.Script(cfg, 1)
+	require.NoError(t, err)
+	require.NotContains(t, up, "CREATE TABLE \"ops\".\"inv_outbox\" (", "nothing to do past the newest version")
+}

@@ -1,0 +1,488 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/enqueue"
+)
+
+// Defaults of RelayConfig fields left zero.
+const (
+	DefaultBatchSize     = 1000
+	DefaultPollInterval  = 2 * time.Second
+	DefaultStatsInterval = 5 * time.Second
+	DefaultRetryMin      = 100 * time.Millisecond
+	DefaultRetryMax      = 2 * time.Second
+	DefaultRoundTimeout  = 30 * time.Second
+)
+
+// RelayConfig configures a Relay. Zero values take the documented defaults.
+type RelayConfig struct {
+	// Outbox names the table, as the Writers name it.
+	Outbox Config
+	// DB is the application's database, where the outbox table lives.
+	// Required. The relay uses one pool connection per round, plus one
+	// connection of its own (same settings) for LISTEN.
+	DB *pgxpool.Pool
+	// Queue is the queue Redis the tasks go to. Required.
+	Queue redis.UniversalClient
+
+	// BatchSize is the most rows one round takes. Default: 1000.
+	BatchSize int
+	// PollInterval is the safety poll: how long an idle relay waits for a
+	// notification before it looks at the table anyway (a notification can
+	// be missed while the LISTEN connection is down). Each poll is one
+	// indexed query. Default: 2s.
+	PollInterval time.Duration
+	// StatsInterval is how often the relay samples the outbox depth and the
+	// oldest row's age for its metrics; negative turns sampling off. Each
+	// sample counts the table's rows. Default: 5s.
+	StatsInterval time.Duration
+	// RetryMin and RetryMax bound the wait after a failed round (queue
+	// Redis or database down); it doubles per failure, with jitter.
+	// Defaults: 100ms and 2s.
+	RetryMin, RetryMax time.Duration
+	// RoundTimeout bounds one round: claim, enqueue, commit. A round cut
+	// short is rolled back and its rows are sent again. Default: 30s.
+	RoundTimeout time.Duration
+
+	// Logger receives the relay's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics receives its metrics (NewMetrics). Default: nil, none.
+	Metrics *Metrics
+}
+
+func (cfg *RelayConfig) withDefaults() (RelayConfig, error) {
+	c := *cfg
+	if c.DB == nil {
+		return c, fmt.Errorf("%w: relay: nil DB (pass the pgxpool.Pool of the database holding the outbox)", ErrConfig)
+	}
+	if c.Queue == nil {
+		return c, fmt.Errorf("%w: relay: nil Queue (pass the queue Redis)", ErrConfig)
+	}
+	var err error
+	if c.Outbox, err = c.Outbox.withDefaults(); err != nil {
+		return c, err
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.RoundTimeout <= 0 {
+		c.RoundTimeout = DefaultRoundTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// Relay moves outbox rows to the asynq queues: at least once, in batches,
+// woken by NOTIFY. Several relays, in one process or many, share one outbox
+// safely. See the package documentation for the guarantees.
+type Relay struct {
+	cfg      RelayConfig
+	q        *enqueue.Client
+	log      *slog.Logger
+	claimSQL string
+	statsSQL string
+
+	// afterEnqueue, when set (tests), runs after a round's tasks are
+	// enqueued and before its commit.
+	afterEnqueue func(ctx context.Context, tx pgx.Tx)
+
+	mu        sync.Mutex
+	running   bool  // guarded by mu
+	listenErr error // guarded by mu: why LISTEN is down; nil while listening
+	listening bool  // guarded by mu
+	roundErr  error // guarded by mu: the last round's failure; nil after a success
+}
+
+// NewRelay returns a Relay; Run starts it.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	q, err := enqueue.New(c.Queue, enqueue.Config{})
+	if err != nil {
+		return nil, err
+	}
+	t := c.Outbox.table()
+	return &Relay{
+		cfg: c,
+		q:   q,
+		log: c.Logger.With("subsystem", "outbox-relay", "table", t),
+		// SKIP LOCKED: concurrent relays take disjoint batches, and the
+		// rows stay locked (invisible to the others) until this
+		// transaction ends: deleted at commit, back at rollback or when the
+		// relay's connection dies. = ANY(ARRAY(...)) makes the batch an
+		// init plan, run once, and the delete an index lookup; with IN the
+		// planner may join against a scan of the whole table, or rerun the
+		// locking subquery per row. The age is on the database's clock.
+		claimSQL: "DELETE FROM " + t + " WHERE id = ANY(ARRAY(SELECT id FROM " + t +
+			" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))" +
+			" RETURNING kind, payload, queue, max_retry, timeout_ms," +
+			" extract(epoch FROM clock_timestamp() - created_at)::float8",
+		statsSQL: "SELECT (SELECT count(*) FROM " + t + ")," +
+			" COALESCE((SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM " + t +
+			" ORDER BY id LIMIT 1), 0)",
+	}, nil
+}
+
+// Run relays until ctx ends, then returns nil once the round in flight (if
+// any) has finished. It listens for the writers' notifications on a
+// connection of its own, polls the table every PollInterval in case one was
+// missed, and after each round that moved rows goes straight on to the next,
+// so a backlog drains at full speed. A failed round (queue Redis or
+// database down) is retried after a growing wait; its rows stay in the
+// table. Run may not be called again until it has returned.
+func (r *Relay) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return errors.New("outbox relay: Run is already running")
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer func() { // after the goroutines below have ended
+		r.mu.Lock()
+		r.running, r.listening = false, false
+		r.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	wg.Go(func() { r.listen(ctx, wake) })
+	if r.cfg.StatsInterval > 0 {
+		wg.Go(func() { r.sample(ctx) })
+	}
+
+	r.log.Info("outbox relay started", "channel", r.cfg.Outbox.Channel, "batch_size", r.cfg.BatchSize)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	retry := r.cfg.RetryMin
+	for {
+		n, err := r.round(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := time.Duration(0)
+		switch {
+		case err != nil:
+			r.log.Warn("outbox relay round failed; its rows stay and are retried", "error", err, "retry_in", retry)
+			wait, retry = jitter(retry), min(2*retry, r.cfg.RetryMax)
+		case n > 0:
+			retry = r.cfg.RetryMin
+			continue // until the table is empty
+		default:
+			retry = r.cfg.RetryMin
+			wait = r.cfg.PollInterval
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+			if err != nil {
+				// A notification does not cut a backoff short: the
+				// failure is not the table's.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
+			}
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// jitter spreads a wait over [d/2, d), so relays that failed together do not
+// retry together.
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// Drain runs rounds until one finds no row, and returns the rows relayed.
+// Run does this on every wake-up; Drain is for a one-shot relay (a cron
+// job, a test, a shutdown hook).
+func (r *Relay) Drain(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.round(ctx)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// Ready returns nil when the relay is running, listening for
+// notifications, its last round succeeded and the database answers: the
+// relay's /readyz check.
+func (r *Relay) Ready(ctx context.Context) error {
+	r.mu.Lock()
+	running, listening, listenErr, roundErr := r.running, r.listening, r.listenErr, r.roundErr
+	r.mu.Unlock()
+	switch {
+	case !running:
+		return errors.New("outbox relay: not running")
+	case roundErr != nil:
+		return fmt.Errorf("outbox relay: last round failed: %w", roundErr)
+	case !listening && listenErr != nil:
+		return fmt.Errorf("outbox relay: not listening for notifications: %w", listenErr)
+	case !listening:
+		return errors.New("outbox relay: not listening for notifications yet")
+	}
+	return r.cfg.DB.Ping(ctx)
+}
+
+// round moves one batch: claim rows (DELETE ... RETURNING, uncommitted),
+// enqueue their tasks, merged, then commit. Any failure rolls back, so the
+// rows stay for the next round; a task enqueued before the failure is sent
+// again then (at least once). It returns the rows relayed.
+func (r *Relay) round(ctx context.Context) (int, error) {
+	n, err := r.roundUnrecorded(ctx)
+	r.mu.Lock()
+	r.roundErr = err
+	r.mu.Unlock()
+	return n, err
+}
+
+func (r *Relay) roundUnrecorded(ctx context.Context) (int, error) {
+	// The round finishes even if ctx ends meanwhile: rows cut short would
+	// be sent twice. RoundTimeout bounds it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.RoundTimeout)
+	defer cancel()
+	start := time.Now()
+	tx, err := r.cfg.DB.Begin(rctx)
+	if err != nil {
+		r.cfg.Metrics.failed(stageClaim)
+		return 0, fmt.Errorf("outbox relay: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(rctx)) }()
+
+	msgs, ages, err := r.claim(rctx, tx)
+	if err != nil {
+		r.cfg.Metrics.failed(stageClaim)
+		return 0, err
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	claimed := time.Now()
+	tasks := enqueue.Merge(msgs)
+	if err := r.enqueueAll(rctx, tasks); err != nil {
+		r.cfg.Metrics.failed(stageEnqueue)
+		return 0, fmt.Errorf("outbox relay: %w (the round's %d rows stay)", err, len(msgs))
+	}
+	sent := time.Since(claimed).Seconds()
+	if r.afterEnqueue != nil {
+		r.afterEnqueue(rctx, tx)
+	}
+	if err := tx.Commit(rctx); err != nil {
+		r.cfg.Metrics.failed(stageCommit)
+		return 0, fmt.Errorf("outbox relay: commit after enqueueing %d tasks (their %d rows stay and are sent again): %w",
+			len(tasks), len(msgs), err)
+	}
+	for i := range ages {
+		ages[i] += sent
+	}
+	r.cfg.Metrics.batch(len(msgs), len(tasks), time.Since(start).Seconds(), ages)
+	r.log.Debug("outbox rows relayed", "rows", len(msgs), "tasks", len(tasks))
+	return len(msgs), nil
+}
+
+// enqueueConcurrency bounds the enqueues of one round in flight at once.
+// Tasks that cannot merge (events, family deletes) are one enqueue round
+// trip each; overlapping them keeps a round of 1000 events from costing 1000
+// sequential round trips. The go-redis pool serves them.
+const enqueueConcurrency = 16
+
+// enqueueAll enqueues tasks, up to enqueueConcurrency at once, and returns
+// the first error; the others stop early. Order does not matter:
+// invalidations commute.
+func (r *Relay) enqueueAll(ctx context.Context, tasks []enqueue.Message) error {
+	if len(tasks) == 1 {
+		if _, err := r.q.Enqueue(ctx, tasks[0]); err != nil {
+			return fmt.Errorf("enqueue %s on %s: %w", tasks[0].Kind, tasks[0].Queue, err)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan enqueue.Message)
+	var wg sync.WaitGroup
+	for range min(enqueueConcurrency, len(tasks)) {
+		wg.Go(func() {
+			for m := range next {
+				if _, err := r.q.Enqueue(ctx, m); err != nil {
+					cancel(fmt.Errorf("enqueue %s on %s: %w", m.Kind, m.Queue, err))
+				}
+			}
+		})
+	}
+feed:
+	for _, m := range tasks {
+		select {
+		case next <- m:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("%d tasks: %w", len(tasks), err)
+	}
+	return nil
+}
+
+// claim deletes (uncommitted) up to BatchSize rows and returns them as
+// Messages, with each row's age in seconds.
+func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]enqueue.Message, []float64, error) {
+	rows, err := tx.Query(ctx, r.claimSQL, r.cfg.BatchSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
+	}
+	defer rows.Close()
+	var (
+		msgs []enqueue.Message
+		ages []float64
+	)
+	for rows.Next() {
+		var (
+			m         enqueue.Message
+			maxRetry  int32
+			timeoutMS int64
+			age       float64
+		)
+		if err := rows.Scan(&m.Kind, &m.Payload, &m.Queue, &maxRetry, &timeoutMS, &age); err != nil {
+			return nil, nil, fmt.Errorf("outbox relay: read a claimed row: %w", err)
+		}
+		m.MaxRetry, m.Timeout = int(maxRetry), time.Duration(timeoutMS)*time.Millisecond
+		msgs = append(msgs, m)
+		ages = append(ages, age)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
+	}
+	return msgs, ages, nil
+}
+
+// listen holds a LISTEN connection and turns notifications into wake-ups,
+// reconnecting with backoff when the connection fails. While it is down the
+// safety poll still finds the rows.
+func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
+	retry := r.cfg.RetryMin
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		r.cfg.Metrics.failed(stageListen)
+		r.mu.Lock()
+		r.listening, r.listenErr = false, err
+		r.mu.Unlock()
+		r.log.Warn("outbox relay: LISTEN connection lost; polling meanwhile", "error", err, "retry_in", retry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(retry)):
+		}
+		retry = min(2*retry, r.cfg.RetryMax)
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}) error {
+	conn, err := pgx.ConnectConfig(ctx, r.cfg.DB.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{r.cfg.Outbox.Channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	r.mu.Lock()
+	r.listening, r.listenErr = true, nil
+	r.mu.Unlock()
+	notify(wake) // rows written while nobody listened
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		notify(wake)
+	}
+}
+
+// notify wakes the relay loop without blocking: one pending wake-up is
+// enough, since a round takes every row.
+func notify(wake chan<- struct{}) {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// sample updates the depth and oldest-age gauges every StatsInterval.
+func (r *Relay) sample(ctx context.Context) {
+	t := time.NewTicker(r.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		var (
+			depth  int64
+			oldest float64
+		)
+		if err := r.cfg.DB.QueryRow(ctx, r.statsSQL).Scan(&depth, &oldest); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.cfg.Metrics.failed(stageStats)
+			r.log.Warn("outbox relay: sample the outbox depth", "error", err)
+		} else {
+			r.cfg.Metrics.sampled(depth, oldest)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

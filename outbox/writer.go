@@ -1,0 +1,131 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/invalidator/invalidator/enqueue"
+)
+
+// Writer writes invalidations into the caller's transaction: one row per
+// task in the outbox table, and a NOTIFY that wakes the relays at commit. It
+// validates through an enqueue.Builder, so it refuses exactly what
+// enqueue.Client refuses, with the same errors, before anything is written:
+// the caller can roll back. It is safe for concurrent use.
+//
+//	tx, err := pool.Begin(ctx)
+//	...
+//	_, err = tx.Exec(ctx, `UPDATE products SET price = $1 WHERE id = $2`, price, id)
+//	...
+//	err = w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": id})
+//	...
+//	err = tx.Commit(ctx) // the invalidation commits with the write, or neither does
+type Writer struct {
+	b       *enqueue.Builder
+	channel string
+	// insertOne and insertMany are fixed per Config, so pgx prepares each
+	// once per connection (its statement cache) and a write is one round
+	// trip: the INSERT and pg_notify in one statement.
+	insertOne  string
+	insertMany string
+}
+
+// NewWriter returns a Writer into the outbox of cfg, validating with b
+// (enqueue.NewBuilder, or an enqueue.Client's Builder): b's policy, cache
+// target and overrides decide each task as they would for enqueue.
+func NewWriter(b *enqueue.Builder, cfg Config) (*Writer, error) {
+	if b == nil {
+		return nil, errors.New("outbox: nil enqueue.Builder (pass enqueue.NewBuilder(enqueue.Config{Policy: policy}))")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	// A data-modifying WITH runs once whether or not the query reads it;
+	// the notification is sent at commit, and never if the transaction
+	// rolls back. PostgreSQL folds identical notifications of one
+	// transaction into one.
+	cols := " (kind, payload, queue, max_retry, timeout_ms) "
+	return &Writer{
+		b:       b,
+		channel: cfg.Channel,
+		insertOne: "WITH ins AS (INSERT INTO " + cfg.table() + cols +
+			"VALUES ($1, $2, $3, $4, $5)) SELECT pg_notify($6, '')",
+		insertMany: "WITH ins AS (INSERT INTO " + cfg.table() + cols +
+			"SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::integer[], $5::bigint[])) SELECT pg_notify($6, '')",
+	}, nil
+}
+
+// With returns a Writer that applies opts over the class defaults, as
+// enqueue.Client.With does; the overrides are checked at each write.
+func (w *Writer) With(opts ...enqueue.Option) *Writer {
+	d := *w
+	d.b = w.b.With(opts...)
+	return &d
+}
+
+// DeleteKeys writes the deletion of keys (binary-safe): one row, or several
+// when they do not fit one task. The relay merges the keys of many rows into
+// few tasks.
+func (w *Writer) DeleteKeys(ctx context.Context, tx Tx, keys ...string) error {
+	msgs, err := w.b.DeleteKeys(keys...)
+	if err != nil {
+		return fmt.Errorf("outbox %w", err) // "outbox delete keys: ..."
+	}
+	return w.write(ctx, tx, "delete keys", msgs...)
+}
+
+// DeleteFamily writes a pattern delete of one family; see
+// enqueue.Client.DeleteFamily for what is refused.
+func (w *Writer) DeleteFamily(ctx context.Context, tx Tx, family string, params map[string]string) error {
+	m, err := w.b.DeleteFamily(family, params)
+	if err != nil {
+		return fmt.Errorf("outbox %w", err)
+	}
+	return w.write(ctx, tx, fmt.Sprintf("delete family %q", family), m)
+}
+
+// BumpVersion writes a version bump of one instance of a version family.
+func (w *Writer) BumpVersion(ctx context.Context, tx Tx, family string, params map[string]string) error {
+	m, err := w.b.BumpVersion(family, params)
+	if err != nil {
+		return fmt.Errorf("outbox %w", err)
+	}
+	return w.write(ctx, tx, fmt.Sprintf("bump version %q", family), m)
+}
+
+// Publish writes one event; the policy's events section decides what it
+// invalidates (see enqueue.Client.Publish).
+func (w *Writer) Publish(ctx context.Context, tx Tx, event string, attrs map[string]string) error {
+	m, err := w.b.Publish(event, attrs)
+	if err != nil {
+		return fmt.Errorf("outbox %w", err)
+	}
+	return w.write(ctx, tx, fmt.Sprintf("publish %q", event), m)
+}
+
+// write inserts msgs in one statement. An error leaves the transaction
+// aborted (PostgreSQL's rule), so the caller must roll back.
+func (w *Writer) write(ctx context.Context, tx Tx, what string, msgs ...enqueue.Message) error {
+	if tx == nil {
+		return fmt.Errorf("outbox %s: nil Tx (wrap the transaction with outbox.Pgx or outbox.SQL)", what)
+	}
+	var err error
+	if len(msgs) == 1 {
+		m := msgs[0]
+		err = tx.exec(ctx, w.insertOne, m.Kind, m.Payload, m.Queue, int32(m.MaxRetry), m.Timeout.Milliseconds(), w.channel)
+	} else {
+		kinds, payloads, queues := make([]string, len(msgs)), make([][]byte, len(msgs)), make([]string, len(msgs))
+		retries, timeouts := make([]int32, len(msgs)), make([]int64, len(msgs))
+		for i, m := range msgs {
+			kinds[i], payloads[i], queues[i] = m.Kind, m.Payload, m.Queue
+			retries[i], timeouts[i] = int32(m.MaxRetry), m.Timeout.Milliseconds()
+		}
+		err = tx.exec(ctx, w.insertMany, kinds, payloads, queues, retries, timeouts, w.channel)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox %s: insert into the outbox (roll the transaction back): %w", what, err)
+	}
+	return nil
+}

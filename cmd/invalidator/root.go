@@ -158,6 +158,7 @@ Exit codes: 0 ok, 1 failed, 2 usage error, 3 Redis or PostgreSQL unreachable.`,
 		newCheckFreshnessCmd(a),
 		newDevCmd(a),
 		newOutboxCmd(a),
+		newRelayCmd(a),
 	)
 	return root
 }

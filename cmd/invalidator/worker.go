@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -123,7 +124,7 @@ change to the classes' queues or weights, which needs a restart.`,
 					return err
 				}
 				ready := map[string]redis.UniversalClient{"queue Redis": queue, "cache Redis": cache}
-				bound, wait, err := serveMetrics(mctx, addr, reg, ready, a.log)
+				bound, wait, err := serveMetrics(mctx, addr, reg, health.PingAll(ready), a.log)
 				if err != nil {
 					return err
 				}

@@ -295,6 +295,34 @@ func TestRelayTwoProcessesShareWork(t *testing.T) {
 	}
 }
 
+// worker --outbox-dsn relays in the worker process: committed rows become
+// removed keys with no other process, and the worker's /metrics and
+// /readyz include the relay.
+func TestWorkerOutboxDSN(t *testing.T) {
+	t.Parallel()
+	queue := redistest.NewDB(t)
+	r := newOutboxRig(t, queue.URL)
+	w := r.start("worker started", "worker", "--outbox-dsn", r.db.DSN, "--outbox-poll-interval", "200ms",
+		"--outbox-stats-interval", "200ms", "--metrics-addr", "127.0.0.1:0")
+	base := metricsURL(t, w)
+	require.Contains(t, w.logs.String(), "outbox relay started")
+	r.commitMany("worker", 200)
+	r.requireAllGone(30*time.Second, w)
+	require.GreaterOrEqual(t, rowsRelayed(t, base), 200)
+	var body string
+	require.Eventually(t, func() bool {
+		var code int
+		code, body = httpGet(t, base+"/readyz")
+		return code == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, body)
+	require.Contains(t, body, "outbox relay: ok")
+	require.Contains(t, body, "queue Redis: ok")
+
+	w.signal(t, syscall.SIGTERM)
+	require.NoError(t, w.wait(t, 20*time.Second), "logs:\n%s", w.logs)
+	require.Contains(t, w.logs.String(), "outbox relay stopped")
+}
+
 // slicesWithout returns env without the entries that start with prefix.
 func slicesWithout(env []string, prefix string) []string {
 	out := make([]string, 0, len(env))

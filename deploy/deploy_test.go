@@ -60,7 +60,8 @@ func metricNames(t *testing.T, cs ...prometheus.Collector) map[string]bool {
 	return names
 }
 
-// knownMetrics are the names the worker and the exporter register.
+// knownMetrics are the names the worker, the exporter and the outbox relay
+// register.
 func knownMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recorder{}
@@ -118,7 +119,8 @@ func TestPrometheusRules(t *testing.T) {
 	}
 	// The alerts the issue asks for.
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
-		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing", "InvalidatorOutboxGrowing"} {
+		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing",
+		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors"} {
 		require.Contains(t, alerts, want)
 	}
 }
@@ -159,4 +161,13 @@ func TestDeployFiles(t *testing.T) {
 		require.Contains(t, unit, want)
 	}
 	require.NotRegexp(t, `(?m)^ExecStart=.*redis`, unit, "no URL (and password) on the command line")
+
+	relay := read("invalidator-relay.service")
+	for _, want := range []string{
+		"User=invalidator", "EnvironmentFile=/etc/invalidator/relay.env", "ExecStart=/usr/local/bin/invalidator relay",
+		"Restart=on-failure", "RestartPreventExitStatus=2", "NoNewPrivileges=yes", "ProtectSystem=strict", "KillSignal=SIGTERM",
+	} {
+		require.Contains(t, relay, want)
+	}
+	require.NotRegexp(t, `(?m)^ExecStart=.*(redis|postgres|dsn)`, relay, "no DSN (and password) on the command line")
 }

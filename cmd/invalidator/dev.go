@@ -17,6 +17,7 @@ import (
 
 	"github.com/invalidator/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -157,7 +158,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	}
 	dashDone := make(chan error, 1)
 	go func() { dashDone <- dashboard.Serve(sctx, dashLn, dash, a.log) }()
-	bound, waitMetrics := serveMetricsOn(sctx, metricsLn, reg, map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}, a.log)
+	bound, waitMetrics := serveMetricsOn(sctx, metricsLn, reg, health.PingAll(map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}), a.log)
 
 	fmt.Fprintf(out, "invalidator dev\n  redis      %s\n  policy     %s (%d families, %d events)\n  dashboard  %s\n  metrics    http://%s/metrics  (health: /healthz, /readyz)\n",
 		redisDesc, policy.Source, len(policy.Families), len(policy.Events), dashboard.URL(dashLn.Addr()), bound)

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/internal/queuestats"
 )
 
@@ -91,7 +92,7 @@ worker, each scrape would cost Redis once per worker. Scrapes within
 					return fmt.Errorf("register metrics: %w", err)
 				}
 			}
-			bound, wait, err := serveMetrics(ctx, addr, reg, map[string]redis.UniversalClient{"queue Redis": queue}, a.log)
+			bound, wait, err := serveMetrics(ctx, addr, reg, health.PingAll(map[string]redis.UniversalClient{"queue Redis": queue}), a.log)
 			if err != nil {
 				return err
 			}

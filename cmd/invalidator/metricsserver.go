@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/internal/health"
 )
@@ -33,12 +32,13 @@ const (
 //
 //	/metrics  reg in the Prometheus text format
 //	/healthz  200 while the process runs
-//	/readyz   200 if every client of ready answers PING (keys are roles, e.g. "cache Redis")
+//	/readyz   200 if every check passes: health.PingAll for the Redis clients
+//	          of the process, plus any other dependency (an outbox relay)
 //
 // It returns the address actually bound (addr may have port 0) and wait,
 // which blocks until the server has shut down after ctx ended and returns
 // the error that stopped it, if not ctx.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready map[string]redis.UniversalClient, log *slog.Logger) (string, func() error, error) {
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready []health.Check, log *slog.Logger) (string, func() error, error) {
 	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("metrics server: listen on %s: %w", addr, err)
@@ -49,9 +49,9 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, re
 
 // serveMetricsOn is serveMetrics on a listener the caller opened; it closes
 // it when done.
-func serveMetricsOn(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready map[string]redis.UniversalClient, log *slog.Logger) (string, func() error) {
+func serveMetricsOn(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready []health.Check, log *slog.Logger) (string, func() error) {
 	log = log.With("subsystem", "metrics")
-	hh := health.New(health.PingAll(ready), health.WithLogger(log))
+	hh := health.New(ready, health.WithLogger(log))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelError),

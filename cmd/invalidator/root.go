@@ -26,7 +26,7 @@ const (
 	exitOK          = 0
 	exitFailure     = 1 // the operation failed, or lint found problems
 	exitUsage       = 2 // bad flags, arguments, URL or policy file
-	exitUnreachable = 3 // a Redis server did not answer
+	exitUnreachable = 3 // a Redis or PostgreSQL server did not answer
 )
 
 // Environment variables read when the matching flag is not set.
@@ -51,7 +51,7 @@ func (e *usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
 
-// unreachableError is a Redis server that did not answer.
+// unreachableError is a Redis or PostgreSQL server that did not answer.
 type unreachableError struct{ err error }
 
 func (e *unreachableError) Error() string { return e.err.Error() }
@@ -123,7 +123,7 @@ to a cluster node is refused),
 redis+sentinel://host:port[,...]/master-name for Sentinel.
 
 Exit codes: 0 ok, 1 failed, 2 usage error (including a Redis URL whose
-password or database the server refuses), 3 Redis unreachable.`,
+password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -158,6 +158,8 @@ password or database the server refuses), 3 Redis unreachable.`,
 		newExporterCmd(a),
 		newCheckFreshnessCmd(a),
 		newDevCmd(a),
+		newOutboxCmd(a),
+		newRelayCmd(a),
 	)
 	return root
 }

@@ -15,9 +15,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
 )
+
+// outboxFlagPrefix names the worker's relay flags: --outbox-dsn and so on.
+const outboxFlagPrefix = "outbox-"
 
 type workerOpts struct {
 	cacheURL        string
@@ -33,6 +38,10 @@ type workerOpts struct {
 	heartbeatTimeout time.Duration
 	maxRescues       int
 	rescue           bool
+
+	// relay runs an outbox relay in the worker when its dsn (--outbox-dsn
+	// or env INVALIDATOR_OUTBOX_DSN) is set.
+	relay relayFlags
 }
 
 func (o *workerOpts) validate() error {
@@ -58,7 +67,7 @@ func (o *workerOpts) validate() error {
 	case o.maxRescues < 1:
 		return usagef("--max-rescues must be at least 1, got %d", o.maxRescues)
 	}
-	return nil
+	return o.relay.validate(outboxFlagPrefix)
 }
 
 func newWorkerCmd(a *app) *cobra.Command {
@@ -79,7 +88,11 @@ again within seconds rather than after asynq's 60-120 s lease recovery.
 SIGHUP reloads the --policy file: family modes, templates, events, TTLs and
 retry budgets apply to the next task. A file with errors is refused with
 them listed (FILE:LINE), and the worker keeps its current policy; so is a
-change to the classes' queues or weights, which needs a restart.`,
+change to the classes' queues or weights, which needs a restart.
+
+--outbox-dsn (or env INVALIDATOR_OUTBOX_DSN) also runs an outbox relay in
+this process (see invalidator relay), sharing its metrics and /readyz: one
+process for a small deployment. Its --outbox-* flags are the relay's.`,
 		Example: `  invalidator worker --redis redis://127.0.0.1:6379 --policy examples/policy.yaml
   invalidator worker --redis redis://queue:6379 --cache-redis redis+cluster://cache-1:6379,cache-2:6379`,
 		Args: noArgs,
@@ -115,14 +128,36 @@ change to the classes' queues or weights, which needs a restart.`,
 			var waitMetrics func() error
 			mctx, stopMetrics := context.WithCancel(ctx)
 			defer stopMetrics()
-			if addr := a.env(o.metricsAddr, envMetricsAddr, ""); addr != "" {
-				reg := prometheus.NewRegistry()
+			var reg *prometheus.Registry
+			addr := a.env(o.metricsAddr, envMetricsAddr, "")
+			if addr != "" {
+				reg = prometheus.NewRegistry()
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 					collectors.NewBuildInfoCollector())
 				if metrics, err = worker.NewMetrics(reg); err != nil {
 					return err
 				}
-				ready := map[string]redis.UniversalClient{"queue Redis": queue, "cache Redis": cache}
+			}
+			var relay *outbox.Relay
+			if dsn := a.env(o.relay.dsn, envOutboxDSN, ""); dsn != "" {
+				db, err := a.openOutboxDB(ctx, dsn)
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				var mreg prometheus.Registerer // nil, not a nil *Registry: no metrics
+				if reg != nil {
+					mreg = reg
+				}
+				if relay, err = a.newRelay(&o.relay, db, queue, mreg); err != nil {
+					return err
+				}
+			}
+			if addr != "" {
+				ready := health.PingAll(map[string]redis.UniversalClient{"queue Redis": queue, "cache Redis": cache})
+				if relay != nil {
+					ready = append(ready, relayCheck(relay))
+				}
 				bound, wait, err := serveMetrics(mctx, addr, reg, ready, a.log)
 				if err != nil {
 					return err
@@ -153,7 +188,22 @@ change to the classes' queues or weights, which needs a restart.`,
 			}
 			stopReload := a.reloadOnHangup(ctx, hup, w)
 			defer stopReload()
+			var relayDone chan error
+			rctx, cancelRelay := context.WithCancel(ctx)
+			defer cancelRelay()
+			if relay != nil {
+				// The relay stops with the worker (ctx), after finishing
+				// its round.
+				relayDone = make(chan error, 1)
+				go func() { relayDone <- relay.Run(rctx) }()
+			}
 			runErr := w.Run(ctx)
+			if relayDone != nil {
+				// w.Run also returns on its own failure: stop the relay then.
+				cancelRelay()
+				runErr = errors.Join(runErr, <-relayDone)
+				a.log.Info("outbox relay stopped")
+			}
 			stopMetrics()
 			if waitMetrics != nil {
 				runErr = errors.Join(runErr, waitMetrics())
@@ -174,6 +224,7 @@ change to the classes' queues or weights, which needs a restart.`,
 	f.IntVar(&o.maxRescues, "max-rescues", worker.DefaultMaxRescues, "rescues of one task before it is left to asynq's lease recovery (a task that keeps killing workers)")
 	f.BoolVar(&o.rescue, "rescue", true, "let this worker take the rescuer role (--rescue=false: never; it still sends heartbeats)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve /metrics, /healthz and /readyz on (env "+envMetricsAddr+"; default off)")
+	o.relay.register(f, outboxFlagPrefix)
 	return cmd
 }
 

@@ -7,10 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(func() int { return redistest.Main(m) }))
+}
 
 type result struct {
 	code           int

@@ -56,6 +56,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"dev", "--write-rate", "0"}, "above 0"},
 		{[]string{"dev", "--write-rate", "NaN"}, "above 0"},
 		{[]string{"dev", "--write-rate", "Inf"}, "above 0"},
+		{[]string{"dev", "--source-dsn", "postgres://x@127.0.0.1:1/db"}, "needs --workload"},
 
 		{[]string{"bench", "lag", "--rate", "0"}, "at least 1"},
 		{[]string{"bench", "lag", "--rate", "-5"}, "at least 1"},

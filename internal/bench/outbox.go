@@ -38,7 +38,7 @@ const (
 	VariantOutboxNoNotify = "outbox_no_notify"
 )
 
-// OutboxConcurrency are the goroutine counts the transactions run at.
+// The goroutine counts the outbox scenario's transactions run at.
 const (
 	outboxLow  = 1
 	outboxHigh = 8

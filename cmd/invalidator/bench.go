@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/internal/bench"
@@ -111,8 +113,97 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 	famCmd.Flags().IntVar(&fam.FamilySize, "family-size", 100000, "keys in the family (1 or more)")
 	famCmd.Flags().IntVar(&fam.Keyspace, "keyspace", 1000000, "keys in the database in all, the family's included")
 
-	cmd.AddCommand(lagCmd, tpCmd, famCmd)
+	var ob bench.OutboxOptions
+	var dsn string
+	obCmd := &cobra.Command{
+		Use:   "outbox",
+		Short: "What the transactional outbox adds to a transaction, its commit-to-key-gone lag and the relay's throughput",
+		Long: `Measure the transactional outbox on a throwaway PostgreSQL (--dsn) and --redis,
+in one run:
+
+  cost   the same small UPDATE transaction (a scratch table of the bench's own)
+         alone, with one outbox write (outbox.Writer.DeleteKeys of one key), and
+         with an enqueue after its commit (enqueue.Client.DeleteKeys), at 1 and
+         at 8 goroutines; the variants take turns in rotating rounds. It prints
+         µs per transaction, the µs each adds and the ratios, and as a
+         diagnostic the outbox row without its NOTIFY (what the notification
+         costs: PostgreSQL serializes the commits of notifying transactions).
+  lag    outbox transactions at --lag-rate with a relay and a worker running:
+         commit -> key gone (p50, p90, p99, max). The worker polls every
+         --poll-interval (default here 1ms, its fastest sensible setting).
+  relay  --relay-rows single-key rows pre-filled, then one relay drain:
+         invalidations/s.
+
+The bench creates the tables invalidator_bench_<run> and
+invalidator_bench_<run>_outbox and drops them at the end.`,
+		Example: "  invalidator bench outbox --dsn postgres://postgres@127.0.0.1:5432/bench --redis redis://127.0.0.1:6390\n  invalidator bench outbox --dsn \"$DSN\" --lag-duration 10s --json",
+		Args:    noArgs,
+		RunE: o.runWithPG(a, &dsn, &ob.DB, func() error {
+			switch {
+			case ob.Tx < 1:
+				return usagef("--tx must be at least 1, got %d", ob.Tx)
+			case ob.Rounds < 1:
+				return usagef("--rounds must be at least 1, got %d", ob.Rounds)
+			case ob.LagRate < 1:
+				return usagef("--lag-rate must be at least 1 transaction/s, got %d", ob.LagRate)
+			case ob.LagDuration <= 0:
+				return usagef("--lag-duration must be above 0, got %s", ob.LagDuration)
+			case ob.RelayRows < 1:
+				return usagef("--relay-rows must be at least 1, got %d", ob.RelayRows)
+			}
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+			return bench.Outbox(ctx, e, ob)
+		}),
+	}
+	obf := obCmd.Flags()
+	obf.StringVar(&dsn, "dsn", "", "PostgreSQL DSN of a throwaway database (env "+envBenchDSN+"); required")
+	obf.IntVar(&ob.Tx, "tx", 3000, "transactions of each variant at each concurrency (1 or more)")
+	obf.IntVar(&ob.Rounds, "rounds", 6, "rounds the variants take turns in (1 or more)")
+	obf.IntVar(&ob.LagRate, "lag-rate", 1000, "outbox transactions per second of the lag phase")
+	obf.DurationVar(&ob.LagDuration, "lag-duration", 5*time.Second, "how long the lag phase sends (above 0)")
+	obf.IntVar(&ob.RelayRows, "relay-rows", 50000, "single-key rows the relay drains for its throughput")
+
+	cmd.AddCommand(lagCmd, tpCmd, famCmd, obCmd)
 	return group(cmd)
+}
+
+// envBenchDSN is the environment fallback of bench outbox --dsn, which keeps
+// a password off the command line.
+const envBenchDSN = "INVALIDATOR_BENCH_DSN"
+
+// runWithPG is run for a scenario that needs PostgreSQL: it opens *dsn
+// into *pool first. The DSN, which may hold a password, never appears in
+// errors.
+func (o *benchOpts) runWithPG(a *app, dsn *string, pool **pgxpool.Pool, validate func() error, scenario func(context.Context, bench.Env) (*bench.Result, error)) func(*cobra.Command, []string) error {
+	return o.run(a, func() error {
+		if err := validate(); err != nil {
+			return err
+		}
+		if a.env(*dsn, envBenchDSN, "") == "" {
+			return usagef("--dsn is required: the PostgreSQL database the bench may create and drop its tables in")
+		}
+		return nil
+	}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+		cfg, err := pgxpool.ParseConfig(a.env(*dsn, envBenchDSN, ""))
+		if err != nil {
+			return nil, &usageError{errors.New("--dsn does not parse; use postgres://user@host:5432/db or key=value form")}
+		}
+		cfg.MaxConns = 16 // 8 goroutines, the relay, migrations
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err == nil {
+			err = p.Ping(ctx)
+		}
+		if err != nil {
+			if p != nil {
+				p.Close()
+			}
+			return nil, &unreachableError{fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)}
+		}
+		defer p.Close()
+		*pool = p
+		return scenario(ctx, e)
+	})
 }
 
 // run runs a scenario after checking the shared flags and the scenario's
@@ -148,6 +239,11 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 			defer pprof.StopCPUProfile()
 		}
 		res, err := scenario(ctx, e)
+		var ue *usageError
+		var re *unreachableError
+		if errors.As(err, &ue) || errors.As(err, &re) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", cmd.Name(), err)
 		}
@@ -159,6 +255,9 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 }
 
 func printResult(w io.Writer, r *bench.Result) error {
+	if r.Scenario == "outbox" {
+		return printOutbox(w, r)
+	}
 	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)
 	fmt.Fprintf(w, "keys        %d in %.2fs\n", r.Keys, r.Seconds)
 	fmt.Fprintf(w, "throughput  %.0f keys/s\n", r.KeysPerSec)
@@ -171,5 +270,26 @@ func printResult(w io.Writer, r *bench.Result) error {
 	for _, name := range slices.Sorted(maps.Keys(r.Baselines)) {
 		fmt.Fprintf(w, "  %-16s %10.0f keys/s   ours/baseline %.2f\n", name, r.Baselines[name], r.Ratios[name])
 	}
+	return nil
+}
+
+// printOutbox prints the outbox scenario: costs per transaction, lag and
+// relay throughput.
+func printOutbox(w io.Writer, r *bench.Result) error {
+	fmt.Fprintf(w, "scenario    outbox %v\n", r.Params)
+	for _, g := range []int{1, 8} {
+		us := func(v string) float64 { return r.TxUsPerTx[fmt.Sprintf("%s_%d", v, g)] }
+		alone, ob, enq, nn := us(bench.VariantAlone), us(bench.VariantOutbox), us(bench.VariantEnqueueAfterCommit), us(bench.VariantOutboxNoNotify)
+		fmt.Fprintf(w, "tx, %d goroutine(s), µs per transaction (same run, interleaved):\n", g)
+		fmt.Fprintf(w, "  alone                 %8.1f µs\n", alone)
+		fmt.Fprintf(w, "  outbox write          %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", ob, ob-alone, ob/alone)
+		fmt.Fprintf(w, "  enqueue after commit  %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", enq, enq-alone, enq/alone)
+		fmt.Fprintf(w, "  outbox / enqueue after commit: x%.2f\n", ob/enq)
+		fmt.Fprintf(w, "  diagnostic: outbox row without its NOTIFY %8.1f µs   adds %+7.1f µs\n", nn, nn-alone)
+	}
+	fmt.Fprintf(w, "lag         commit -> key gone at %v tx/s through relay and worker (poll %v): p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
+		r.Params["lag_rate"], r.Params["poll_interval"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
+	fmt.Fprintf(w, "relay       %d single-key rows in %.2fs: %.0f invalidations/s\n", r.Keys, r.Seconds, r.RelayInvalidationsPerS)
+	fmt.Fprintf(w, "redis cpu   %.2fs busy during the scenario\n", r.RedisCPUSeconds)
 	return nil
 }

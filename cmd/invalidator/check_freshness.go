@@ -67,9 +67,11 @@ func newCheckFreshnessCmd(a *app) *cobra.Command {
 		Long: `Run writers, a real in-process worker and two kinds of readers side by side,
 force the race that plain cache-aside loses, and count stale reads.
 
-Writers advance versioned rows (in memory, or in PostgreSQL with
---source-dsn) and then enqueue the invalidation
-of the rows' keys. Readers read the same rows through cacheaside (leases) and
+Writers advance versioned rows in memory and then enqueue the invalidation
+of the rows' keys. With --source-dsn the rows live in PostgreSQL and each
+write's invalidation goes through the transactional outbox instead: in the
+write's own transaction, moved to the queue by a relay running in this
+process (the run migrates an outbox table of its own and drops it after). Readers read the same rows through cacheaside (leases) and
 through plain GET / load / SET (the control). Every loader sleeps
 --loader-delay after reading, and the worker waits --worker-delay per task,
 so invalidations land while loads are in flight. --forced-races races are
@@ -155,6 +157,6 @@ run's own, so it is safe against a live deployment's Redis; the exit code is
 	f.DurationVar(&o.cfg.LagBound, "lag-bound", freshness.DefaultLagBound, "invalidation lag a read may be behind by before it counts as stale")
 	f.DurationVar(&o.cfg.TTL, "ttl", freshness.DefaultTTL, "TTL of the cache entries")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
-	f.StringVar(&o.sourceDSN, "source-dsn", "", "PostgreSQL DSN for the source of truth instead of memory (env "+envFreshnessDSN+"); rows go to table invalidator_freshness_rows, removed after the run")
+	f.StringVar(&o.sourceDSN, "source-dsn", "", "PostgreSQL DSN for the source of truth instead of memory (env "+envFreshnessDSN+"); rows go to table invalidator_freshness_rows, invalidations through an outbox table of the run's own, both removed after the run")
 	return cmd
 }

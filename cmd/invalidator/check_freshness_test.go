@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 
@@ -56,4 +57,24 @@ func TestCheckFreshnessUsage(t *testing.T) {
 	var ue *usageError
 	require.ErrorAs(t, err, &ue)
 	require.ErrorContains(t, err, "--writers must be at least 1")
+}
+
+// With --source-dsn the writes' invalidations go through the outbox, and
+// cacheaside still serves no stale read.
+func TestCheckFreshnessOutbox(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.NewDB(t)
+	db := redistest.NewDB(t)
+	out, err := runCheckFreshness(t, db.URL, "--json", "--source-dsn", pg.DSN, "--duration", "1s", "--writers", "2",
+		"--readers", "4", "--hot-key-readers", "50", "--forced-races", "1", "--lag-bound", "1s")
+	require.NoError(t, err, out)
+	var rep map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Equal(t, "outbox", rep["invalidations"])
+	require.Zero(t, rep["cacheaside"].(map[string]any)["stale_reads"])
+	require.EqualValues(t, 1, rep["control"].(map[string]any)["forced_race_stale_reads"])
+	var left int
+	require.NoError(t, pg.Pool.QueryRow(t.Context(),
+		`SELECT count(*) FROM pg_tables WHERE tablename LIKE 'invalidator_freshness_outbox%'`).Scan(&left))
+	require.Zero(t, left, "the run drops its outbox")
 }

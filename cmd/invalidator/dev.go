@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,7 @@ type devOpts struct {
 	readers       int
 	writeRate     float64
 	asJSON        bool
+	sourceDSN     string
 }
 
 func (o *devOpts) validate() error {
@@ -50,6 +52,8 @@ func (o *devOpts) validate() error {
 		return usagef("--readers must be at least 1, got %d", o.readers)
 	case !(o.writeRate > 0) || math.IsInf(o.writeRate, 0):
 		return usagef("--write-rate must be a number of writes/s above 0, got %g", o.writeRate)
+	case o.sourceDSN != "" && !o.workload:
+		return usagef("--source-dsn needs --workload: it is where the simulated application keeps its rows")
 	}
 	return nil
 }
@@ -70,11 +74,17 @@ price.changed and user.updated; readers read through cacheaside. One status
 line a second shows writes/s, invalidations/s, the lag (from the worker's
 histogram: "≤" a bucket bound), the hit rate, stale reads and dead letters.
 
+With --source-dsn the workload keeps its rows in PostgreSQL and publishes
+each write's event through the transactional outbox, in the write's own
+transaction; a relay in this process moves the rows to the queue (the run
+migrates an outbox table of its own and drops it at the end, with its rows).
+
 --duration ends the run with a summary (Ctrl-C does too). The exit code is 1
 if any read was stale, the thing invalidator exists to prevent.`,
 		Example: `  invalidator dev --workload --duration 20s     # what 'make demo' runs
   invalidator dev                                # the stack only: enqueue from another shell
-  invalidator dev --redis redis://127.0.0.1:6379 --workload`,
+  invalidator dev --redis redis://127.0.0.1:6379 --workload
+  invalidator dev --workload --source-dsn postgres://postgres@127.0.0.1:5432/dev`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -92,12 +102,45 @@ if any read was stale, the thing invalidator exists to prevent.`,
 	f.IntVar(&o.readers, "readers", 16, "workload readers")
 	f.Float64Var(&o.writeRate, "write-rate", 50, "workload writes per second")
 	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object")
+	f.StringVar(&o.sourceDSN, "source-dsn", "", "with --workload: keep the rows in this PostgreSQL and publish through the outbox (env "+envDevDSN+")")
 	return cmd
+}
+
+// envDevDSN is the environment fallback of dev --source-dsn; a DSN may
+// hold a password, which stays off the command line this way.
+const envDevDSN = "INVALIDATOR_DEV_DSN"
+
+// openDevDB connects to the workload's PostgreSQL. The DSN, which may hold
+// a password, never appears in errors.
+func openDevDB(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, usagef("--source-dsn does not parse; use postgres://user@host:5432/db or key=value form")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, &unreachableError{fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)}
+	}
+	return pool, nil
 }
 
 func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
+	var db *pgxpool.Pool
+	if dsn := a.env(o.sourceDSN, envDevDSN, ""); dsn != "" && o.workload {
+		var err error
+		if db, err = openDevDB(ctx, dsn); err != nil {
+			return err
+		}
+		defer db.Close()
+	}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
@@ -166,6 +209,9 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 		fmt.Fprintln(out, "  no --workload: enqueue from another shell, e.g. invalidator enqueue event product.updated id=7 --policy "+policy.Source)
 	} else {
 		fmt.Fprintln(out, "  workload   readers use cacheaside leases; the worker runs without second deletes, so the final check sees the leases alone")
+		if db != nil {
+			fmt.Fprintln(out, "  source     PostgreSQL of --source-dsn; each write publishes through the outbox in its own transaction, relayed in this process")
+		}
 	}
 	if o.duration == 0 {
 		fmt.Fprintln(out, "Ctrl-C stops.")
@@ -197,7 +243,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	if o.workload {
 		sum, runErr = devstack.RunWorkload(loadCtx, devstack.Config{
 			Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
-			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate,
+			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate, DB: db,
 			Logger:    a.log.With("subsystem", "workload"),
 			Status:    func(s devstack.Status) { fmt.Fprintln(out, s) },
 			Interrupt: cmd.Context(),

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/internal/pgtest"
 )
 
 // `make demo` in miniature: the embedded stack, a short workload, a summary
@@ -28,6 +29,27 @@ func TestDevWorkload(t *testing.T) {
 	require.Zero(t, sum.StaleReads)
 	require.True(t, sum.Drained)
 	require.Zero(t, sum.StaleCached)
+}
+
+// With --source-dsn the workload's writes publish through the outbox, and
+// the run still ends with no stale read and its queues and outbox drained.
+func TestDevWorkloadOutbox(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.NewDB(t)
+	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--workload", "--duration", "2s", "--json",
+		"--source-dsn", pg.DSN, "--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, "source     PostgreSQL of --source-dsn")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var sum devstack.Summary
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &sum), r.stdout)
+	require.Positive(t, sum.Writes)
+	require.Positive(t, sum.Invalidations, "the relayed invalidations were applied")
+	require.Zero(t, sum.StaleReads)
+	require.True(t, sum.Drained)
+	require.Positive(t, sum.Checked)
+	require.Zero(t, sum.StaleCached)
+	require.NotContains(t, r.stdout+r.stderr, pg.DSN)
 }
 
 func TestDevRefusesExposedAddresses(t *testing.T) {

@@ -56,6 +56,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"dev", "--write-rate", "0"}, "above 0"},
 		{[]string{"dev", "--write-rate", "NaN"}, "above 0"},
 		{[]string{"dev", "--write-rate", "Inf"}, "above 0"},
+		{[]string{"dev", "--source-dsn", "postgres://x@127.0.0.1:1/db"}, "needs --workload"},
 
 		{[]string{"bench", "lag", "--rate", "0"}, "at least 1"},
 		{[]string{"bench", "lag", "--rate", "-5"}, "at least 1"},
@@ -68,6 +69,11 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"bench", "throughput", "--coalesce", "-1ms"}, "or more"},
 		{[]string{"bench", "family", "--family-size", "0"}, "at least 1"},
 		{[]string{"bench", "family", "--family-size", "100", "--keyspace", "10"}, "at least --family-size"},
+		{[]string{"bench", "outbox", "--dsn", "postgres://x@127.0.0.1:1/db", "--tx", "0"}, "at least 1"},
+		{[]string{"bench", "outbox", "--dsn", "postgres://x@127.0.0.1:1/db", "--lag-rate", "0"}, "at least 1"},
+		{[]string{"bench", "outbox", "--dsn", "postgres://x@127.0.0.1:1/db", "--lag-duration", "0"}, "above 0"},
+		{[]string{"bench", "outbox", "--dsn", "postgres://x@127.0.0.1:1/db", "--relay-rows", "0"}, "at least 1"},
+		{[]string{"bench", "outbox", "--tx", "5", "--dsn", ""}, "is required"},
 
 		{[]string{"check-freshness", "--writers", "0"}, "at least 1"},
 		{[]string{"check-freshness", "--duration", "0"}, "positive"},

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -9,10 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(func() int { return redistest.Main(m) }))
+}
 
 // The scenarios run end to end on small sizes; the figures themselves are
 // for `invalidator bench`, not for assertions.
@@ -63,4 +67,58 @@ func TestFamily(t *testing.T) {
 	left, err := rdb.Keys(context.Background(), "bench:*").Result()
 	require.NoError(t, err)
 	require.Empty(t, left, "the family scenario must clean up its keys")
+}
+
+// The outbox scenario runs briefly on the private PostgreSQL: every figure
+// is there and consistent, and the scenario leaves no table, key or queue.
+func TestOutbox(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	r, err := bench.Outbox(ctx, bench.Env{Redis: rdb}, bench.OutboxOptions{
+		DB: db.Pool, Tx: 60, Rounds: 3, LagRate: 200, LagDuration: 500 * time.Millisecond, RelayRows: 2000})
+	require.NoError(t, err)
+	require.Equal(t, "outbox", r.Scenario)
+	require.Equal(t, "1ms", r.Params["poll_interval"], "the worker's poll interval used is reported")
+	for _, v := range []string{bench.VariantAlone, bench.VariantOutbox, bench.VariantEnqueueAfterCommit, bench.VariantOutboxNoNotify} {
+		for _, g := range []string{"_1", "_8"} {
+			require.Positive(t, r.TxUsPerTx[v+g], v+g)
+		}
+	}
+	require.InDelta(t, r.TxUsPerTx["outbox_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTx, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxEnqueueAfterCommit, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTx8, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxEnqueueAfterCommit8, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_1"]/r.TxUsPerTx["alone_1"], r.Ratios["outbox_vs_alone_1"], 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_8"]/r.TxUsPerTx["enqueue_after_commit_8"], r.Ratios["outbox_vs_enqueue_after_commit_8"], 1e-9)
+	require.Positive(t, r.Baselines["tx_per_s_alone_1"])
+	require.Positive(t, r.Baselines["tx_per_s_alone_8"])
+
+	require.Positive(t, r.LagP50Ms)
+	require.LessOrEqual(t, r.LagP50Ms, r.LagP90Ms)
+	require.LessOrEqual(t, r.LagP90Ms, r.LagP99Ms)
+	require.LessOrEqual(t, r.LagP99Ms, r.LagMaxMs)
+
+	require.EqualValues(t, 2000, r.Keys)
+	require.Positive(t, r.Seconds)
+	require.Positive(t, r.RelayInvalidationsPerS)
+	require.Equal(t, r.KeysPerSec, r.RelayInvalidationsPerS)
+	require.Positive(t, r.RedisCPUSeconds)
+
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(b, &got))
+	for _, f := range []string{"added_us_per_tx", "added_us_per_tx_enqueue_after_commit", "lag_p50_ms", "lag_p99_ms",
+		"lag_max_ms", "relay_invalidations_per_s", "added_us_per_tx_8", "added_us_per_tx_enqueue_after_commit_8", "tx_us_per_tx"} {
+		require.Contains(t, got, f)
+	}
+
+	var tables int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'invalidator_bench_%'`).Scan(&tables))
+	require.Zero(t, tables, "the scenario drops its tables")
+	left, err := rdb.Keys(ctx, "bench:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, left, "the scenario cleans up its keys")
 }

@@ -74,9 +74,32 @@ type Result struct {
 	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
 
 	// Baselines are keys/s of the baselines, measured in the same run.
+	// In the outbox scenario: transactions/s of the transaction alone, at 1
+	// and 8 goroutines (tx_per_s_alone_1, tx_per_s_alone_8).
 	Baselines map[string]float64 `json:"baselines"`
-	// Ratios are KeysPerSec / baseline, per baseline.
+	// Ratios are KeysPerSec / baseline, per baseline. In the outbox
+	// scenario: µs per transaction of one variant over another's, at the
+	// same goroutines (outbox_vs_alone_1, enqueue_after_commit_vs_alone_1,
+	// outbox_vs_enqueue_after_commit_1, and the same with _8).
 	Ratios map[string]float64 `json:"ratios"`
+
+	// The outbox scenario's transaction costs. TxUsPerTx is µs per
+	// transaction by variant and goroutines (alone_1, outbox_1,
+	// enqueue_after_commit_1, alone_8, ...). AddedUsPerTx is what one
+	// outbox write adds to the transaction at 1 goroutine, against the same
+	// transaction alone in the same run; AddedUsPerTxEnqueueAfterCommit
+	// what an enqueue after the commit adds; the ...8 fields are the same
+	// at 8 goroutines. For the outbox scenario Keys, Seconds and KeysPerSec
+	// are the relay's drain of pre-filled single-key rows, and the lag
+	// figures run from a commit's return to its key's deletion.
+	TxUsPerTx                       map[string]float64 `json:"tx_us_per_tx,omitempty"`
+	AddedUsPerTx                    float64            `json:"added_us_per_tx,omitempty"`
+	AddedUsPerTxEnqueueAfterCommit  float64            `json:"added_us_per_tx_enqueue_after_commit,omitempty"`
+	AddedUsPerTx8                   float64            `json:"added_us_per_tx_8,omitempty"`
+	AddedUsPerTxEnqueueAfterCommit8 float64            `json:"added_us_per_tx_enqueue_after_commit_8,omitempty"`
+	// RelayInvalidationsPerS is single-key outbox rows one relay moved to
+	// the queue per second (outbox scenario).
+	RelayInvalidationsPerS float64 `json:"relay_invalidations_per_s,omitempty"`
 }
 
 func (r *Result) ratios() {

@@ -10,6 +10,10 @@
 //	sum, err := devstack.RunWorkload(ctx, devstack.Config{Queue: rdb, Cache: rdb, Policy: policy,
 //		Gatherer: reg, Status: func(s devstack.Status) { fmt.Println(s) }})
 //
+// With Config.DB the rows live in PostgreSQL and each write publishes its
+// event through the transactional outbox (package outbox) in the write's
+// own transaction, relayed to the queue by a relay the run starts.
+//
 // A read counts as stale when it returned a version older than a write that
 // had completed more than Config.LagBound before the read started: the
 // invalidation had time to land, yet old data was served. With cacheaside's

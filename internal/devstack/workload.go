@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -60,6 +61,13 @@ type Config struct {
 	// Interrupt, when it ends, ends the drain and the final check early
 	// (Ctrl-C). Optional.
 	Interrupt context.Context
+	// DB, when set, holds the source of truth in PostgreSQL (table
+	// invalidator_dev_rows, the run's rows deleted at the end), and every
+	// write publishes its event through the transactional outbox in the
+	// write's own transaction, moved to the queue by a relay the run
+	// starts, from an outbox table of its own (dropped at the end).
+	// Optional: nil keeps the rows in memory and enqueues after each write.
+	DB *pgxpool.Pool
 }
 
 // RowKind is one kind of row: a family it is cached in, the event a write
@@ -173,6 +181,38 @@ type Summary struct {
 type source struct {
 	mu   sync.Mutex // guards rows
 	rows map[string]*row
+	// pg, when set, is where the rows live; rows then only records the
+	// versions committed and when.
+	pg *pgSource
+}
+
+// load reads a row's current version from where the rows live.
+func (s *source) load(ctx context.Context, name string) (int64, error) {
+	if s.pg != nil {
+		return s.pg.read(ctx, name)
+	}
+	return s.read(name), nil
+}
+
+// record notes that version v of a row committed now (PostgreSQL rows). A
+// version below one already recorded adds nothing: the newer one was
+// complete earlier.
+func (s *source) record(name string, v int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rows[name]
+	if r == nil {
+		r = &row{}
+		s.rows[name] = r
+	}
+	if v <= r.version {
+		return
+	}
+	r.version = v
+	r.writes = append(r.writes, write{version: v, at: time.Now()})
+	if len(r.writes) > keepWrites {
+		r.writes = slices.Delete(r.writes, 0, len(r.writes)-keepWrites)
+	}
 }
 
 type row struct {
@@ -288,6 +328,21 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 	insp := asynq.NewInspectorFromRedisClient(cfg.Queue)
 
 	src := &source{rows: make(map[string]*row)}
+	if cfg.DB != nil {
+		if src.pg, err = openPG(ctx, cfg.DB, cfg.Policy); err != nil {
+			return Summary{}, err
+		}
+		defer func() {
+			if err := src.pg.close(context.WithoutCancel(ctx)); err != nil {
+				cfg.Logger.Warn("clean-up failed", "err", err)
+			}
+		}()
+		stopRelay, err := src.pg.startRelay(ctx, cfg.Queue, cfg.Logger.With("subsystem", "outbox-relay"))
+		if err != nil {
+			return Summary{}, err
+		}
+		defer stopRelay() // after the final check, which waits for the outbox to drain
+	}
 	var writes, reads, hits, stale, writeErrs, readErrs atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -310,6 +365,22 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 				k := rng.IntN(len(cfg.Rows))
 				id := 1 + rng.IntN(cfg.Entities)
 				rk, name := cfg.Rows[k], rowName(cfg.Rows[k], id)
+				if src.pg != nil {
+					// The invalidation commits with the write or not
+					// at all; a started write finishes even if the run
+					// ends meanwhile.
+					pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+					v, err := src.pg.write(pctx, name, rk.Event, rk.Attrs(id))
+					cancel()
+					if err != nil {
+						writeErrs.Add(1)
+						cfg.Logger.Warn("write failed", "row", name, "err", err)
+						continue
+					}
+					src.record(name, v)
+					writes.Add(1)
+					continue
+				}
 				src.commit(name)
 				// After the commit, as the application would, and to the
 				// end even if the run ends meanwhile: a committed write
@@ -342,7 +413,10 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 				loaded := false
 				val, err := cache.GetFamily(ctx, fams[k], rk.Params(id), func(ctx context.Context) ([]byte, error) {
 					loaded = true
-					v := src.read(name)
+					v, err := src.load(ctx, name)
+					if err != nil {
+						return nil, err
+					}
 					time.Sleep(cfg.LoadDelay)
 					return []byte(strconv.FormatInt(v, 10)), nil
 				})
@@ -473,7 +547,9 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 	ctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
 	defer cancel()
 	for !drained {
-		drained = queuesIdle(insp)
+		// The outbox first: once it is empty, every row's task is on a
+		// queue, so idle queues then mean every invalidation was applied.
+		drained = outboxEmpty(ctx, src) && queuesIdle(insp)
 		if drained {
 			break
 		}
@@ -500,9 +576,13 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 		if k < 0 {
 			continue
 		}
-		want := src.read(name)
-		val, err := cache.GetFamily(ctx, fams[k], cfg.Rows[k].Params(id), func(context.Context) ([]byte, error) {
-			return []byte(strconv.FormatInt(src.read(name), 10)), nil
+		want, err := src.load(ctx, name)
+		if err != nil {
+			return true, checked, stale, fmt.Errorf("final check of %s: %w", name, err)
+		}
+		val, err := cache.GetFamily(ctx, fams[k], cfg.Rows[k].Params(id), func(ctx context.Context) ([]byte, error) {
+			v, err := src.load(ctx, name)
+			return []byte(strconv.FormatInt(v, 10)), err
 		})
 		if err != nil {
 			if cfg.Interrupt != nil && cfg.Interrupt.Err() != nil {
@@ -517,6 +597,16 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 		}
 	}
 	return true, checked, stale, nil
+}
+
+// outboxEmpty reports whether every outbox row was relayed (true without
+// PostgreSQL).
+func outboxEmpty(ctx context.Context, src *source) bool {
+	if src.pg == nil {
+		return true
+	}
+	n, err := src.pg.pending(ctx)
+	return err == nil && n == 0
 }
 
 // queuesIdle reports whether no queue holds a task waiting, running,

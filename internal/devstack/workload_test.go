@@ -9,17 +9,21 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/cacheaside"
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(func() int { return redistest.Main(m) }))
+}
 
 // The staleness rule: a read is stale only against a write that completed
 // more than the bound before the read started.
@@ -44,7 +48,20 @@ func TestWorkload(t *testing.T) {
 	t.Parallel()
 	t.Run("redis-server", func(t *testing.T) {
 		t.Parallel()
-		runWorkload(t, redistest.NewDB(t).Client)
+		runWorkload(t, redistest.NewDB(t).Client, nil)
+	})
+	// With PostgreSQL the writes publish through the outbox and a relay
+	// the run starts; the final check waits for the outbox to drain.
+	t.Run("postgres-outbox", func(t *testing.T) {
+		t.Parallel()
+		pg := pgtest.NewDB(t)
+		runWorkload(t, redistest.NewDB(t).Client, pg.Pool)
+		var left int
+		require.NoError(t, pg.Pool.QueryRow(t.Context(),
+			`SELECT count(*) FROM pg_tables WHERE tablename LIKE 'invalidator_dev_outbox%'`).Scan(&left))
+		require.Zero(t, left, "the run drops its outbox")
+		require.NoError(t, pg.Pool.QueryRow(t.Context(), `SELECT count(*) FROM invalidator_dev_rows`).Scan(&left))
+		require.Zero(t, left, "the run deletes its rows")
 	})
 	t.Run("embedded", func(t *testing.T) {
 		t.Parallel()
@@ -54,11 +71,11 @@ func TestWorkload(t *testing.T) {
 		c := emb.Client()
 		t.Cleanup(func() { _ = c.Close() })
 		require.Contains(t, emb.URL(), "redis://127.0.0.1:")
-		runWorkload(t, c)
+		runWorkload(t, c, nil)
 	})
 }
 
-func runWorkload(t *testing.T, rdb redis.UniversalClient) {
+func runWorkload(t *testing.T, rdb redis.UniversalClient, db *pgxpool.Pool) {
 	t.Helper()
 	policy, err := keyspec.Load("../../examples/policy.yaml")
 	require.NoError(t, err)
@@ -75,7 +92,7 @@ func runWorkload(t *testing.T, rdb redis.UniversalClient) {
 
 	var statuses []Status
 	sum, err := RunWorkload(ctx, Config{Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
-		Entities: 20, WriteRate: 100, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Status: func(s Status) { statuses = append(statuses, s) },
+		Entities: 20, WriteRate: 100, DB: db, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Status: func(s Status) { statuses = append(statuses, s) },
 		// Under the race detector the embedded Redis can lag by seconds;
 		// the timing-free final check below is what must never fail.
 		LagBound: time.Minute})

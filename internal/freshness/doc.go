@@ -5,7 +5,10 @@
 //
 // Setup. A source of truth holds versioned rows (in memory; see Source).
 // Writers advance a row's version and then enqueue the invalidation of that
-// row's keys through package enqueue. A real worker (package worker) applies
+// row's keys through package enqueue. With a Postgres source the
+// invalidation goes through the transactional outbox instead (package
+// outbox): written in the write's own transaction, with a marker key that
+// names the write, and moved to the queue by a relay the run starts. A real worker (package worker) applies
 // the invalidations, slowed by Config.WorkerDelay per task. Two kinds of
 // readers read the same rows, each through keys of its own:
 //

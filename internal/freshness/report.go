@@ -19,7 +19,11 @@ type Report struct {
 	WorkerDelayMs float64 `json:"worker_delay_ms"`
 	ForcedRaces   int     `json:"forced_races"`
 
-	// Writes committed, each followed by one invalidation task.
+	// Invalidations is how each write's invalidation was sent: "enqueue
+	// after commit" (the in-memory source), or "outbox" (a PostgreSQL
+	// source: in the write's transaction, relayed in-process).
+	Invalidations string `json:"invalidations"`
+	// Writes committed, each with one invalidation.
 	Writes      int64 `json:"writes"`
 	WriteErrors int64 `json:"write_errors"`
 	// InvalidationLag*: from a write's completion to its task applied.
@@ -78,6 +82,7 @@ func (r *runner) report(elapsed time.Duration) *Report {
 		LoaderDelayMs:        ms(c.LoaderDelay),
 		WorkerDelayMs:        ms(c.WorkerDelay),
 		ForcedRaces:          c.ForcedRaces,
+		Invalidations:        InvalidationsEnqueue,
 		Writes:               r.writes.Load(),
 		WriteErrors:          r.writeErrs.Load(),
 		InvalidationLagP50Ms: ms(r.tasks.lag.quantile(0.5)),
@@ -107,11 +112,20 @@ func (r *runner) report(elapsed time.Duration) *Report {
 			rep.Control = kr
 		}
 	}
+	if r.ob != nil {
+		rep.Invalidations = InvalidationsOutbox
+	}
 	if err := r.firstErr.Load(); err != nil {
 		rep.FirstError = (*err).Error()
 	}
 	return rep
 }
+
+// Values of Report.Invalidations.
+const (
+	InvalidationsEnqueue = "enqueue after commit"
+	InvalidationsOutbox  = "outbox"
+)
 
 // counter reads a counter of the cacheaside metrics.
 func (r *runner) counter(name string) int64 {
@@ -161,8 +175,8 @@ func (rep *Report) Print(w io.Writer) error {
 	ew.printf("run          %.1fs: %d writers, %d readers of each kind, %d processes, %d forced races\n",
 		rep.Seconds, rep.Writers, rep.Readers, rep.Processes, rep.ForcedRaces)
 	ew.printf("delays       loader sleeps %gms after reading, worker waits %gms per task\n", rep.LoaderDelayMs, rep.WorkerDelayMs)
-	ew.printf("writes       %d (%d failed), invalidation lag p50 %.1fms p99 %.1fms max %.1fms\n",
-		rep.Writes, rep.WriteErrors, rep.InvalidationLagP50Ms, rep.InvalidationLagP99Ms, rep.InvalidationLagMaxMs)
+	ew.printf("writes       %d (%d failed), invalidations by %s, lag p50 %.1fms p99 %.1fms max %.1fms\n",
+		rep.Writes, rep.WriteErrors, rep.Invalidations, rep.InvalidationLagP50Ms, rep.InvalidationLagP99Ms, rep.InvalidationLagMaxMs)
 	ew.printf("stale        a read returning a value superseded by a write that completed %gms (the lag bound) or more before the read started\n\n", rep.LagBoundMs)
 	ca, ct := rep.CacheAside, rep.Control
 	row := func(name string, a, b any) { ew.printf("%-34s %14v %14v\n", name, a, b) }

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/invalidator/invalidator/cacheaside"
 	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -47,6 +49,13 @@ type runner struct {
 	writeErrs atomic.Int64
 	errOnce   sync.Once
 	firstErr  atomic.Pointer[error] // first unexpected error, for the report
+
+	// With a PostgreSQL source, invalidations go through the outbox: pg
+	// and ob are set, and each write adds a marker key under markers.
+	pg       *Postgres
+	ob       *outbox.Writer
+	markers  string
+	markerNo atomic.Int64
 }
 
 // Run runs the checker: the random workload with the forced races for
@@ -111,8 +120,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("freshness: %w", err)
 	}
+	if pg, ok := cfg.Source.(*Postgres); ok {
+		r.pg, r.markers = pg, prefix+"write:"
+		if r.ob, err = outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: policy}), pg.outbox); err != nil {
+			return nil, fmt.Errorf("freshness: %w", err)
+		}
+	}
 	srv := asynq.NewServerFromRedisClient(cfg.Queue, w.ServerConfig())
-	if err := srv.Start(&slowWorker{w: w, delay: cfg.WorkerDelay, tasks: r.tasks}); err != nil {
+	if err := srv.Start(&slowWorker{w: w, delay: cfg.WorkerDelay, tasks: r.tasks, markers: r.markers}); err != nil {
 		return nil, fmt.Errorf("freshness: start worker: %w", err)
 	}
 	defer func() {
@@ -120,6 +135,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Best effort: the run's queue is empty by now.
 		_ = asynq.NewInspectorFromRedisClient(cfg.Queue).DeleteQueue(queue, true)
 	}()
+	if r.pg != nil {
+		stop, err := r.startRelay(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer stop() // before the worker's shutdown
+	}
 
 	start := time.Now()
 	r.progressf("random workload for %s: %d writers, %d readers of each kind, %d forced races",
@@ -175,10 +197,34 @@ func (r *runner) writer(ctx context.Context) {
 	}
 }
 
-// write advances row in the source and then enqueues the invalidation of
-// the row's keys of every kind, as an application does after a commit. It
-// returns the task ID and when the write was complete.
+// startRelay runs a relay of the source's outbox until stop is called.
+func (r *runner) startRelay(ctx context.Context) (stop func(), err error) {
+	relay, err := outbox.NewRelay(outbox.RelayConfig{Outbox: r.pg.outbox, DB: r.pg.pool, Queue: r.cfg.Queue,
+		Logger: r.cfg.Logger, StatsInterval: -1})
+	if err != nil {
+		return nil, fmt.Errorf("freshness: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(rctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			r.cfg.Logger.Warn("freshness: outbox relay", "err", err)
+		}
+	}, nil
+}
+
+// write advances row in the source and invalidates the row's keys of every
+// kind: through the outbox in the write's own transaction with a
+// PostgreSQL source, else by an enqueue after the write, as an application
+// does after a commit. It returns the ID the invalidation's application
+// will be recorded under (the task's, or the outbox write's marker key) and
+// when the write was complete.
 func (r *runner) write(ctx context.Context, row string) (string, time.Time, error) {
+	if r.ob != nil {
+		return r.writeOutbox(ctx, row)
+	}
 	v, err := r.src.Write(ctx, row)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("write row %q: %w", row, err)
@@ -197,6 +243,30 @@ func (r *runner) write(ctx context.Context, row string) (string, time.Time, erro
 	}
 	r.tasks.written(ids[0], done)
 	return ids[0], done, nil
+}
+
+// writeOutbox is write through the outbox. Its invalidation carries a
+// marker key of its own besides the row's keys (deleting a missing key
+// costs Redis one lookup), so the worker can tell which writes a relayed,
+// merged task covered.
+func (r *runner) writeOutbox(ctx context.Context, row string) (string, time.Time, error) {
+	keys := make([]string, 0, len(r.kinds)+1)
+	for _, k := range r.kinds {
+		keys = append(keys, k.key(row))
+	}
+	marker := r.markers + strconv.FormatInt(r.markerNo.Add(1), 10)
+	keys = append(keys, marker)
+	v, err := r.pg.writeTx(ctx, row, func(tx pgx.Tx) error {
+		return r.ob.DeleteKeys(ctx, outbox.Pgx(tx), keys...)
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("write row %q with its outbox row: %w", row, err)
+	}
+	done := time.Now()
+	r.hist.complete(row, v, done)
+	r.writes.Add(1)
+	r.tasks.written(marker, done)
+	return marker, done, nil
 }
 
 func (r *runner) reader(ctx context.Context, k *kind, proc int) {

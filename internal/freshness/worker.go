@@ -2,11 +2,13 @@ package freshness
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invalidator/invalidator/tasks"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -17,6 +19,10 @@ type slowWorker struct {
 	w     *worker.Worker
 	delay time.Duration
 	tasks *taskLog
+	// markers, when not "", prefixes the marker keys that name the writes
+	// of the outbox path: a relayed task merges the keys of many writes
+	// and its ID is the relay's, so a write is known by its marker key.
+	markers string
 }
 
 // ProcessTask implements asynq.Handler.
@@ -27,8 +33,19 @@ func (s *slowWorker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := s.w.ProcessTask(ctx, t); err != nil {
 		return err
 	}
+	now := time.Now()
 	if id, ok := asynq.GetTaskID(ctx); ok {
-		s.tasks.applied(id, time.Now())
+		s.tasks.applied(id, now)
+	}
+	if s.markers != "" && t.Type() == tasks.KindDeleteKeys {
+		// The worker has just decoded it; a payload it accepted decodes.
+		if dk, err := tasks.Unmarshal(t.Type(), t.Payload()); err == nil {
+			for _, k := range dk.(tasks.DeleteKeys).Keys {
+				if strings.HasPrefix(k, s.markers) {
+					s.tasks.applied(k, now)
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -38,6 +38,7 @@ type devOpts struct {
 	writers       int
 	readers       int
 	writeRate     float64
+	lagBound      time.Duration
 	asJSON        bool
 	sourceDSN     string
 }
@@ -52,6 +53,8 @@ func (o *devOpts) validate() error {
 		return usagef("--readers must be at least 1, got %d", o.readers)
 	case !(o.writeRate > 0) || math.IsInf(o.writeRate, 0):
 		return usagef("--write-rate must be a number of writes/s above 0, got %g", o.writeRate)
+	case o.lagBound <= 0:
+		return usagef("--lag-bound must be above 0, got %s", o.lagBound)
 	case o.sourceDSN != "" && !o.workload:
 		return usagef("--source-dsn needs --workload: it is where the simulated application keeps its rows")
 	}
@@ -101,6 +104,7 @@ if any read was stale, the thing invalidator exists to prevent.`,
 	f.IntVar(&o.writers, "writers", 4, "workload writers")
 	f.IntVar(&o.readers, "readers", 16, "workload readers")
 	f.Float64Var(&o.writeRate, "write-rate", 50, "workload writes per second")
+	f.DurationVar(&o.lagBound, "lag-bound", time.Second, "a read counts as stale when it returns data older than a write completed this long before it began")
 	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object")
 	f.StringVar(&o.sourceDSN, "source-dsn", "", "with --workload: keep the rows in this PostgreSQL and publish through the outbox (env "+envDevDSN+")")
 	return cmd
@@ -243,7 +247,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	if o.workload {
 		sum, runErr = devstack.RunWorkload(loadCtx, devstack.Config{
 			Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
-			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate, DB: db,
+			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate, LagBound: o.lagBound, DB: db,
 			Logger:    a.log.With("subsystem", "workload"),
 			Status:    func(s devstack.Status) { fmt.Fprintln(out, s) },
 			Interrupt: cmd.Context(),

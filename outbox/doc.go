@@ -52,8 +52,16 @@
 //
 // # Relay
 //
-// A Relay listens on the table's NOTIFY channel (every write notifies at
-// commit) and polls every PollInterval in case a notification was missed.
+// A Relay listens on the table's NOTIFY channel and polls in case a
+// notification was missed or never sent. A Writer notifies at most once per
+// NotifyInterval (WithNotifyInterval, default 5ms), since PostgreSQL
+// serializes the commits of notifying transactions; a relay that moved rows
+// polls again after BusyPoll (1ms), the wait doubling per empty round up to
+// PollInterval (1s), so rows that flow are found without notifications and
+// an idle relay settles at one query per PollInterval. A row whose
+// transaction skipped its NOTIFY because an earlier notifier of the same
+// Writer rolled back or is still open waits at most the relay's current
+// poll wait (at most PollInterval): late, never lost.
 // Each round, in one transaction, it deletes up to BatchSize rows with
 // FOR UPDATE SKIP LOCKED and RETURNING, merges their key deletes into few
 // tasks, enqueues them, and commits; it repeats until the table is empty.
@@ -73,7 +81,5 @@
 //
 // An idle relay costs PostgreSQL one idle LISTEN connection and one indexed
 // query per PollInterval, plus a row count every StatsInterval for the
-// depth metric. NOTIFY has a cost of its own on the writing side: PostgreSQL
-// serializes the commits of transactions that notified, which matters only
-// at thousands of outbox commits per second.
+// depth metric.
 package outbox

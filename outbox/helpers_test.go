@@ -76,6 +76,14 @@ func setupWith(t testing.TB, cfg outbox.Config, queue redis.UniversalClient) *bu
 	return &bundle{db: db, queue: queue, policy: policy, cfg: cfg, w: w, insp: asynq.NewInspectorFromRedisClient(queue)}
 }
 
+// writer returns a Writer of the bundle's outbox with opts.
+func (b *bundle) writer(t testing.TB, opts ...outbox.WriterOption) *outbox.Writer {
+	t.Helper()
+	w, err := outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: b.policy}), b.cfg, opts...)
+	require.NoError(t, err)
+	return w
+}
+
 // relay returns a relay of the bundle's outbox; mod adjusts its config.
 func (b *bundle) relay(t testing.TB, mod func(*outbox.RelayConfig)) *outbox.Relay {
 	t.Helper()

@@ -19,11 +19,12 @@ import (
 // Defaults of RelayConfig fields left zero.
 const (
 	DefaultBatchSize     = 1000
-	DefaultPollInterval  = 2 * time.Second
+	DefaultPollInterval  = time.Second
 	DefaultStatsInterval = 5 * time.Second
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 2 * time.Second
 	DefaultRoundTimeout  = 30 * time.Second
+	DefaultBusyPoll      = time.Millisecond
 )
 
 // RelayConfig configures a Relay. Zero values take the documented defaults.
@@ -37,12 +38,19 @@ type RelayConfig struct {
 	// Queue is the queue Redis the tasks go to. Required.
 	Queue redis.UniversalClient
 
+	// BusyPoll is the first wait after a round that moved rows, or after
+	// a notification; it doubles per empty round up to PollInterval.
+	// Default: 1ms.
+	BusyPoll time.Duration
 	// BatchSize is the most rows one round takes. Default: 1000.
 	BatchSize int
 	// PollInterval is the safety poll: how long an idle relay waits for a
 	// notification before it looks at the table anyway (a notification can
-	// be missed while the LISTEN connection is down). Each poll is one
-	// indexed query. Default: 2s.
+	// be missed while the LISTEN connection is down, and Writers skip it
+	// for rows that follow a notifying write closely, see
+	// WithNotifyInterval). After a round that moved rows the relay polls
+	// again after BusyPoll, the wait doubling per empty round up to
+	// PollInterval. Each poll is one indexed query. Default: 1s.
 	PollInterval time.Duration
 	// StatsInterval is how often the relay samples the outbox depth and the
 	// oldest row's age for its metrics; negative turns sampling off. Each
@@ -80,6 +88,10 @@ func (cfg *RelayConfig) withDefaults() (RelayConfig, error) {
 	if c.PollInterval <= 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.BusyPoll <= 0 {
+		c.BusyPoll = DefaultBusyPoll
+	}
+	c.BusyPoll = min(c.BusyPoll, c.PollInterval)
 	if c.StatsInterval == 0 {
 		c.StatsInterval = DefaultStatsInterval
 	}
@@ -153,9 +165,13 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 
 // Run relays until ctx ends, then returns nil once the round in flight (if
 // any) has finished. It listens for the writers' notifications on a
-// connection of its own, polls the table every PollInterval in case one was
-// missed, and after each round that moved rows goes straight on to the next,
-// so a backlog drains at full speed. A failed round (queue Redis or
+// connection of its own, and after each round that moved rows goes straight
+// on to the next, so a backlog drains at full speed. Once a round comes back
+// empty it polls again after BusyPoll, doubling the wait per empty round up
+// to PollInterval (a notification resets it): while rows flow the relay
+// finds them without notifications, which Writers send at most once per
+// NotifyInterval, and an idle relay settles at one query per PollInterval
+// within seconds. A failed round (queue Redis or
 // database down) is retried after a growing wait; its rows stay in the
 // table. Run may not be called again until it has returned.
 func (r *Relay) Run(ctx context.Context) error {
@@ -186,6 +202,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	retry := r.cfg.RetryMin
+	poll := r.cfg.PollInterval // the next wait after an empty round
 	for {
 		n, err := r.round(ctx)
 		if ctx.Err() != nil {
@@ -197,17 +214,18 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.log.Warn("outbox relay round failed; its rows stay and are retried", "error", err, "retry_in", retry)
 			wait, retry = jitter(retry), min(2*retry, r.cfg.RetryMax)
 		case n > 0:
-			retry = r.cfg.RetryMin
+			retry, poll = r.cfg.RetryMin, r.cfg.BusyPoll
 			continue // until the table is empty
 		default:
 			retry = r.cfg.RetryMin
-			wait = r.cfg.PollInterval
+			wait, poll = poll, min(2*poll, r.cfg.PollInterval)
 		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-wake:
+			poll = r.cfg.BusyPoll
 			if err != nil {
 				// A notification does not cut a backoff short: the
 				// failure is not the table's.

@@ -44,13 +44,14 @@ func runRelay(t *testing.T, r *outbox.Relay) {
 	})
 }
 
-// A write wakes an idle relay through NOTIFY: with an hour-long safety
-// poll, only the notification can make the task arrive.
+// A write wakes an idle relay through NOTIFY: with hour-long polls, only
+// the notification can make the task arrive.
 func TestNotificationWakesTheRelay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t)
-	r := b.relay(t, func(c *outbox.RelayConfig) { c.PollInterval = time.Hour })
+	b.w = b.writer(t, outbox.WithNotifyInterval(0)) // every write notifies
+	r := b.relay(t, func(c *outbox.RelayConfig) { c.PollInterval, c.BusyPoll = time.Hour, time.Hour })
 	require.Error(t, r.Ready(ctx), "not ready before Run")
 	runRelay(t, r)
 	eventually(t, func() bool { return r.Ready(ctx) == nil }, "the relay listens")
@@ -60,6 +61,49 @@ func TestNotificationWakesTheRelay(t *testing.T) {
 		b.inTx(t, func(tx pgx.Tx) error { return b.w.DeleteKeys(ctx, outbox.Pgx(tx), fmt.Sprint("k", i)) })
 		eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == i+1 }, "write %d relayed", i)
 	}
+	require.Zero(t, b.rows(t))
+}
+
+// A row whose transaction skipped its NOTIFY (the Writer notified just
+// before) is still relayed by a warm relay, which keeps polling after a
+// round that moved rows: with an hour-long PollInterval and a Writer that
+// notifies once an hour, only that busy poll can find the second row.
+func TestSkippedNotifyRowIsRelayedByAWarmRelay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	b.w = b.writer(t, outbox.WithNotifyInterval(time.Hour))
+	r := b.relay(t, func(c *outbox.RelayConfig) { c.PollInterval = time.Hour })
+	runRelay(t, r)
+	eventually(t, func() bool { return r.Ready(ctx) == nil }, "the relay listens")
+	b.inTx(t, func(tx pgx.Tx) error { return b.w.DeleteKeys(ctx, outbox.Pgx(tx), "notified") })
+	eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == 1 }, "the notifying write relayed")
+	b.inTx(t, func(tx pgx.Tx) error { return b.w.DeleteKeys(ctx, outbox.Pgx(tx), "skipped") })
+	eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == 2 }, "the write without NOTIFY relayed")
+	require.Equal(t, map[string]int{"notified": 1, "skipped": 1}, b.queuedKeys(t, "invalidator-standard"))
+	require.Zero(t, b.rows(t))
+}
+
+// The documented hole of WithNotifyInterval: a transaction skips its NOTIFY
+// because another one of the same Writer notified, and that one rolls
+// back. Nothing notifies; the row is found by the safety poll.
+func TestRowOfARolledBackNotifierIsRelayedByThePoll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	b.w = b.writer(t, outbox.WithNotifyInterval(time.Hour))
+	r := b.relay(t, func(c *outbox.RelayConfig) { c.PollInterval = 100 * time.Millisecond })
+	runRelay(t, r)
+	eventually(t, func() bool { return r.Ready(ctx) == nil }, "the relay listens")
+
+	notifier, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, b.w.DeleteKeys(ctx, outbox.Pgx(notifier), "rolled-back")) // carries the NOTIFY
+	b.inTx(t, func(tx pgx.Tx) error { return b.w.DeleteKeys(ctx, outbox.Pgx(tx), "committed") })
+	require.NoError(t, notifier.Rollback(ctx))
+
+	eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == 1 }, "the skipped write relayed")
+	require.Equal(t, map[string]int{"committed": 1}, b.queuedKeys(t, "invalidator-standard"))
 	require.Zero(t, b.rows(t))
 }
 

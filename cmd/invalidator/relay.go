@@ -30,7 +30,7 @@ type relayFlags struct {
 func (o *relayFlags) register(f *pflag.FlagSet, prefix string) {
 	o.outboxFlags.register(f, prefix)
 	f.IntVar(&o.batchSize, prefix+"batch-size", outbox.DefaultBatchSize, "most outbox rows one relay round takes (one transaction)")
-	f.DurationVar(&o.pollInterval, prefix+"poll-interval", outbox.DefaultPollInterval, "safety poll of an idle relay, in case a NOTIFY was missed (one indexed query each)")
+	f.DurationVar(&o.pollInterval, prefix+"poll-interval", outbox.DefaultPollInterval, "safety poll of an idle relay, in case a NOTIFY was missed or skipped (one indexed query each)")
 	f.DurationVar(&o.statsInterval, prefix+"stats-interval", outbox.DefaultStatsInterval, "how often the outbox depth and oldest row age are sampled for the metrics (a count(*) each)")
 	f.DurationVar(&o.roundTimeout, prefix+"round-timeout", outbox.DefaultRoundTimeout, "bound on one round (claim, enqueue, commit); a round cut short is rolled back and sent again")
 }
@@ -93,8 +93,10 @@ func newRelayCmd(a *app) *cobra.Command {
 		Short: "Move invalidations from the PostgreSQL outbox to the queues",
 		Long: `Run an outbox relay: move the rows that application code wrote into the outbox
 table (package outbox, in its own transactions) to the asynq queues of the
-queue Redis, and delete them. It is woken by NOTIFY at each commit and polls
-every --poll-interval in case a notification was missed.
+queue Redis, and delete them. It is woken by NOTIFY (writers send one at most
+every 5ms) and, after a round that moved rows, polls again after 1ms, the
+wait doubling per empty round up to --poll-interval, so rows that arrive
+without a notification of their own are found.
 
 At least once: a row is deleted only by the transaction that follows its
 task's enqueue. A relay killed mid-batch (kill -9) repeats at most that batch;

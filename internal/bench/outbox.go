@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,38 +393,11 @@ func (b *outboxBench) lag(ctx context.Context, res *Result) error {
 	if err := fill(ctx, b.e.Redis, n, key); err != nil {
 		return err
 	}
-	restore, err := notifyDeletes(ctx, b.e.Redis)
+	watch, err := watchDeletes(ctx, b.e.Redis, fmt.Sprintf("bench:%s:oblag:", b.run), n)
 	if err != nil {
 		return err
 	}
-	defer restore()
-	sub := b.e.Redis.PSubscribe(ctx, "__keyevent@*__:del")
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		return fmt.Errorf("subscribe to keyspace notifications: %w", err)
-	}
-	prefix := fmt.Sprintf("bench:%s:oblag:", b.run)
-	gone := make(map[string]time.Time, n)
-	var goneMu sync.Mutex
-	allGone := make(chan struct{})
-	go func() {
-		for msg := range sub.Channel() {
-			if !strings.HasPrefix(msg.Payload, prefix) {
-				continue
-			}
-			now := time.Now()
-			goneMu.Lock()
-			if _, seen := gone[msg.Payload]; !seen {
-				gone[msg.Payload] = now
-			}
-			complete := len(gone) == n
-			goneMu.Unlock()
-			if complete {
-				close(allGone)
-				return
-			}
-		}
-	}()
+	defer watch.close()
 
 	committed := make([]time.Time, n)
 	errs := make([]error, outboxHigh)
@@ -451,9 +423,7 @@ func (b *outboxBench) lag(ctx context.Context, res *Result) error {
 		}
 		select {
 		case <-tick.C:
-			goneMu.Lock()
-			b.e.progressf("outbox lag: %d/%d committed, %d gone", i, n, len(gone))
-			goneMu.Unlock()
+			b.e.progressf("outbox lag: %d/%d committed, %d gone", i, n, watch.count())
 		default:
 		}
 		next <- i
@@ -464,20 +434,12 @@ func (b *outboxBench) lag(ctx context.Context, res *Result) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bench outbox: lag: %w", err)
 	}
-	select {
-	case <-allGone:
-	case <-time.After(30 * time.Second):
-		goneMu.Lock()
-		defer goneMu.Unlock()
-		return fmt.Errorf("bench outbox: only %d of %d keys were deleted within 30s of the last commit", len(gone), n)
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := watch.wait(ctx, 30*time.Second, "last commit"); err != nil {
+		return fmt.Errorf("bench outbox: %w", err)
 	}
-	goneMu.Lock()
-	defer goneMu.Unlock()
 	lags := make([]time.Duration, n)
 	for i := range n {
-		lags[i] = gone[key(i)].Sub(committed[i])
+		lags[i] = watch.at(key(i)).Sub(committed[i])
 	}
 	res.LagP50Ms, res.LagP90Ms, res.LagP99Ms, res.LagMaxMs = percentiles(lags)
 	res.Params["lag_achieved_rate"] = float64(n) / sendTime.Seconds()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -101,36 +100,11 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		return nil, err
 	}
 
-	restore, err := notifyDeletes(ctx, e.Redis)
+	watch, err := watchDeletes(ctx, e.Redis, fmt.Sprintf("bench:%s:lag:", run), n)
 	if err != nil {
 		return nil, err
 	}
-	defer restore()
-	sub := e.Redis.PSubscribe(ctx, "__keyevent@*__:del")
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
-		return nil, fmt.Errorf("subscribe to keyspace notifications: %w", err)
-	}
-	prefix := fmt.Sprintf("bench:%s:lag:", run)
-	gone := make(map[string]time.Time, n)
-	var goneMu sync.Mutex
-	allGone := make(chan struct{})
-	go func() {
-		for msg := range sub.Channel() {
-			if !strings.HasPrefix(msg.Payload, prefix) {
-				continue
-			}
-			now := time.Now()
-			goneMu.Lock()
-			gone[msg.Payload] = now
-			complete := len(gone) == n
-			goneMu.Unlock()
-			if complete {
-				close(allGone)
-				return
-			}
-		}
-	}()
+	defer watch.close()
 
 	// A key's lag starts when it was due, not when a caller got to it, so a
 	// stall that delays the sending counts against us too.
@@ -167,9 +141,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		}
 		select {
 		case <-tick.C:
-			goneMu.Lock()
-			e.progressf("lag: %d/%d enqueued, %d gone", i, n, len(gone))
-			goneMu.Unlock()
+			e.progressf("lag: %d/%d enqueued, %d gone", i, n, watch.count())
 		default:
 		}
 		next <- i
@@ -180,22 +152,13 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	if sendErr != nil {
 		return nil, fmt.Errorf("enqueue: %w", sendErr)
 	}
-	select {
-	case <-allGone:
-	case <-time.After(30 * time.Second):
-		goneMu.Lock()
-		defer goneMu.Unlock()
-		return nil, fmt.Errorf("only %d of %d keys were deleted within 30s of the last enqueue", len(gone), n)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := watch.wait(ctx, 30*time.Second, "last enqueue"); err != nil {
+		return nil, err
 	}
-
-	goneMu.Lock()
-	defer goneMu.Unlock()
 	lags := make([]time.Duration, n)
 	var last time.Time
 	for i := range n {
-		g := gone[key(i)]
+		g := watch.at(key(i))
 		lags[i] = g.Sub(due(i))
 		if g.After(last) {
 			last = g

@@ -46,6 +46,11 @@ var (
 	// family would not remove it; fix the value, or widen the declaration.
 	ErrInvalidParam = errors.New("parameter value outside its declaration")
 
+	// ErrKeyShape means a key is not one the family renders, or renders
+	// from more than one set of parameter values. Readers of sampled keys
+	// (audits) skip such keys: they cannot tell which entity a key caches.
+	ErrKeyShape = errors.New("key does not parse as the family's")
+
 	// ErrUnsafePattern means a SCAN MATCH pattern would match every key, or
 	// keys of unrelated prefixes. Fix more parameters so the pattern starts
 	// with a literal prefix that ends in a delimiter such as ':'.

@@ -136,9 +136,16 @@ func (b *Builder) BumpVersion(family string, params map[string]string) (Message,
 // keyspec.Policy.ClassOfEvent). An unknown event or a missing, unknown or
 // empty attribute is refused.
 func (b *Builder) Publish(event string, attrs map[string]string) (Message, error) {
+	m, _, err := b.publish(event, attrs)
+	return m, err
+}
+
+// publish is Publish, and also returns the actions the event resolves to
+// with attrs (the refused ones left out).
+func (b *Builder) publish(event string, attrs map[string]string) (Message, []keyspec.Action, error) {
 	e, err := b.policy.Event(event)
 	if err != nil {
-		return Message{}, fmt.Errorf("publish: %w", err)
+		return Message{}, nil, fmt.Errorf("publish: %w", err)
 	}
 	// An event is refused only when it would invalidate nothing: a value
 	// outside one family's declaration skips that family's action at the
@@ -148,13 +155,13 @@ func (b *Builder) Publish(event string, attrs map[string]string) (Message, error
 		err = keyspec.RefusedAll(event, actions, refused)
 	}
 	if err != nil {
-		return Message{}, fmt.Errorf("publish: %w", err)
+		return Message{}, nil, fmt.Errorf("publish: %w", err)
 	}
 	m, err := b.message(tasks.Event{Name: event, Attrs: attrs, Target: b.target, EnqueuedAt: b.now()}, b.policy.ClassOfEvent(e))
 	if err != nil {
-		return Message{}, fmt.Errorf("publish %q: %w", event, err)
+		return Message{}, nil, fmt.Errorf("publish %q: %w", event, err)
 	}
-	return m, nil
+	return m, actions, nil
 }
 
 func (b *Builder) family(name string) (*keyspec.Family, *keyspec.Class, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -44,9 +45,36 @@ type Config struct {
 	// Coalesce, when set, merges concurrent DeleteKeys calls into shared
 	// tasks; see CoalesceConfig. Default: nil, every call makes its own.
 	Coalesce *CoalesceConfig
+
+	// InlineDelete, when set, is the cache Redis that Target names (the
+	// worker's Cache for "", else its Targets[Target]; the Client cannot
+	// check this, so pass the right one). DeleteKeys and Publish then UNLINK
+	// the keys they invalidate there at once, one UNLINK per hash slot,
+	// pipelined, before the task is enqueued; the task is enqueued all the
+	// same and remains the guarantee. A failed inline delete never fails
+	// the call: it is logged at debug and counted (InlineMetrics). Publish
+	// deletes inline only the key deletes of enforce-mode families; pattern
+	// deletes and version bumps stay with the worker. DeleteFamily and
+	// BumpVersion do nothing inline. Default: nil, no inline delete.
+	InlineDelete redis.UniversalClient
+
+	// InlineTimeout bounds one inline delete, so a hung cache delays the
+	// enqueue that follows by at most this. Default: DefaultInlineTimeout.
+	InlineTimeout time.Duration
+
+	// InlineMetrics counts inline deletes and their failures; see
+	// NewInlineMetrics. Default: nil, nothing counted.
+	InlineMetrics *InlineMetrics
+
+	// Logger receives the debug records of failed inline deletes. Default:
+	// none (a discarding logger).
+	Logger *slog.Logger
 }
 
 func (cfg *Config) validate() error {
+	if cfg.InlineTimeout < 0 {
+		return fmt.Errorf("enqueue: config: InlineTimeout %v is negative; leave it 0 for %v", cfg.InlineTimeout, DefaultInlineTimeout)
+	}
 	if cfg.Coalesce != nil {
 		if err := cfg.Coalesce.validate(); err != nil {
 			return fmt.Errorf("enqueue: config: %w", err)
@@ -67,6 +95,7 @@ type Client struct {
 	owned redis.UniversalClient // closed by Close; nil when the caller owns the connection
 	b     *Builder              // validates and builds every task
 	co    *coalescer            // nil unless Config.Coalesce is set; shared with With
+	in    *inline               // nil unless Config.InlineDelete is set
 }
 
 // New returns a Client that enqueues on the queue Redis rdb. The caller
@@ -99,6 +128,7 @@ func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
 		aq:    asynq.NewClientFromRedisClient(rdb),
 		owned: owned,
 		b:     NewBuilder(cfg),
+		in:    newInline(cfg),
 	}
 	if cfg.Coalesce != nil {
 		c.co = newCoalescer(*cfg.Coalesce)
@@ -151,6 +181,9 @@ func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %w", err) // "enqueue delete keys: ..."
 	}
+	// Inline first, per call even when coalescing: the keys are gone one
+	// cache round trip after the call starts, whatever the queue does.
+	c.in.unlink(ctx, keys)
 	if c.co != nil {
 		if size, ok := c.co.fits(keys); ok && len(chunks) == 1 {
 			return c.co.deleteKeys(ctx, c, class, keys, size)
@@ -220,9 +253,12 @@ func (c *Client) BumpVersion(ctx context.Context, family string, params map[stri
 //	// after the UPDATE has committed:
 //	_, err := c.Publish(ctx, "product.updated", map[string]string{"id": "7"})
 func (c *Client) Publish(ctx context.Context, event string, attrs map[string]string) (string, error) {
-	m, err := c.b.Publish(event, attrs)
+	m, actions, err := c.b.publish(event, attrs)
 	if err != nil {
 		return "", fmt.Errorf("enqueue %w", err)
+	}
+	if c.in != nil {
+		c.in.unlink(ctx, inlineKeys(actions))
 	}
 	id, err := c.Enqueue(ctx, m)
 	if err != nil {

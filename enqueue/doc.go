@@ -63,6 +63,11 @@
 // and options never differ between them; package outbox stores Messages in
 // the caller's SQL transaction and its relay enqueues them.
 //
+// Config.InlineDelete, the cache Redis, makes DeleteKeys and Publish also
+// UNLINK their keys there at once, before enqueueing: lag of one round trip
+// whatever the fleet does. The task is enqueued all the same and stays the
+// guarantee; an inline failure is counted and logged, never returned.
+//
 // An error from enqueue after the database commit leaves the cache stale
 // until the entry's TTL: retry the call (it is idempotent) or log loudly.
 package enqueue

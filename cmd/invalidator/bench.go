@@ -64,6 +64,7 @@ Use a throwaway standalone Redis: the scenarios write and delete keys under
 	}
 	lagCmd.Flags().IntVar(&lag.Rate, "rate", 1000, "invalidations per second (1 or more)")
 	lagCmd.Flags().DurationVar(&lag.Duration, "duration", 10*time.Second, "how long to send (above 0)")
+	lagCmd.Flags().BoolVar(&lag.InlineDelete, "inline-delete", false, "the producer also deletes each key itself before enqueueing it (enqueue.Config.InlineDelete); the lag is then the inline delete's")
 
 	var tp bench.ThroughputOptions
 	tpCmd := &cobra.Command{

@@ -51,11 +51,20 @@ func (e Env) setup(ctx context.Context) (*keyspec.Policy, func(), error) {
 // that window, if not 0) and a function that closes the client and stops the
 // workers.
 func (e Env) start(ctx context.Context, coalesce time.Duration) (*enqueue.Client, func(), error) {
+	return e.startWith(ctx, coalesce, false)
+}
+
+// startWith is start, with the client deleting inline in the Redis under
+// test (enqueue.Config.InlineDelete) when inline is set.
+func (e Env) startWith(ctx context.Context, coalesce time.Duration, inline bool) (*enqueue.Client, func(), error) {
 	p, stopWorkers, err := e.setup(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := enqueue.Config{Policy: p}
+	if inline {
+		cfg.InlineDelete = e.Redis
+	}
 	if coalesce > 0 {
 		cfg.Coalesce = &enqueue.CoalesceConfig{Window: coalesce}
 	}
@@ -71,6 +80,10 @@ func (e Env) start(ctx context.Context, coalesce time.Duration) (*enqueue.Client
 type LagOptions struct {
 	Rate     int           // invalidations per second; default 1000
 	Duration time.Duration // default 10s
+	// InlineDelete makes the producer delete each key inline
+	// (enqueue.Config.InlineDelete) before enqueueing it, so the lag is
+	// the inline delete's; the workers still run every task.
+	InlineDelete bool
 }
 
 // Lag enqueues one single-key invalidation at a time at Rate per second and
@@ -84,12 +97,12 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		o.Duration = 10 * time.Second
 	}
 	n := int(float64(o.Rate) * o.Duration.Seconds())
-	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers}}
+	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
 		return nil, err
 	}
-	client, stop, err := e.start(ctx, 0)
+	client, stop, err := e.startWith(ctx, 0, o.InlineDelete)
 	if err != nil {
 		return nil, err
 	}

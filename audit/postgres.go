@@ -67,7 +67,7 @@ func (s *PostgresSource) Fetch(ctx context.Context, params map[string]string) ([
 		}
 	}
 	if len(fds) != 1 {
-		return nil, false, fmt.Errorf("audit query: returns %d columns; return one, e.g. SELECT row_to_json(p) FROM ...", len(fds))
+		return nil, false, fmt.Errorf("audit query: returns %d columns; return one, e.g. SELECT row_to_json(p) FROM products p WHERE id = @id", len(fds))
 	}
 	if !valueTypes[fds[0].DataTypeOID] {
 		return nil, false, fmt.Errorf("audit query: column %q has type oid %d; return text, json, jsonb or bytea (cast it, e.g. ::text)", fds[0].Name, fds[0].DataTypeOID)

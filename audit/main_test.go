@@ -4,7 +4,10 @@ import (
 	"os"
 	"testing"
 
+	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Run(func() int { return redistest.Main(m) }))
+}

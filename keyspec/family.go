@@ -97,6 +97,8 @@ type Family struct {
 	// it (invalidator dead retry --force) instead of a typo wiping half the
 	// cache.
 	MaxKeys int
+	// Audit is the family's audit section; nil when it declares none.
+	Audit *Audit
 
 	// params holds the compiled declarations of the template parameters
 	// that have one (see Param); read them with Family.Param.

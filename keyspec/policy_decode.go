@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,7 +27,8 @@ const standardClassName = "standard"
 var (
 	topFields          = []string{"version", "default_class", "classes", "families", "events"}
 	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete"}
-	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner"}
+	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit"}
+	auditFields        = []string{"query", "compare", "fields", "recheck_after"}
 	paramFields        = []string{"match"}
 	eventFields        = []string{"owner", "description", "attributes", "invalidates"}
 	invalidationFields = []string{"family", "params", "wildcard"}
@@ -396,8 +398,118 @@ func (d *decoder) family(p *Policy, fe entry) {
 		}
 		d.errorf(at, field, "a version family needs a TTL > 0: a version bump orphans the old data keys and only their TTL removes them; set ttl here or on class %q", f.Class)
 	}
+	if e, ok := fs["audit"]; ok {
+		f.Audit = d.audit(f, class, e, join(path, "audit"))
+	}
 	p.Families[name] = f
 	d.familyAt[name] = fe.key
+}
+
+// audit decodes a family's audit section; the family's template and class
+// must be decoded. It returns nil when the section is invalid.
+func (d *decoder) audit(f *Family, class *Class, e entry, path string) *Audit {
+	n := resolve(e.val)
+	if isNull(n) {
+		d.errorf(e.key, path, "is empty; give at least a query, e.g. audit: {query: \"SELECT row_to_json(p) FROM products p WHERE id = @id\"}")
+		return nil
+	}
+	fs, ok := d.fields(n, path, auditFields)
+	if !ok {
+		return nil
+	}
+	a := &Audit{Compare: AuditCompareJSON, RecheckAfter: DefaultRecheckAfter}
+	if class != nil && class.SecondDelete > 0 {
+		a.RecheckAfter = class.SecondDelete + time.Second
+	}
+	valid := true
+	if qe, ok := fs["query"]; !ok {
+		d.errorf(e.key, join(path, "query"), "is required: a SQL query returning one column of the entity, with the template parameters as @name, e.g. \"SELECT row_to_json(p) FROM products p WHERE id = @id\"")
+		valid = false
+	} else if q, ok := d.str(qe.val, join(path, "query"), "a SQL query"); !ok {
+		valid = false
+	} else {
+		a.Query = q
+		valid = d.auditQuery(f, a, resolve(qe.val), join(path, "query")) && valid
+	}
+	if _, given := fs["compare"]; given && !d.optString(fs, path, "compare", &a.Compare, func(s string) string {
+		if s != AuditCompareJSON && s != AuditCompareBytes {
+			return fmt.Sprintf("unknown compare mode %q; use %q (the default) or %q", s, AuditCompareJSON, AuditCompareBytes)
+		}
+		return ""
+	}) {
+		valid = false
+	}
+	if fe, ok := fs["fields"]; ok {
+		valid = d.auditFields(a, fe, join(path, "fields")) && valid
+	}
+	if _, given := fs["recheck_after"]; given && !d.optDuration(fs, path, "recheck_after", &a.RecheckAfter, func(v time.Duration) string {
+		if v < 0 {
+			return fmt.Sprintf("recheck_after %s is negative; use a delay longer than the class's invalidation lag, e.g. 2s", v)
+		}
+		return ""
+	}) {
+		valid = false
+	}
+	if !valid {
+		return nil
+	}
+	return a
+}
+
+// auditQuery checks a query's placeholders against the template.
+func (d *decoder) auditQuery(f *Family, a *Audit, n *yaml.Node, field string) bool {
+	if !utf8.ValidString(a.Query) {
+		d.errorf(n, field, "is not valid UTF-8")
+		return false
+	}
+	a.Params = AuditQueryParams(a.Query)
+	if f.Template == nil {
+		return true // the template error is reported already
+	}
+	ok := true
+	for _, p := range a.Params {
+		if !f.Template.HasParam(p) {
+			d.errorf(n, field, "@%s is not a parameter of template %q (parameters: %s); a query can use only the key's parameters", p, f.Template, paramList(f.Template))
+			ok = false
+		}
+	}
+	for _, p := range f.Template.Params() {
+		if !slices.Contains(a.Params, p) {
+			d.warnf(n, field, "does not use template parameter %q (as @%s): keys that differ only in it are compared with the same row", p, p)
+		}
+	}
+	return ok
+}
+
+// auditFields decodes the fields of a JSON comparison.
+func (d *decoder) auditFields(a *Audit, e entry, field string) bool {
+	n := resolve(e.val)
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, field, "must be a list of top-level JSON fields, e.g. [price, updated_at], not %s", kindName(n))
+		return false
+	}
+	if a.Compare != AuditCompareJSON {
+		d.errorf(e.key, field, "fields apply only to compare: json; remove them or use compare: json")
+		return false
+	}
+	ok := true
+	for _, item := range n.Content {
+		s, good := d.str(item, field, "a JSON field name")
+		switch {
+		case !good:
+			ok = false
+		case slices.Contains(a.Fields, s):
+			d.errorf(resolve(item), field, "duplicate field %q", s)
+			ok = false
+		default:
+			a.Fields = append(a.Fields, s)
+		}
+	}
+	if ok && len(a.Fields) == 0 {
+		d.errorf(n, field, "is empty; list fields to compare, or remove it to compare whole values")
+		ok = false
+	}
+	return ok
 }
 
 // params decodes a family's parameter declarations; its template must be

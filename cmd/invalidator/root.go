@@ -160,6 +160,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newDevCmd(a),
 		newOutboxCmd(a),
 		newRelayCmd(a),
+		newAuditCmd(a),
 	)
 	return root
 }

@@ -48,7 +48,7 @@ func Migrations(cfg Config) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		sql := strings.ReplaceAll(string(b), "{{table}}", cfg.table())
+		sql := strings.NewReplacer("{{table}}", cfg.table(), "{{quarantine}}", cfg.quarantine()).Replace(string(b))
 		ms = append(ms, Migration{Version: v, Name: label, SQL: sql})
 	}
 	return ms, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/pgtest"
+	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/outbox"
 )
 
@@ -19,14 +20,14 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	db := pgtest.NewDB(t)
 	applied, err := outbox.Migrate(ctx, db.Pool, outbox.Config{})
 	require.NoError(t, err)
-	require.Equal(t, []int{1}, applied)
+	require.Equal(t, []int{1, 2}, applied)
 	applied, err = outbox.Migrate(ctx, db.Pool, outbox.Config{})
 	require.NoError(t, err)
 	require.Empty(t, applied, "an up-to-date outbox is left alone")
 
 	var n int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM invalidator_outbox_migrations`).Scan(&n))
-	require.Equal(t, 1, n)
+	require.Equal(t, 2, n)
 }
 
 // Relays of a fleet that start together all migrate; each step runs once.
@@ -50,7 +51,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	require.Equal(t, []int{1}, total, "exactly one Migrate applied the step")
+	require.Equal(t, []int{1, 2}, total, "exactly one Migrate applied each step")
 }
 
 // The schema and the table are configurable, and any name is quoted.
@@ -92,9 +93,40 @@ func TestScriptMatchesMigrate(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, applied)
 
-	_, err = outbox.Script(cfg, 2)
+	_, err = outbox.Script(cfg, 3)
 	require.Error(t, err)
 	up, err := outbox.Script(cfg, 1)
 	require.NoError(t, err)
 	require.NotContains(t, up, "CREATE TABLE \"ops\".\"inv_outbox\" (", "nothing to do past the newest version")
+}
+
+// Version 2 upgrades a live version-1 table that already holds a row its
+// new CHECKs refuse (NOT VALID: it is kept); the relay quarantines it.
+func TestUpgradeKeepsRowsTheNewChecksRefuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	ms, err := outbox.Migrations(outbox.Config{})
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `CREATE TABLE invalidator_outbox_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, ms[0].SQL)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO invalidator_outbox_migrations (version, name) VALUES (1, 'create')`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO invalidator_outbox (kind, payload, queue, max_retry, timeout_ms)
+		VALUES ('invalidate:keys', '\x00', ' ', 0, 0)`)
+	require.NoError(t, err)
+
+	applied, err := outbox.Migrate(ctx, db.Pool, outbox.Config{})
+	require.NoError(t, err)
+	require.Equal(t, []int{2}, applied)
+	b := &bundle{db: db, queue: redistest.NewDB(t).Client}
+	_, err = b.relay(t, nil).Drain(ctx)
+	require.NoError(t, err)
+	require.Zero(t, b.rows(t))
+	var reason string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT reason FROM invalidator_outbox_quarantine`).Scan(&reason))
+	require.Equal(t, "blank queue", reason)
 }

@@ -205,6 +205,8 @@ type outboxStatus struct {
 	LatestVersion int     `json:"latest_version"` // of this build
 	Depth         int64   `json:"depth"`
 	OldestAgeSecs float64 `json:"oldest_row_age_seconds"`
+	// Quarantined counts the rows the relay refused (<table>_quarantine).
+	Quarantined int64 `json:"quarantined"`
 }
 
 func newOutboxStatusCmd(a *app) *cobra.Command {
@@ -212,10 +214,13 @@ func newOutboxStatusCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the outbox's schema version, depth and oldest row age",
+		Short: "Show the outbox's schema version, depth, oldest row age and quarantined rows",
 		Long: `Show the outbox table's schema version (against this build's), its depth
-(committed rows not yet relayed) and the age of its oldest row. Exits 1 when
-the schema is missing or older than this build's: run outbox migrate.`,
+(committed rows not yet relayed), the age of its oldest row, and the rows the
+relay quarantined (in <table>_quarantine: no queue would take them, so their
+invalidations did not run; README "Lossless enqueue" says how to re-drive
+them). Exits 1 when the schema is missing or older than this build's: run
+outbox migrate.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := o.config()
@@ -243,8 +248,9 @@ the schema is missing or older than this build's: run outbox migrate.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "table:          %s\nschema version: %d (this build: %d)\ndepth:          %d rows\noldest row:     %s\n",
-					st.Table, st.Version, st.LatestVersion, st.Depth, time.Duration(st.OldestAgeSecs*float64(time.Second)).Round(time.Millisecond))
+				fmt.Fprintf(cmd.OutOrStdout(), "table:          %s\nschema version: %d (this build: %d)\ndepth:          %d rows\noldest row:     %s\nquarantined:    %d rows\n",
+					st.Table, st.Version, st.LatestVersion, st.Depth, time.Duration(st.OldestAgeSecs*float64(time.Second)).Round(time.Millisecond),
+					st.Quarantined)
 			}
 			if st.Version < st.LatestVersion {
 				return fmt.Errorf("outbox %s is at schema version %d, this build needs %d: run invalidator outbox migrate", st.Table, st.Version, st.LatestVersion)
@@ -282,6 +288,15 @@ func readStatus(ctx context.Context, pool *pgxpool.Pool, cfg outbox.Config) (out
 		" COALESCE((SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM "+ident(cfg.Table)+" ORDER BY id LIMIT 1), 0)").
 		Scan(&st.Depth, &st.OldestAgeSecs); err != nil {
 		return st, fmt.Errorf("outbox status %s: %w", st.Table, err)
+	}
+	var quarantine *string // absent before schema version 2
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::text", ident(cfg.Table+"_quarantine")).Scan(&quarantine); err != nil {
+		return st, fmt.Errorf("outbox status %s: %w", st.Table, err)
+	}
+	if quarantine != nil {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+ident(cfg.Table+"_quarantine")).Scan(&st.Quarantined); err != nil {
+			return st, fmt.Errorf("outbox status %s: count quarantined rows: %w", st.Table, err)
+		}
 	}
 	return st, nil
 }

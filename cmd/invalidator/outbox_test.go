@@ -31,22 +31,35 @@ func TestOutboxMigrateIdempotent(t *testing.T) {
 		Version int   `json:"version"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
-	require.Equal(t, []int{1}, got.Applied)
-	require.Equal(t, 1, got.Version)
+	require.Equal(t, []int{1, 2}, got.Applied)
+	require.Equal(t, 2, got.Version)
 
 	for range 2 {
 		r = invoke(t, env, "", "outbox", "migrate", "--schema", "ops", "--table", "inv_box")
 		require.Equal(t, exitOK, r.code, r.stderr)
-		require.Equal(t, "outbox ops.inv_box: up to date (version 1)\n", r.stdout)
+		require.Equal(t, "outbox ops.inv_box: up to date (version 2)\n", r.stdout)
 	}
 	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box", "--json")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	var st outboxStatus
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
-	require.Equal(t, outboxStatus{Table: "ops.inv_box", Version: 1, LatestVersion: 1}, st)
+	require.Equal(t, outboxStatus{Table: "ops.inv_box", Version: 2, LatestVersion: 2}, st)
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ops.inv_box_migrations`).Scan(&n))
-	require.Equal(t, 1, n)
+	require.Equal(t, 2, n)
+
+	// Rows the relay refused show, in text and JSON.
+	_, err := db.Pool.Exec(context.Background(), `INSERT INTO ops.inv_box_quarantine
+		(id, created_at, kind, payload, queue, max_retry, timeout_ms, reason)
+		VALUES (7, now(), 'x', '', ' ', 0, 0, 'blank queue')`)
+	require.NoError(t, err)
+	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.Equal(t, int64(1), st.Quarantined)
+	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "quarantined:    1 rows\n")
 }
 
 // The SQL of --print, applied as a DBA would (one Exec of the whole script),
@@ -68,7 +81,7 @@ func TestOutboxMigratePrintAppliesSameSchema(t *testing.T) {
 
 	r = invoke(t, map[string]string{envOutboxDSN: viaScript.DSN}, "", args...)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "up to date (version 1)")
+	require.Contains(t, r.stdout, "up to date (version 2)")
 
 	r = invoke(t, nil, "", append(args, "--print", "--from", "1")...)
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,7 +64,10 @@ type RelayConfig struct {
 	// Defaults: 100ms and 2s.
 	RetryMin, RetryMax time.Duration
 	// RoundTimeout bounds one round: claim, enqueue, commit. A round cut
-	// short is rolled back and its rows are sent again. Default: 30s.
+	// short is rolled back and its rows are sent again; after one, the
+	// relay halves its batch (down to 1 row) so that a batch too big to
+	// finish in time still drains, and doubles it back per successful
+	// round up to BatchSize. Default: 30s.
 	RoundTimeout time.Duration
 
 	// Logger receives the relay's logs. Default: slog.Default().
@@ -129,6 +133,10 @@ type Relay struct {
 	// enqueued and before its commit.
 	afterEnqueue func(ctx context.Context, tx pgx.Tx)
 
+	// batch is the rows the next round claims: BatchSize, or less after
+	// rounds that ran out of RoundTimeout.
+	batch atomic.Int64
+
 	mu        sync.Mutex
 	running   bool  // guarded by mu
 	listenErr error // guarded by mu: why LISTEN is down; nil while listening
@@ -147,7 +155,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	t := c.Outbox.table()
-	return &Relay{
+	r := &Relay{
 		cfg: c,
 		q:   q,
 		log: c.Logger.With("subsystem", "outbox-relay", "table", t),
@@ -168,7 +176,9 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		statsSQL: "SELECT (SELECT count(*) FROM " + t + ")," +
 			" COALESCE((SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM " + t +
 			" ORDER BY id LIMIT 1), 0)",
-	}, nil
+	}
+	r.batch.Store(int64(c.BatchSize))
+	return r, nil
 }
 
 // Run relays until ctx ends, then returns nil once the round in flight (if
@@ -307,18 +317,37 @@ func (r *Relay) Ready(ctx context.Context) error {
 // stay for the next round; a task enqueued before the failure is sent again
 // then (at least once). It returns the rows relayed and quarantined.
 func (r *Relay) round(ctx context.Context) (relayed, quarantined int, err error) {
-	relayed, quarantined, err = r.roundUnrecorded(ctx)
+	batch := int(r.batch.Load())
+	var timedOut bool
+	relayed, quarantined, timedOut, err = r.roundUnrecorded(ctx, batch)
+	switch {
+	case timedOut && batch > 1:
+		// Retried whole, a batch that cannot finish within RoundTimeout
+		// would never drain, and would enqueue its tasks again each time.
+		r.batch.Store(int64(batch / 2))
+		r.log.Warn("outbox relay round ran out of its timeout; halving the batch",
+			"round_timeout", r.cfg.RoundTimeout, "batch_size", batch/2)
+	case err == nil && relayed+quarantined > 0 && batch < r.cfg.BatchSize:
+		r.batch.Store(int64(min(2*batch, r.cfg.BatchSize)))
+	}
 	r.mu.Lock()
 	r.roundErr = err
 	r.mu.Unlock()
 	return relayed, quarantined, err
 }
 
-func (r *Relay) roundUnrecorded(ctx context.Context) (int, int, error) {
+// roundUnrecorded is round with a batch of batch rows; timedOut reports a
+// failure because the round ran out of RoundTimeout.
+func (r *Relay) roundUnrecorded(ctx context.Context, batch int) (relayed, quarantined int, timedOut bool, err error) {
 	// The round finishes even if ctx ends meanwhile: rows cut short would
 	// be sent twice. RoundTimeout bounds it.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.RoundTimeout)
 	defer cancel()
+	relayed, quarantined, err = r.move(rctx, batch)
+	return relayed, quarantined, err != nil && rctx.Err() != nil, err
+}
+
+func (r *Relay) move(rctx context.Context, batch int) (int, int, error) {
 	start := time.Now()
 	tx, err := r.cfg.DB.Begin(rctx)
 	if err != nil {
@@ -327,7 +356,7 @@ func (r *Relay) roundUnrecorded(ctx context.Context) (int, int, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(rctx)) }()
 
-	msgs, ages, refused, err := r.claim(rctx, tx)
+	msgs, ages, refused, err := r.claim(rctx, tx, batch)
 	if err != nil {
 		r.cfg.Metrics.failed(stageClaim)
 		return 0, 0, err
@@ -460,10 +489,10 @@ func refuse(kind string, payload []byte, queue string, maxRetry int32, timeoutMS
 	return ""
 }
 
-// claim deletes (uncommitted) up to BatchSize rows and returns them as
+// claim deletes (uncommitted) up to batch rows and returns them as
 // Messages, with each row's age in seconds, and the rows refused.
-func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]enqueue.Message, []float64, []refusedRow, error) {
-	rows, err := tx.Query(ctx, r.claimSQL, r.cfg.BatchSize)
+func (r *Relay) claim(ctx context.Context, tx pgx.Tx, batch int) ([]enqueue.Message, []float64, []refusedRow, error) {
+	rows, err := tx.Query(ctx, r.claimSQL, batch)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
 	}

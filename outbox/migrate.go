@@ -62,9 +62,11 @@ type Beginner interface {
 
 // Migrate creates the outbox table of cfg, or upgrades it to the newest
 // schema, and returns the versions it applied (none when up to date). It
-// runs in one transaction under an advisory lock on the table's name, so
-// concurrent Migrates (a fleet of relays starting together) apply each step
-// once and a failed step leaves nothing behind. Calling it again is safe.
+// runs in one transaction under an advisory lock shared by every outbox
+// migration of the database, so concurrent Migrates (a fleet of relays
+// starting together, several outboxes, one table named with and without
+// its schema) apply each step once and a failed step leaves nothing behind.
+// Calling it again is safe.
 func Migrate(ctx context.Context, db Beginner, cfg Config) ([]int, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -112,8 +114,13 @@ func Migrate(ctx context.Context, db Beginner, cfg Config) ([]int, error) {
 // schema and the migration record exist.
 func preamble(cfg Config) []string {
 	stmts := []string{
-		// One lock per outbox table, so migrating one never waits for another.
-		"SELECT pg_advisory_xact_lock(hashtextextended(" + quoteLiteral("invalidator outbox "+cfg.table()) + ", 0))",
+		// One lock for every outbox migration of the database, whatever
+		// the table: a per-name lock let "p" and "public"."p" (one table,
+		// two spellings), or two tables in one new schema, migrate at once,
+		// and CREATE ... IF NOT EXISTS is not safe against itself (a
+		// duplicate pg_type or pg_namespace row). Migrations are rare and
+		// short, so serializing them all costs nothing.
+		"SELECT pg_advisory_xact_lock(hashtextextended('invalidator outbox migrate', 0))",
 	}
 	if cfg.Schema != "" {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{cfg.Schema}.Sanitize())

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -129,4 +130,30 @@ func TestUpgradeKeepsRowsTheNewChecksRefuse(t *testing.T) {
 	var reason string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT reason FROM invalidator_outbox_quarantine`).Scan(&reason))
 	require.Equal(t, "blank queue", reason)
+}
+
+// Concurrent Migrates of one table spelled with and without its schema, and
+// of several tables in one new schema, each apply once and none fails (a
+// lock per spelled name let them race on CREATE ... IF NOT EXISTS).
+func TestConcurrentMigrateOfTablesSharingASchemaOrASpelling(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	for round := range 10 {
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			cfg := outbox.Config{Schema: fmt.Sprint("s", round), Table: fmt.Sprint("t", i)}
+			if i%2 == 1 { // one table, named through the search_path
+				cfg = outbox.Config{Table: fmt.Sprint("p", round)}
+			} else if i == 2 { // and with its schema
+				cfg = outbox.Config{Schema: "public", Table: fmt.Sprint("p", round)}
+			}
+			wg.Go(func() { _, errs[i] = outbox.Migrate(ctx, db.Pool, cfg) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "round %d migrate %d", round, i)
+		}
+	}
 }

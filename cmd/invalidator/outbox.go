@@ -72,16 +72,26 @@ func (a *app) openOutboxDB(ctx context.Context, dsn string) (*pgxpool.Pool, erro
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		err = scrub(fmt.Errorf("%s: %w", where, err), pw)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			// The server answered (a wrong password, no such database):
-			// it is reachable, the settings are wrong.
-			return nil, err
-		}
-		return nil, &unreachableError{err}
+		return nil, pgConnectError(scrub(fmt.Errorf("%s: %w", where, err), pw))
 	}
 	return pool, nil
+}
+
+// pgConnectError classifies a failure to connect to PostgreSQL for the exit
+// code, as the Redis equivalents are: a server that refused the DSN's
+// credentials or has no such database is a usage error (exit 2: fix the
+// settings), another answer from the server a failure (exit 1), and no
+// answer unreachable (exit 3).
+func pgConnectError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return &unreachableError{err}
+	}
+	switch pgErr.Code {
+	case "28P01", "28000", "3D000": // invalid_password, invalid_authorization_specification, invalid_catalog_name
+		return &usageError{err}
+	}
+	return err
 }
 
 // scrub hides secret in err's message, keeping err's chain for errors.As.

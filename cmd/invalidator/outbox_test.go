@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/pgtest"
+	"github.com/invalidator/invalidator/internal/redistest"
 )
 
 // migrate applies the schema once, then reports it up to date; status sees
@@ -161,4 +163,32 @@ func TestOutboxDSNSecret(t *testing.T) {
 	r := invoke(t, nil, "", "outbox", "migrate")
 	require.Equal(t, exitUsage, r.code)
 	require.Contains(t, r.stderr, envOutboxDSN)
+}
+
+// A PostgreSQL that answers but refuses the DSN (no such role: 28000; no
+// such database: 3D000; a wrong password is 28P01) is a usage error, exit
+// 2, as a Redis that refuses its URL's password is: the settings are wrong,
+// the server is there. Every command that takes a DSN agrees.
+func TestPostgresRefusingTheDSNExitsUsage(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.NewDB(t)
+	u, err := url.Parse(pg.DSN)
+	require.NoError(t, err)
+	noRole, noDB := *u, *u
+	noRole.User = url.User("no_such_role")
+	noDB.Path = "/no_such_database"
+	redisURL := redistest.NewDB(t).URL
+	for _, dsn := range []string{noRole.String(), noDB.String()} {
+		for _, args := range [][]string{
+			{"outbox", "migrate", "--dsn", dsn},
+			{"outbox", "status", "--dsn", dsn},
+			{"relay", "--dsn", dsn, "--redis", redisURL},
+			{"bench", "outbox", "--dsn", dsn, "--lag-duration", "100ms"},
+			{"dev", "--workload", "--source-dsn", dsn, "--duration", "1s", "--redis", redisURL},
+		} {
+			r := invoke(t, nil, "", args...)
+			require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+			require.Contains(t, r.stderr, "SQLSTATE", args)
+		}
+	}
 }

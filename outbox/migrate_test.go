@@ -3,6 +3,9 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +159,47 @@ func TestConcurrentMigrateOfTablesSharingASchemaOrASpelling(t *testing.T) {
 			require.NoError(t, err, "round %d migrate %d", round, i)
 		}
 	}
+}
+
+// psql finds the psql client, on PATH or where Debian's postgresql
+// package puts it.
+func psql(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("psql"); err == nil {
+		return p
+	}
+	ps, _ := filepath.Glob("/usr/lib/postgresql/*/bin/psql")
+	if len(ps) == 0 {
+		t.Skip("no psql")
+	}
+	return ps[len(ps)-1]
+}
+
+// The printed script, applied the way the README says (psql -v
+// ON_ERROR_STOP=1 -f), upgrades a database at its --from version, and
+// fails loudly, changing nothing, on a database at another version.
+func TestScriptUnderPsqlFailsOnTheWrongVersion(t *testing.T) {
+	t.Parallel()
+	bin := psql(t)
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	apply := func(from int) (string, error) {
+		script, err := outbox.Script(outbox.Config{}, from)
+		require.NoError(t, err)
+		f := filepath.Join(t.TempDir(), "outbox.sql")
+		require.NoError(t, os.WriteFile(f, []byte(script), 0o600))
+		out, err := exec.Command(bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", f, db.DSN).CombinedOutput()
+		return string(out), err
+	}
+	out, err := apply(1)
+	require.Error(t, err, "a script from version 1 on an empty database fails; psql printed:\n%s", out)
+	require.Contains(t, out, "the database is at version 0, this script upgrades from version 1")
+	out, err = apply(0)
+	require.NoError(t, err, out)
+	out, err = apply(0)
+	require.Error(t, err, "the same script again fails; psql printed:\n%s", out)
+	require.Contains(t, out, "the database is at version 2")
+	applied, err := outbox.Migrate(ctx, db.Pool, outbox.Config{})
+	require.NoError(t, err)
+	require.Empty(t, applied, "the script left the database at the newest version")
 }

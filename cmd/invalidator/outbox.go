@@ -140,9 +140,15 @@ one transaction under an advisory lock: running it again, or from many hosts
 at once, is safe. Each applied version is recorded in <table>_migrations.
 
 --print writes the same SQL to stdout instead, for a DBA who applies schema
-changes by hand (psql -1 -f); it takes the same lock and keeps the same
-record, so the two ways can be mixed. --from N prints only the steps after
-version N (see outbox status).`,
+changes by hand; it takes the same lock and keeps the same record, so the
+two ways can be mixed. --from N prints only the steps after version N (see
+outbox status); the script first checks that the database is at version N
+and fails otherwise. Apply it with exactly
+
+  psql -v ON_ERROR_STOP=1 -f outbox.sql
+
+not with -1 (the script is its own transaction), and never without
+ON_ERROR_STOP: psql would go on past a failed step and exit 0.`,
 		Example: `  INVALIDATOR_OUTBOX_DSN=postgres://app@db:5432/shop invalidator outbox migrate
   invalidator outbox migrate --print --schema ops > outbox.sql`,
 		Args: noArgs,

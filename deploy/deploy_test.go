@@ -120,7 +120,8 @@ func TestPrometheusRules(t *testing.T) {
 	// The alerts the issue asks for.
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
 		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing",
-		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors"} {
+		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors",
+		"InvalidatorOutboxRowsQuarantined"} {
 		require.Contains(t, alerts, want)
 	}
 }

@@ -22,7 +22,8 @@ type Config struct {
 	// (usually public).
 	Schema string
 	// Table is the outbox table. Its migration record is the table
-	// Table+"_migrations" in the same schema. Default: "invalidator_outbox".
+	// Table+"_migrations" in the same schema, and the rows the relay
+	// refuses go to Table+"_quarantine". Default: "invalidator_outbox".
 	Table string
 	// Channel is the LISTEN/NOTIFY channel a write wakes the relays on.
 	// Default: the table name.
@@ -68,3 +69,11 @@ func (cfg Config) ident(name string) string {
 
 // table is the quoted, qualified outbox table.
 func (cfg Config) table() string { return cfg.ident(cfg.Table) }
+
+// quarantineSuffix names the table of rows the relay refused after the
+// outbox table; it is no longer than migrationsSuffix, whose length
+// withDefaults checks.
+const quarantineSuffix = "_quarantine"
+
+// quarantine is the quoted, qualified quarantine table.
+func (cfg Config) quarantine() string { return cfg.ident(cfg.Table + quarantineSuffix) }

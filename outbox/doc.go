@@ -72,6 +72,10 @@
 //     its connection drops, PostgreSQL rolls the round back, and another
 //     relay sends that batch again: at most one batch is repeated, and a
 //     repeat is harmless, since invalidations only remove or advance.
+//   - A row no queue would take (blank queue or kind, unknown kind, a
+//     payload the tasks codec refuses, timeout_ms over 2^31) is moved, in
+//     the same transaction, to the table Config.Table+"_quarantine" with
+//     its reason, logged and counted, so it cannot fail its batch forever.
 //   - Several relays share the work: SKIP LOCKED gives each round rows no
 //     other round holds.
 //   - Queue Redis down: rows accumulate in the table (the application's

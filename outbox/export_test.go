@@ -19,6 +19,7 @@ func (m *Metrics) RowsRelayed() prometheus.Collector   { return m.rowsRelayed }
 func (m *Metrics) TasksEnqueued() prometheus.Collector { return m.tasksEnqueued }
 func (m *Metrics) Depth() prometheus.Collector         { return m.depth }
 func (m *Metrics) OldestAge() prometheus.Collector     { return m.oldestSeconds }
+func (m *Metrics) Quarantined() prometheus.Collector   { return m.quarantinedRows }
 
 // ClaimSQL is the statement a round claims rows with ($1: the batch size).
 func ClaimSQL(r *Relay) string { return r.claimSQL }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -160,4 +162,31 @@ func (b *bundle) queuedKeys(t *testing.T, queue string) map[string]int {
 		}
 	}
 	return keys
+}
+
+// delayHook makes each Redis command take d longer while slow is set: a
+// queue Redis across a slow link.
+type delayHook struct {
+	slow *atomic.Bool
+	d    time.Duration
+}
+
+func (h delayHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h delayHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.slow.Load() {
+			time.Sleep(h.d)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h delayHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.slow.Load() {
+			time.Sleep(h.d)
+		}
+		return next(ctx, cmds)
+	}
 }

@@ -48,7 +48,7 @@ func Migrations(cfg Config) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		sql := strings.ReplaceAll(string(b), "{{table}}", cfg.table())
+		sql := strings.NewReplacer("{{table}}", cfg.table(), "{{quarantine}}", cfg.quarantine()).Replace(string(b))
 		ms = append(ms, Migration{Version: v, Name: label, SQL: sql})
 	}
 	return ms, nil
@@ -62,9 +62,11 @@ type Beginner interface {
 
 // Migrate creates the outbox table of cfg, or upgrades it to the newest
 // schema, and returns the versions it applied (none when up to date). It
-// runs in one transaction under an advisory lock on the table's name, so
-// concurrent Migrates (a fleet of relays starting together) apply each step
-// once and a failed step leaves nothing behind. Calling it again is safe.
+// runs in one transaction under an advisory lock shared by every outbox
+// migration of the database, so concurrent Migrates (a fleet of relays
+// starting together, several outboxes, one table named with and without
+// its schema) apply each step once and a failed step leaves nothing behind.
+// Calling it again is safe.
 func Migrate(ctx context.Context, db Beginner, cfg Config) ([]int, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -112,8 +114,13 @@ func Migrate(ctx context.Context, db Beginner, cfg Config) ([]int, error) {
 // schema and the migration record exist.
 func preamble(cfg Config) []string {
 	stmts := []string{
-		// One lock per outbox table, so migrating one never waits for another.
-		"SELECT pg_advisory_xact_lock(hashtextextended(" + quoteLiteral("invalidator outbox "+cfg.table()) + ", 0))",
+		// One lock for every outbox migration of the database, whatever
+		// the table: a per-name lock let "p" and "public"."p" (one table,
+		// two spellings), or two tables in one new schema, migrate at once,
+		// and CREATE ... IF NOT EXISTS is not safe against itself (a
+		// duplicate pg_type or pg_namespace row). Migrations are rare and
+		// short, so serializing them all costs nothing.
+		"SELECT pg_advisory_xact_lock(hashtextextended('invalidator outbox migrate', 0))",
 	}
 	if cfg.Schema != "" {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{cfg.Schema}.Sanitize())
@@ -131,8 +138,12 @@ func recordSQL(cfg Config) string {
 
 // Script returns the SQL that brings the outbox of cfg from version after
 // (0: no outbox yet) to the newest, as one transaction, for a DBA who
-// applies schema changes by hand (psql -1 -f). It takes the same lock and
-// keeps the same record as Migrate, so the two can be mixed.
+// applies schema changes by hand: psql -v ON_ERROR_STOP=1 -f FILE (not -1:
+// the script has its own BEGIN and COMMIT, and without ON_ERROR_STOP psql
+// goes on past a failed step and exits 0). It takes the same lock and keeps
+// the same record as Migrate, so the two can be mixed, and it first checks
+// that the database is at version after: applied to another version it
+// fails, changing nothing.
 func Script(cfg Config, after int) (string, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -150,12 +161,36 @@ func Script(cfg Config, after int) (string, error) {
 	for _, stmt := range preamble(cfg) {
 		b.WriteString(stmt + ";\n")
 	}
+	b.WriteString(versionCheck(cfg, after))
 	for _, m := range ms[after:] {
 		fmt.Fprintf(&b, "\n%s\nINSERT INTO %s (version, name) VALUES (%d, %s);\n",
 			strings.TrimSpace(m.SQL), cfg.ident(cfg.Table+migrationsSuffix), m.Version, quoteLiteral(m.Name))
 	}
 	b.WriteString("COMMIT;\n")
 	return b.String(), nil
+}
+
+// versionCheck is a DO block that raises unless the outbox of cfg is at
+// version want, so a script for one version applied to another fails
+// before it changes anything.
+func versionCheck(cfg Config, want int) string {
+	record := cfg.ident(cfg.Table + migrationsSuffix)
+	body := fmt.Sprintf(`
+DECLARE v integer := 0;
+BEGIN
+    IF to_regclass(%[1]s) IS NOT NULL THEN
+        EXECUTE 'SELECT COALESCE(max(version), 0) FROM ' || %[1]s INTO v;
+    END IF;
+    IF v <> %[2]d THEN
+        RAISE EXCEPTION 'outbox %%: the database is at version %%, this script upgrades from version %[2]d: print it with outbox migrate --print --from %%', %[3]s, v, v;
+    END IF;
+END
+`, quoteLiteral(record), want, quoteLiteral(cfg.table()))
+	tag := "$check$" // dollar quoting; a tag the body (names included) does not hold
+	for strings.Contains(body, tag) {
+		tag = tag[:len(tag)-1] + "x$"
+	}
+	return "DO " + tag + body + tag + ";\n"
 }
 
 // quoteLiteral quotes s as an SQL string literal.

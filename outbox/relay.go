@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/tasks"
 )
 
 // Defaults of RelayConfig fields left zero.
@@ -61,7 +64,10 @@ type RelayConfig struct {
 	// Defaults: 100ms and 2s.
 	RetryMin, RetryMax time.Duration
 	// RoundTimeout bounds one round: claim, enqueue, commit. A round cut
-	// short is rolled back and its rows are sent again. Default: 30s.
+	// short is rolled back and its rows are sent again; after one, the
+	// relay halves its batch (down to 1 row) so that a batch too big to
+	// finish in time still drains, and doubles it back per successful
+	// round up to BatchSize. Default: 30s.
 	RoundTimeout time.Duration
 
 	// Logger receives the relay's logs. Default: slog.Default().
@@ -119,10 +125,17 @@ type Relay struct {
 	log      *slog.Logger
 	claimSQL string
 	statsSQL string
+	// quarantineSQL moves one refused row ($1..$8: id, created_at, kind,
+	// payload, queue, max_retry, timeout_ms, reason).
+	quarantineSQL string
 
 	// afterEnqueue, when set (tests), runs after a round's tasks are
 	// enqueued and before its commit.
 	afterEnqueue func(ctx context.Context, tx pgx.Tx)
+
+	// batch is the rows the next round claims: BatchSize, or less after
+	// rounds that ran out of RoundTimeout.
+	batch atomic.Int64
 
 	mu        sync.Mutex
 	running   bool  // guarded by mu
@@ -142,7 +155,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	t := c.Outbox.table()
-	return &Relay{
+	r := &Relay{
 		cfg: c,
 		q:   q,
 		log: c.Logger.With("subsystem", "outbox-relay", "table", t),
@@ -155,12 +168,17 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		// locking subquery per row. The age is on the database's clock.
 		claimSQL: "DELETE FROM " + t + " WHERE id = ANY(ARRAY(SELECT id FROM " + t +
 			" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))" +
-			" RETURNING kind, payload, queue, max_retry, timeout_ms," +
+			" RETURNING id, created_at, kind, payload, queue, max_retry, timeout_ms," +
 			" extract(epoch FROM clock_timestamp() - created_at)::float8",
+		quarantineSQL: "INSERT INTO " + c.Outbox.quarantine() +
+			" (id, created_at, kind, payload, queue, max_retry, timeout_ms, reason)" +
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 		statsSQL: "SELECT (SELECT count(*) FROM " + t + ")," +
 			" COALESCE((SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM " + t +
 			" ORDER BY id LIMIT 1), 0)",
-	}, nil
+	}
+	r.batch.Store(int64(c.BatchSize))
+	return r, nil
 }
 
 // Run relays until ctx ends, then returns nil once the round in flight (if
@@ -204,7 +222,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	retry := r.cfg.RetryMin
 	poll := r.cfg.PollInterval // the next wait after an empty round
 	for {
-		n, err := r.round(ctx)
+		relayed, quarantined, err := r.round(ctx)
+		n := relayed + quarantined
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -261,9 +280,9 @@ func jitter(d time.Duration) time.Duration {
 func (r *Relay) Drain(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := r.round(ctx)
+		n, q, err := r.round(ctx)
 		total += n
-		if err != nil || n == 0 {
+		if err != nil || n+q == 0 {
 			return total, err
 		}
 		if err := ctx.Err(); err != nil {
@@ -293,43 +312,75 @@ func (r *Relay) Ready(ctx context.Context) error {
 }
 
 // round moves one batch: claim rows (DELETE ... RETURNING, uncommitted),
-// enqueue their tasks, merged, then commit. Any failure rolls back, so the
-// rows stay for the next round; a task enqueued before the failure is sent
-// again then (at least once). It returns the rows relayed.
-func (r *Relay) round(ctx context.Context) (int, error) {
-	n, err := r.roundUnrecorded(ctx)
+// move the ones no queue would take to the quarantine table, enqueue the
+// others' tasks, merged, then commit. Any failure rolls back, so the rows
+// stay for the next round; a task enqueued before the failure is sent again
+// then (at least once). It returns the rows relayed and quarantined.
+func (r *Relay) round(ctx context.Context) (relayed, quarantined int, err error) {
+	batch := int(r.batch.Load())
+	var timedOut bool
+	relayed, quarantined, timedOut, err = r.roundUnrecorded(ctx, batch)
+	switch {
+	case timedOut && batch > 1:
+		// Retried whole, a batch that cannot finish within RoundTimeout
+		// would never drain, and would enqueue its tasks again each time.
+		r.batch.Store(int64(batch / 2))
+		r.log.Warn("outbox relay round ran out of its timeout; halving the batch",
+			"round_timeout", r.cfg.RoundTimeout, "batch_size", batch/2)
+	case err == nil && relayed+quarantined > 0 && batch < r.cfg.BatchSize:
+		r.batch.Store(int64(min(2*batch, r.cfg.BatchSize)))
+	}
 	r.mu.Lock()
 	r.roundErr = err
 	r.mu.Unlock()
-	return n, err
+	return relayed, quarantined, err
 }
 
-func (r *Relay) roundUnrecorded(ctx context.Context) (int, error) {
+// roundUnrecorded is round with a batch of batch rows; timedOut reports a
+// failure because the round ran out of RoundTimeout.
+func (r *Relay) roundUnrecorded(ctx context.Context, batch int) (relayed, quarantined int, timedOut bool, err error) {
 	// The round finishes even if ctx ends meanwhile: rows cut short would
 	// be sent twice. RoundTimeout bounds it.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.RoundTimeout)
 	defer cancel()
+	relayed, quarantined, err = r.move(rctx, batch)
+	return relayed, quarantined, err != nil && rctx.Err() != nil, err
+}
+
+func (r *Relay) move(rctx context.Context, batch int) (int, int, error) {
 	start := time.Now()
 	tx, err := r.cfg.DB.Begin(rctx)
 	if err != nil {
 		r.cfg.Metrics.failed(stageClaim)
-		return 0, fmt.Errorf("outbox relay: begin: %w", err)
+		return 0, 0, fmt.Errorf("outbox relay: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(rctx)) }()
 
-	msgs, ages, err := r.claim(rctx, tx)
+	msgs, ages, refused, err := r.claim(rctx, tx, batch)
 	if err != nil {
 		r.cfg.Metrics.failed(stageClaim)
-		return 0, err
+		return 0, 0, err
 	}
-	if len(msgs) == 0 {
-		return 0, nil
+	if len(msgs)+len(refused) == 0 {
+		return 0, 0, nil
+	}
+	// Before any Redis call: a row the queue refuses would fail the
+	// round, and every round after it, with the whole batch.
+	for _, q := range refused {
+		if _, err := tx.Exec(rctx, r.quarantineSQL, q.id, q.createdAt, q.Kind, q.Payload, q.Queue,
+			q.maxRetry, q.timeoutMS, q.reason); err != nil {
+			r.cfg.Metrics.failed(stageQuarantine)
+			return 0, 0, fmt.Errorf("outbox relay: quarantine row %d (%s): %w (the round's rows stay; is the outbox migrated?)",
+				q.id, q.reason, err)
+		}
 	}
 	claimed := time.Now()
 	tasks := enqueue.Merge(msgs)
-	if err := r.enqueueAll(rctx, tasks); err != nil {
-		r.cfg.Metrics.failed(stageEnqueue)
-		return 0, fmt.Errorf("outbox relay: %w (the round's %d rows stay)", err, len(msgs))
+	if len(tasks) > 0 {
+		if err := r.enqueueAll(rctx, tasks); err != nil {
+			r.cfg.Metrics.failed(stageEnqueue)
+			return 0, 0, fmt.Errorf("outbox relay: %w (the round's %d rows stay)", err, len(msgs))
+		}
 	}
 	sent := time.Since(claimed).Seconds()
 	if r.afterEnqueue != nil {
@@ -337,15 +388,23 @@ func (r *Relay) roundUnrecorded(ctx context.Context) (int, error) {
 	}
 	if err := tx.Commit(rctx); err != nil {
 		r.cfg.Metrics.failed(stageCommit)
-		return 0, fmt.Errorf("outbox relay: commit after enqueueing %d tasks (their %d rows stay and are sent again): %w",
+		return 0, 0, fmt.Errorf("outbox relay: commit after enqueueing %d tasks (their %d rows stay and are sent again): %w",
 			len(tasks), len(msgs), err)
+	}
+	for _, q := range refused {
+		r.log.Error("outbox row quarantined: no queue would take its task; see README on re-driving it",
+			"id", q.id, "reason", q.reason, "kind", q.Kind, "queue", q.Queue)
+	}
+	r.cfg.Metrics.quarantined(len(refused))
+	if len(msgs) == 0 {
+		return 0, len(refused), nil
 	}
 	for i := range ages {
 		ages[i] += sent
 	}
 	r.cfg.Metrics.batch(len(msgs), len(tasks), time.Since(start).Seconds(), ages)
 	r.log.Debug("outbox rows relayed", "rows", len(msgs), "tasks", len(tasks))
-	return len(msgs), nil
+	return len(msgs), len(refused), nil
 }
 
 // enqueueConcurrency bounds the enqueues of one round in flight at once.
@@ -393,36 +452,81 @@ feed:
 	return nil
 }
 
-// claim deletes (uncommitted) up to BatchSize rows and returns them as
-// Messages, with each row's age in seconds.
-func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]enqueue.Message, []float64, error) {
-	rows, err := tx.Query(ctx, r.claimSQL, r.cfg.BatchSize)
+// refusedRow is a claimed row that no queue would take, and why.
+type refusedRow struct {
+	enqueue.Message
+	id        int64
+	createdAt time.Time
+	maxRetry  int32
+	timeoutMS int64
+	reason    string
+}
+
+// maxTimeoutMS bounds a row's timeout_ms: 2^31 ms (24.8 days) is far past
+// any sane task timeout, and far below the overflow of a time.Duration.
+const maxTimeoutMS = 1 << 31
+
+// refuse returns why no queue would take the task of a row, or "". The
+// writer never writes such a row; a hand-written one, or one of an older
+// or broken producer, can hold anything the table's CHECKs let through.
+func refuse(kind string, payload []byte, queue string, maxRetry int32, timeoutMS int64) string {
+	switch {
+	case strings.TrimSpace(queue) == "":
+		return "blank queue"
+	case strings.TrimSpace(kind) == "":
+		return "blank kind"
+	case !tasks.IsKind(kind):
+		return fmt.Sprintf("unknown kind %q (want one of %s)", kind, strings.Join(tasks.Kinds(), ", "))
+	case maxRetry < 0:
+		return fmt.Sprintf("negative max_retry %d", maxRetry)
+	case timeoutMS < 0 || timeoutMS > maxTimeoutMS:
+		return fmt.Sprintf("timeout_ms %d out of range [0, %d]", timeoutMS, int64(maxTimeoutMS))
+	}
+	// A payload of a newer format is no poison: a newer worker runs it.
+	if _, err := tasks.Unmarshal(kind, payload); err != nil && !errors.Is(err, tasks.ErrNewerFormat) {
+		return "payload: " + err.Error()
+	}
+	return ""
+}
+
+// claim deletes (uncommitted) up to batch rows and returns them as
+// Messages, with each row's age in seconds, and the rows refused.
+func (r *Relay) claim(ctx context.Context, tx pgx.Tx, batch int) ([]enqueue.Message, []float64, []refusedRow, error) {
+	rows, err := tx.Query(ctx, r.claimSQL, batch)
 	if err != nil {
-		return nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
+		return nil, nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
 	}
 	defer rows.Close()
 	var (
-		msgs []enqueue.Message
-		ages []float64
+		msgs    []enqueue.Message
+		ages    []float64
+		refused []refusedRow
 	)
 	for rows.Next() {
 		var (
 			m         enqueue.Message
+			id        int64
+			createdAt time.Time
 			maxRetry  int32
 			timeoutMS int64
 			age       float64
 		)
-		if err := rows.Scan(&m.Kind, &m.Payload, &m.Queue, &maxRetry, &timeoutMS, &age); err != nil {
-			return nil, nil, fmt.Errorf("outbox relay: read a claimed row: %w", err)
+		if err := rows.Scan(&id, &createdAt, &m.Kind, &m.Payload, &m.Queue, &maxRetry, &timeoutMS, &age); err != nil {
+			return nil, nil, nil, fmt.Errorf("outbox relay: read a claimed row: %w", err)
+		}
+		if reason := refuse(m.Kind, m.Payload, m.Queue, maxRetry, timeoutMS); reason != "" {
+			refused = append(refused, refusedRow{Message: m, id: id, createdAt: createdAt,
+				maxRetry: maxRetry, timeoutMS: timeoutMS, reason: reason})
+			continue
 		}
 		m.MaxRetry, m.Timeout = int(maxRetry), time.Duration(timeoutMS)*time.Millisecond
 		msgs = append(msgs, m)
 		ages = append(ages, age)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
+		return nil, nil, nil, fmt.Errorf("outbox relay: claim rows: %w", err)
 	}
-	return msgs, ages, nil
+	return msgs, ages, refused, nil
 }
 
 // listen holds a LISTEN connection and turns notifications into wake-ups,

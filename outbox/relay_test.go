@@ -104,7 +104,8 @@ func TestRowOfARolledBackNotifierIsRelayedByThePoll(t *testing.T) {
 
 	eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == 1 }, "the skipped write relayed")
 	require.Equal(t, map[string]int{"committed": 1}, b.queuedKeys(t, "invalidator-standard"))
-	require.Zero(t, b.rows(t))
+	// The task is on the queue before the round commits its delete.
+	eventually(t, func() bool { return b.rows(t) == 0 }, "the relayed row deleted")
 }
 
 // Ready follows the relay's life: not before Run, yes while it runs and
@@ -400,4 +401,41 @@ func TestClaimUsesTheIndexNotATableScan(t *testing.T) {
 	plan := strings.Join(lines, "\n")
 	require.NotContains(t, plan, "Seq Scan", plan)
 	require.Contains(t, plan, "Index Scan using invalidator_outbox_pkey", plan)
+}
+
+// A batch whose enqueue outlasts RoundTimeout (a slow queue Redis, events
+// that cannot merge) is rolled back; retried whole it would never drain and
+// would enqueue its tasks again each time. The relay halves its batch after
+// such a round until one fits, and the outbox drains.
+func TestBatchTooSlowForRoundTimeoutStillDrains(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.NewDB(t).Client
+	var slow atomic.Bool
+	rdb.AddHook(delayHook{slow: &slow, d: 40 * time.Millisecond})
+	b := setupWith(t, outbox.Config{}, rdb)
+	b.inTx(t, func(tx pgx.Tx) error {
+		for i := range 64 {
+			if err := b.w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": fmt.Sprint(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// 64 events are 64 enqueues, 16 at a time: 4 waves of 40ms each, over
+	// the 120ms a round may take; 16 rows are one wave.
+	r := b.relay(t, func(c *outbox.RelayConfig) { c.RoundTimeout = 120 * time.Millisecond })
+	slow.Store(true)
+	var errs []error
+	for range 20 {
+		_, err := r.Drain(ctx)
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	slow.Store(false)
+	require.NotEmpty(t, errs, "the first round did run out of its timeout")
+	require.Zero(t, b.rows(t), "the outbox drains (failed rounds: %d, first: %v)", len(errs), errs[0])
+	require.ErrorIs(t, errs[0], context.DeadlineExceeded)
 }

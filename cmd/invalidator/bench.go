@@ -199,7 +199,7 @@ func (o *benchOpts) runWithPG(a *app, dsn *string, pool **pgxpool.Pool, validate
 			if p != nil {
 				p.Close()
 			}
-			return nil, &unreachableError{fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)}
+			return nil, pgConnectError(fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err))
 		}
 		defer p.Close()
 		*pool = p

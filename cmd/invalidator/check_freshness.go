@@ -111,7 +111,7 @@ run's own, so it is safe against a live deployment's Redis; the exit code is
 			if dsn := a.env(o.sourceDSN, envFreshnessDSN, ""); dsn != "" {
 				pg, err := freshness.OpenPostgres(ctx, dsn)
 				if err != nil {
-					return &unreachableError{err}
+					return pgConnectError(err)
 				}
 				defer func() {
 					if err := pg.Close(context.WithoutCancel(ctx)); err != nil {

@@ -129,7 +129,7 @@ func openDevDB(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		if pool != nil {
 			pool.Close()
 		}
-		return nil, &unreachableError{fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)}
+		return nil, pgConnectError(fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err))
 	}
 	return pool, nil
 }

@@ -72,16 +72,26 @@ func (a *app) openOutboxDB(ctx context.Context, dsn string) (*pgxpool.Pool, erro
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		err = scrub(fmt.Errorf("%s: %w", where, err), pw)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			// The server answered (a wrong password, no such database):
-			// it is reachable, the settings are wrong.
-			return nil, err
-		}
-		return nil, &unreachableError{err}
+		return nil, pgConnectError(scrub(fmt.Errorf("%s: %w", where, err), pw))
 	}
 	return pool, nil
+}
+
+// pgConnectError classifies a failure to connect to PostgreSQL for the exit
+// code, as the Redis equivalents are: a server that refused the DSN's
+// credentials or has no such database is a usage error (exit 2: fix the
+// settings), another answer from the server a failure (exit 1), and no
+// answer unreachable (exit 3).
+func pgConnectError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return &unreachableError{err}
+	}
+	switch pgErr.Code {
+	case "28P01", "28000", "3D000": // invalid_password, invalid_authorization_specification, invalid_catalog_name
+		return &usageError{err}
+	}
+	return err
 }
 
 // scrub hides secret in err's message, keeping err's chain for errors.As.
@@ -130,9 +140,15 @@ one transaction under an advisory lock: running it again, or from many hosts
 at once, is safe. Each applied version is recorded in <table>_migrations.
 
 --print writes the same SQL to stdout instead, for a DBA who applies schema
-changes by hand (psql -1 -f); it takes the same lock and keeps the same
-record, so the two ways can be mixed. --from N prints only the steps after
-version N (see outbox status).`,
+changes by hand; it takes the same lock and keeps the same record, so the
+two ways can be mixed. --from N prints only the steps after version N (see
+outbox status); the script first checks that the database is at version N
+and fails otherwise. Apply it with exactly
+
+  psql -v ON_ERROR_STOP=1 -f outbox.sql
+
+not with -1 (the script is its own transaction), and never without
+ON_ERROR_STOP: psql would go on past a failed step and exit 0.`,
 		Example: `  INVALIDATOR_OUTBOX_DSN=postgres://app@db:5432/shop invalidator outbox migrate
   invalidator outbox migrate --print --schema ops > outbox.sql`,
 		Args: noArgs,
@@ -205,6 +221,8 @@ type outboxStatus struct {
 	LatestVersion int     `json:"latest_version"` // of this build
 	Depth         int64   `json:"depth"`
 	OldestAgeSecs float64 `json:"oldest_row_age_seconds"`
+	// Quarantined counts the rows the relay refused (<table>_quarantine).
+	Quarantined int64 `json:"quarantined"`
 }
 
 func newOutboxStatusCmd(a *app) *cobra.Command {
@@ -212,10 +230,13 @@ func newOutboxStatusCmd(a *app) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the outbox's schema version, depth and oldest row age",
+		Short: "Show the outbox's schema version, depth, oldest row age and quarantined rows",
 		Long: `Show the outbox table's schema version (against this build's), its depth
-(committed rows not yet relayed) and the age of its oldest row. Exits 1 when
-the schema is missing or older than this build's: run outbox migrate.`,
+(committed rows not yet relayed), the age of its oldest row, and the rows the
+relay quarantined (in <table>_quarantine: no queue would take them, so their
+invalidations did not run; README "Lossless enqueue" says how to re-drive
+them). Exits 1 when the schema is missing or older than this build's: run
+outbox migrate.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := o.config()
@@ -243,8 +264,9 @@ the schema is missing or older than this build's: run outbox migrate.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "table:          %s\nschema version: %d (this build: %d)\ndepth:          %d rows\noldest row:     %s\n",
-					st.Table, st.Version, st.LatestVersion, st.Depth, time.Duration(st.OldestAgeSecs*float64(time.Second)).Round(time.Millisecond))
+				fmt.Fprintf(cmd.OutOrStdout(), "table:          %s\nschema version: %d (this build: %d)\ndepth:          %d rows\noldest row:     %s\nquarantined:    %d rows\n",
+					st.Table, st.Version, st.LatestVersion, st.Depth, time.Duration(st.OldestAgeSecs*float64(time.Second)).Round(time.Millisecond),
+					st.Quarantined)
 			}
 			if st.Version < st.LatestVersion {
 				return fmt.Errorf("outbox %s is at schema version %d, this build needs %d: run invalidator outbox migrate", st.Table, st.Version, st.LatestVersion)
@@ -282,6 +304,15 @@ func readStatus(ctx context.Context, pool *pgxpool.Pool, cfg outbox.Config) (out
 		" COALESCE((SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM "+ident(cfg.Table)+" ORDER BY id LIMIT 1), 0)").
 		Scan(&st.Depth, &st.OldestAgeSecs); err != nil {
 		return st, fmt.Errorf("outbox status %s: %w", st.Table, err)
+	}
+	var quarantine *string // absent before schema version 2
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1)::text", ident(cfg.Table+"_quarantine")).Scan(&quarantine); err != nil {
+		return st, fmt.Errorf("outbox status %s: %w", st.Table, err)
+	}
+	if quarantine != nil {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+ident(cfg.Table+"_quarantine")).Scan(&st.Quarantined); err != nil {
+			return st, fmt.Errorf("outbox status %s: count quarantined rows: %w", st.Table, err)
+		}
 	}
 	return st, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/pgtest"
+	"github.com/invalidator/invalidator/internal/redistest"
 )
 
 // migrate applies the schema once, then reports it up to date; status sees
@@ -31,22 +33,35 @@ func TestOutboxMigrateIdempotent(t *testing.T) {
 		Version int   `json:"version"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
-	require.Equal(t, []int{1}, got.Applied)
-	require.Equal(t, 1, got.Version)
+	require.Equal(t, []int{1, 2}, got.Applied)
+	require.Equal(t, 2, got.Version)
 
 	for range 2 {
 		r = invoke(t, env, "", "outbox", "migrate", "--schema", "ops", "--table", "inv_box")
 		require.Equal(t, exitOK, r.code, r.stderr)
-		require.Equal(t, "outbox ops.inv_box: up to date (version 1)\n", r.stdout)
+		require.Equal(t, "outbox ops.inv_box: up to date (version 2)\n", r.stdout)
 	}
 	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box", "--json")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	var st outboxStatus
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
-	require.Equal(t, outboxStatus{Table: "ops.inv_box", Version: 1, LatestVersion: 1}, st)
+	require.Equal(t, outboxStatus{Table: "ops.inv_box", Version: 2, LatestVersion: 2}, st)
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM ops.inv_box_migrations`).Scan(&n))
-	require.Equal(t, 1, n)
+	require.Equal(t, 2, n)
+
+	// Rows the relay refused show, in text and JSON.
+	_, err := db.Pool.Exec(context.Background(), `INSERT INTO ops.inv_box_quarantine
+		(id, created_at, kind, payload, queue, max_retry, timeout_ms, reason)
+		VALUES (7, now(), 'x', '', ' ', 0, 0, 'blank queue')`)
+	require.NoError(t, err)
+	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.Equal(t, int64(1), st.Quarantined)
+	r = invoke(t, env, "", "outbox", "status", "--schema", "ops", "--table", "inv_box")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "quarantined:    1 rows\n")
 }
 
 // The SQL of --print, applied as a DBA would (one Exec of the whole script),
@@ -68,7 +83,7 @@ func TestOutboxMigratePrintAppliesSameSchema(t *testing.T) {
 
 	r = invoke(t, map[string]string{envOutboxDSN: viaScript.DSN}, "", args...)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "up to date (version 1)")
+	require.Contains(t, r.stdout, "up to date (version 2)")
 
 	r = invoke(t, nil, "", append(args, "--print", "--from", "1")...)
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -148,4 +163,32 @@ func TestOutboxDSNSecret(t *testing.T) {
 	r := invoke(t, nil, "", "outbox", "migrate")
 	require.Equal(t, exitUsage, r.code)
 	require.Contains(t, r.stderr, envOutboxDSN)
+}
+
+// A PostgreSQL that answers but refuses the DSN (no such role: 28000; no
+// such database: 3D000; a wrong password is 28P01) is a usage error, exit
+// 2, as a Redis that refuses its URL's password is: the settings are wrong,
+// the server is there. Every command that takes a DSN agrees.
+func TestPostgresRefusingTheDSNExitsUsage(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.NewDB(t)
+	u, err := url.Parse(pg.DSN)
+	require.NoError(t, err)
+	noRole, noDB := *u, *u
+	noRole.User = url.User("no_such_role")
+	noDB.Path = "/no_such_database"
+	redisURL := redistest.NewDB(t).URL
+	for _, dsn := range []string{noRole.String(), noDB.String()} {
+		for _, args := range [][]string{
+			{"outbox", "migrate", "--dsn", dsn},
+			{"outbox", "status", "--dsn", dsn},
+			{"relay", "--dsn", dsn, "--redis", redisURL},
+			{"bench", "outbox", "--dsn", dsn, "--lag-duration", "100ms"},
+			{"dev", "--workload", "--source-dsn", dsn, "--duration", "1s", "--redis", redisURL},
+		} {
+			r := invoke(t, nil, "", args...)
+			require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+			require.Contains(t, r.stderr, "SQLSTATE", args)
+		}
+	}
 }

@@ -32,7 +32,7 @@ func (o *relayFlags) register(f *pflag.FlagSet, prefix string) {
 	f.IntVar(&o.batchSize, prefix+"batch-size", outbox.DefaultBatchSize, "most outbox rows one relay round takes (one transaction)")
 	f.DurationVar(&o.pollInterval, prefix+"poll-interval", outbox.DefaultPollInterval, "safety poll of an idle relay, in case a NOTIFY was missed or skipped (one indexed query each)")
 	f.DurationVar(&o.statsInterval, prefix+"stats-interval", outbox.DefaultStatsInterval, "how often the outbox depth and oldest row age are sampled for the metrics (a count(*) each)")
-	f.DurationVar(&o.roundTimeout, prefix+"round-timeout", outbox.DefaultRoundTimeout, "bound on one round (claim, enqueue, commit); a round cut short is rolled back and sent again")
+	f.DurationVar(&o.roundTimeout, prefix+"round-timeout", outbox.DefaultRoundTimeout, "bound on one round (claim, enqueue, commit); a round cut short is rolled back and sent again, and the next rounds take half the rows (growing back after successes)")
 }
 
 func (o *relayFlags) validate(prefix string) error {

@@ -208,7 +208,7 @@ func (b *outboxBench) createTables(ctx context.Context) error {
 // effort, the scenario's result stands without it.
 func (b *outboxBench) cleanup(ctx context.Context) {
 	for _, t := range []string{b.scratch, pgx.Identifier{b.outboxCfg.Table}.Sanitize(),
-		pgx.Identifier{b.outboxCfg.Table + "_migrations"}.Sanitize()} {
+		pgx.Identifier{b.outboxCfg.Table + "_migrations"}.Sanitize(), pgx.Identifier{b.outboxCfg.Table + "_quarantine"}.Sanitize()} {
 		_, _ = b.o.DB.Exec(ctx, "DROP TABLE IF EXISTS "+t)
 	}
 	_ = cleanup(ctx, b.e.Redis, "bench:"+b.run+":*")

@@ -117,7 +117,7 @@ func (p *pgSource) close(ctx context.Context) error {
 	if _, err := p.db.Exec(ctx, `DELETE FROM `+pgRows+` WHERE run = $1`, p.run); err != nil {
 		errs = append(errs, fmt.Errorf("devstack: clean up run %s: %w", p.run, err))
 	}
-	for _, t := range []string{p.ob.Table, p.ob.Table + "_migrations"} {
+	for _, t := range []string{p.ob.Table, p.ob.Table + "_migrations", p.ob.Table + "_quarantine"} {
 		if _, err := p.db.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{t}.Sanitize()); err != nil {
 			errs = append(errs, fmt.Errorf("devstack: drop the run's outbox %s: %w", t, err))
 		}

@@ -112,7 +112,7 @@ func (p *Postgres) Close(ctx context.Context) error {
 	if _, err := p.pool.Exec(ctx, `DELETE FROM `+pgTable+` WHERE run = $1`, p.run); err != nil {
 		errs = append(errs, fmt.Errorf("postgres source: clean up run %s: %w", p.run, err))
 	}
-	for _, t := range []string{p.outbox.Table, p.outbox.Table + "_migrations"} {
+	for _, t := range []string{p.outbox.Table, p.outbox.Table + "_migrations", p.outbox.Table + "_quarantine"} {
 		if _, err := p.pool.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{t}.Sanitize()); err != nil {
 			errs = append(errs, fmt.Errorf("postgres source: drop the run's outbox %s: %w", t, err))
 		}

@@ -19,7 +19,10 @@ const maxIdentifierBytes = 63
 // must share it. Zero values take the documented defaults.
 type Config struct {
 	// Schema holds the table. Default: "", the connection's search_path
-	// (usually public).
+	// (usually public). Set it when the table's name exists in more than
+	// one schema (an outbox per tenant schema): a writer whose search_path
+	// differs from the relay's would write where the relay never reads, so
+	// a relay with no Schema refuses to run then (ErrAmbiguousTable).
 	Schema string
 	// Table is the outbox table. Its migration record is the table
 	// Table+"_migrations" in the same schema, and the rows the relay

@@ -136,6 +136,8 @@ type Relay struct {
 	// batch is the rows the next round claims: BatchSize, or less after
 	// rounds that ran out of RoundTimeout.
 	batch atomic.Int64
+	// schemaChecked is set once checkSchema has passed (see there).
+	schemaChecked atomic.Bool
 
 	mu        sync.Mutex
 	running   bool  // guarded by mu
@@ -216,6 +218,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Go(func() { r.sample(ctx) })
 	}
 
+	// A table name that several schemas hold is refused at once: retrying
+	// cannot fix it. Any other failure (PostgreSQL down) is a round's to
+	// retry, which checks again.
+	if err := r.checkSchema(ctx, r.cfg.DB); errors.Is(err, ErrAmbiguousTable) {
+		return err
+	} else if err == nil {
+		r.schemaChecked.Store(true)
+	}
 	r.log.Info("outbox relay started", "channel", r.cfg.Outbox.Channel, "batch_size", r.cfg.BatchSize)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -356,6 +366,13 @@ func (r *Relay) move(rctx context.Context, batch int) (int, int, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(rctx)) }()
 
+	if !r.schemaChecked.Load() {
+		if err := r.checkSchema(rctx, tx); err != nil {
+			r.cfg.Metrics.failed(stageClaim)
+			return 0, 0, err
+		}
+		r.schemaChecked.Store(true)
+	}
 	msgs, ages, refused, err := r.claim(rctx, tx, batch)
 	if err != nil {
 		r.cfg.Metrics.failed(stageClaim)
@@ -607,4 +624,38 @@ func (r *Relay) sample(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// ErrAmbiguousTable is returned by Relay.Run when Config.Schema is empty and
+// more than one schema holds a table of the outbox's name.
+var ErrAmbiguousTable = errors.New("outbox table name is ambiguous")
+
+// querier runs one query: a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// checkSchema refuses an outbox whose unqualified name more than one schema
+// holds. With Config.Schema empty, each writer's and relay's search_path
+// picks the table, and a writer whose search_path differs from the relay's
+// (a per-tenant search_path, say) writes rows that relay never reads: they
+// would wait forever, silently. Naming the schema makes that impossible.
+func (r *Relay) checkSchema(ctx context.Context, db querier) error {
+	if r.cfg.Outbox.Schema != "" {
+		return nil
+	}
+	rows, err := db.Query(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1`, r.cfg.Outbox.Table)
+	if err != nil {
+		return fmt.Errorf("outbox relay: look up the schemas of table %q: %w", r.cfg.Outbox.Table, err)
+	}
+	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("outbox relay: look up the schemas of table %q: %w", r.cfg.Outbox.Table, err)
+	}
+	if len(schemas) > 1 {
+		return fmt.Errorf("%w: schemas %s each hold a table %q, and with no schema set every writer and relay takes the one its search_path finds, so writes can land where no relay reads; set the schema on writers and relays (outbox.Config.Schema, --schema), one relay per schema",
+			ErrAmbiguousTable, strings.Join(schemas, ", "), r.cfg.Outbox.Table)
+	}
+	return nil
 }

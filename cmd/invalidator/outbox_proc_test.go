@@ -305,7 +305,9 @@ func TestWorkerOutboxDSN(t *testing.T) {
 	w := r.start("worker started", "worker", "--outbox-dsn", r.db.DSN, "--outbox-poll-interval", "200ms",
 		"--outbox-stats-interval", "200ms", "--metrics-addr", "127.0.0.1:0")
 	base := metricsURL(t, w)
-	require.Contains(t, w.logs.String(), "outbox relay started")
+	// The relay starts beside the worker, not before it.
+	require.Eventually(t, func() bool { return strings.Contains(w.logs.String(), "outbox relay started") },
+		20*time.Second, 10*time.Millisecond, "logs:\n%s", w.logs)
 	r.commitMany("worker", 200)
 	r.requireAllGone(30*time.Second, w)
 	require.GreaterOrEqual(t, rowsRelayed(t, base), 200)

@@ -45,13 +45,14 @@ func (o *outboxFlags) config() outbox.Config {
 	return outbox.Config{Schema: o.schema, Table: o.table}
 }
 
-// resolveDSN returns the DSN of the flag or the environment.
-func (a *app) resolveDSN(flag, name string) (string, error) {
+// connectOutbox connects to the outbox's database: the DSN of --dsn (flag)
+// or of the environment.
+func (a *app) connectOutbox(ctx context.Context, flag string) (*pgxpool.Pool, error) {
 	dsn := a.env(flag, envOutboxDSN, "")
 	if dsn == "" {
-		return "", usagef("no PostgreSQL DSN: set %s or %s", name, envOutboxDSN)
+		return nil, usagef("no PostgreSQL DSN: set --dsn or %s", envOutboxDSN)
 	}
-	return dsn, nil
+	return a.openOutboxDB(ctx, dsn)
 }
 
 // openOutboxDB connects to dsn and pings it. The DSN's password never
@@ -168,12 +169,8 @@ ON_ERROR_STOP: psql would go on past a failed step and exit 0.`,
 			if cmd.Flags().Changed("from") {
 				return usagef("--from goes with --print")
 			}
-			dsn, err := a.resolveDSN(o.dsn, "--dsn")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			pool, err := a.openOutboxDB(ctx, dsn)
+			pool, err := a.connectOutbox(ctx, o.dsn)
 			if err != nil {
 				return err
 			}
@@ -244,12 +241,8 @@ outbox migrate.`,
 			if err != nil {
 				return &usageError{err}
 			}
-			dsn, err := a.resolveDSN(o.dsn, "--dsn")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			pool, err := a.openOutboxDB(ctx, dsn)
+			pool, err := a.connectOutbox(ctx, o.dsn)
 			if err != nil {
 				return err
 			}

@@ -113,12 +113,8 @@ and the relay's role then needs no DDL rights on the database.`,
 			if err := o.validate(""); err != nil {
 				return err
 			}
-			dsn, err := a.resolveDSN(o.dsn, "--dsn")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			db, err := a.openOutboxDB(ctx, dsn)
+			db, err := a.connectOutbox(ctx, o.dsn)
 			if err != nil {
 				return err
 			}

@@ -41,6 +41,9 @@ type devOpts struct {
 	lagBound      time.Duration
 	asJSON        bool
 	sourceDSN     string
+	auditEvery    time.Duration
+	auditRecheck  time.Duration
+	dropInvals    float64
 }
 
 func (o *devOpts) validate() error {
@@ -55,6 +58,16 @@ func (o *devOpts) validate() error {
 		return usagef("--write-rate must be a number of writes/s above 0, got %g", o.writeRate)
 	case o.lagBound <= 0:
 		return usagef("--lag-bound must be above 0, got %s", o.lagBound)
+	case o.auditEvery < 0:
+		return usagef("--audit-every must be 0 (no audit) or more, got %s", o.auditEvery)
+	case o.auditRecheck < 0:
+		return usagef("--audit-recheck must be 0 (the lag bound) or more, got %s", o.auditRecheck)
+	case !(o.dropInvals >= 0 && o.dropInvals <= 1):
+		return usagef("--drop-invalidations must be a fraction from 0 to 1, got %g", o.dropInvals)
+	case o.dropInvals > 0 && !o.workload:
+		return usagef("--drop-invalidations needs --workload: it is the simulated application that forgets")
+	case o.dropInvals > 0 && o.sourceDSN != "":
+		return usagef("--drop-invalidations works without --source-dsn only: the outbox commits the invalidation with the write, so it cannot be forgotten")
 	case o.sourceDSN != "" && !o.workload:
 		return usagef("--source-dsn needs --workload: it is where the simulated application keeps its rows")
 	}
@@ -82,12 +95,22 @@ each write's event through the transactional outbox, in the write's own
 transaction; a relay in this process moves the rows to the queue (the run
 migrates an outbox table of its own and drops it at the end, with its rows).
 
+The workload is audited every --audit-every (package audit, its source of
+truth registered as the audit's source): sampled cached values are compared
+with the source and re-checked after --audit-recheck (default: --lag-bound,
+the same bound the stale reads use); the status line shows
+the audits' totals. --drop-invalidations FRACTION makes the application skip
+that fraction of its invalidations (the write commits, the publish does not),
+like a write path that lacks one: the audit finds what it leaves cached.
+
 --duration ends the run with a summary (Ctrl-C does too). The exit code is 1
-if any read was stale, the thing invalidator exists to prevent.`,
+if any read was stale, the thing invalidator exists to prevent, or if an
+audit found an inconsistent key (with --drop-invalidations: the bug shown).`,
 		Example: `  invalidator dev --workload --duration 20s     # what 'make demo' runs
   invalidator dev                                # the stack only: enqueue from another shell
   invalidator dev --redis redis://127.0.0.1:6379 --workload
-  invalidator dev --workload --source-dsn postgres://postgres@127.0.0.1:5432/dev`,
+  invalidator dev --workload --source-dsn postgres://postgres@127.0.0.1:5432/dev
+  invalidator dev --workload --duration 20s --drop-invalidations 0.02   # a write path that forgets: the audit finds it`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -107,6 +130,9 @@ if any read was stale, the thing invalidator exists to prevent.`,
 	f.DurationVar(&o.lagBound, "lag-bound", time.Second, "a read counts as stale when it returns data older than a write completed this long before it began")
 	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object")
 	f.StringVar(&o.sourceDSN, "source-dsn", "", "with --workload: keep the rows in this PostgreSQL and publish through the outbox (env "+envDevDSN+")")
+	f.DurationVar(&o.auditEvery, "audit-every", 3*time.Second, "with --workload: audit the cache against the source this often (0: no audit)")
+	f.DurationVar(&o.auditRecheck, "audit-recheck", 0, "how long a difference must last for the audit to count it; keep it above the invalidation lag (0: --lag-bound)")
+	f.Float64Var(&o.dropInvals, "drop-invalidations", 0, "with --workload: the fraction (0 to 1) of writes whose invalidation the application forgets")
 	return cmd
 }
 
@@ -248,6 +274,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 		sum, runErr = devstack.RunWorkload(loadCtx, devstack.Config{
 			Queue: rdb, Cache: rdb, Policy: policy, Gatherer: reg, Registerer: reg,
 			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate, LagBound: o.lagBound, DB: db,
+			AuditEvery: o.auditEvery, AuditRecheck: o.auditRecheck, DropInvalidations: o.dropInvals,
 			Logger:    a.log.With("subsystem", "workload"),
 			Status:    func(s devstack.Status) { fmt.Fprintln(out, s) },
 			Interrupt: cmd.Context(),
@@ -283,6 +310,16 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 		} else {
 			fmt.Fprintln(out, "the queues did not drain in time: the final check was skipped")
 		}
+		if sum.Audit != nil {
+			fmt.Fprintf(out, "audit: %d cached values sampled, %d inconsistent (stale after the re-check); %d invalidations dropped on purpose\n",
+				sum.Audit.Sampled, sum.Audit.Inconsistent, sum.DroppedInvalidations)
+		}
+	}
+	// A forgotten invalidation also shows as stale reads; the audit's
+	// finding comes first, since it is what a real deployment would see.
+	if sum.Audit != nil && sum.Audit.Inconsistent > 0 {
+		return fmt.Errorf("the audit found %d inconsistent of %d sampled cached values (%d invalidations dropped on purpose); %d stale reads and %d stale cached values",
+			sum.Audit.Inconsistent, sum.Audit.Sampled, sum.DroppedInvalidations, sum.StaleReads, sum.StaleCached)
 	}
 	if sum.StaleReads > 0 || sum.StaleCached > 0 {
 		return fmt.Errorf("%d stale reads and %d stale cached values: data older than a completed write was served", sum.StaleReads, sum.StaleCached)

@@ -14,6 +14,10 @@
 // event through the transactional outbox (package outbox) in the write's
 // own transaction, relayed to the queue by a relay the run starts.
 //
+// With Config.AuditEvery the run audits its families (package audit) with
+// the source as their audit.Source; Config.DropInvalidations makes the
+// application skip some invalidations, a bug for the audit to find.
+//
 // A read counts as stale when it returned a version older than a write that
 // had completed more than Config.LagBound before the read started: the
 // invalidation had time to land, yet old data was served. With cacheaside's

@@ -68,6 +68,20 @@ type Config struct {
 	// starts, from an outbox table of its own (dropped at the end).
 	// Optional: nil keeps the rows in memory and enqueues after each write.
 	DB *pgxpool.Pool
+	// AuditEvery, when positive, runs an audit (package audit) of every
+	// row kind's family this often during the load, with the source as the
+	// audit's Source: what the application's loader returns. Optional.
+	AuditEvery time.Duration
+	// AuditRecheck is the audit's RecheckAfter: how long a difference must
+	// last to count as inconsistent. It should exceed the invalidation lag.
+	// Default LagBound: a difference that outlives it is what a stale read
+	// is too.
+	AuditRecheck time.Duration
+	// DropInvalidations is the fraction (0..1) of writes whose invalidation
+	// the application forgets: the write commits, the publish is skipped,
+	// like a write path that lacks one. Only without DB: the outbox writes
+	// the invalidation in the write's transaction. Default 0.
+	DropInvalidations float64
 }
 
 // RowKind is one kind of row: a family it is cached in, the event a write
@@ -127,6 +141,9 @@ func (c *Config) withDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 15 * time.Second
 	}
+	if c.AuditRecheck == 0 {
+		c.AuditRecheck = c.LagBound
+	}
 }
 
 // Status is one line of the live display.
@@ -139,12 +156,27 @@ type Status struct {
 	Reads           int64
 	StaleReads      int64
 	DeadLetters     int
+	// Audit is the cumulative result of the audits so far; nil when the
+	// run does not audit.
+	Audit *AuditSummary
 }
 
 func (s Status) String() string {
-	return fmt.Sprintf("%5.0fs  writes %5.1f/s  invalidations %6.1f/s  lag p50 %s p99 %s  reads %d  hit rate %4.1f%%  stale reads %d  dead letters %d",
+	line := fmt.Sprintf("%5.0fs  writes %5.1f/s  invalidations %6.1f/s  lag p50 %s p99 %s  reads %d  hit rate %4.1f%%  stale reads %d  dead letters %d",
 		s.Elapsed.Seconds(), s.WritesPerSec, s.InvalidationsPS, fmtLag(s.LagP50), fmtLag(s.LagP99),
 		s.Reads, s.HitRate*100, s.StaleReads, s.DeadLetters)
+	if s.Audit != nil {
+		line += fmt.Sprintf("  audit sampled %d inconsistent %d", s.Audit.Sampled, s.Audit.Inconsistent)
+	}
+	return line
+}
+
+// AuditSummary adds up the audits of a run.
+type AuditSummary struct {
+	// Sampled and Inconsistent add up the audit.Report fields of every
+	// family of every audit.
+	Sampled      int `json:"sampled"`
+	Inconsistent int `json:"inconsistent"`
 }
 
 func fmtLag(d time.Duration) string {
@@ -174,6 +206,11 @@ type Summary struct {
 	Drained     bool `json:"drained"`
 	Checked     int  `json:"checked"`
 	StaleCached int  `json:"stale_cached"`
+	// DroppedInvalidations counts the writes whose publish was skipped on
+	// purpose (Config.DropInvalidations).
+	DroppedInvalidations int64 `json:"dropped_invalidations"`
+	// Audit is the audits' total, nil when the run did not audit.
+	Audit *AuditSummary `json:"audit,omitempty"`
 }
 
 // source is the application's database: versioned rows, and for each the
@@ -299,6 +336,14 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Queue == nil || cfg.Cache == nil || cfg.Policy == nil {
 		return Summary{}, errors.New("devstack: Config needs Queue, Cache and Policy")
 	}
+	switch {
+	case !(cfg.DropInvalidations >= 0 && cfg.DropInvalidations <= 1):
+		return Summary{}, fmt.Errorf("devstack: DropInvalidations must be in 0..1, got %g", cfg.DropInvalidations)
+	case cfg.DropInvalidations > 0 && cfg.DB != nil:
+		return Summary{}, errors.New("devstack: DropInvalidations needs the in-memory source: the outbox commits the invalidation with the write")
+	case cfg.AuditEvery < 0 || cfg.AuditRecheck < 0:
+		return Summary{}, errors.New("devstack: AuditEvery and AuditRecheck must not be negative")
+	}
 	fams := make([]*keyspec.Family, len(cfg.Rows))
 	for i, rk := range cfg.Rows {
 		f, err := cfg.Policy.Family(rk.Family)
@@ -343,7 +388,7 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 		}
 		defer stopRelay() // after the final check, which waits for the outbox to drain
 	}
-	var writes, reads, hits, stale, writeErrs, readErrs atomic.Int64
+	var writes, reads, hits, stale, writeErrs, readErrs, dropped atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 
@@ -382,6 +427,15 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 					continue
 				}
 				src.commit(name)
+				if cfg.DropInvalidations > 0 && rng.Float64() < cfg.DropInvalidations {
+					// The bug the audit is there to find: a write path
+					// that never invalidates. The row stays in the final
+					// check, which sees what it leaves cached.
+					dropped.Add(1)
+					writes.Add(1)
+					cfg.Logger.Info("invalidation dropped on purpose (--drop-invalidations)", "event", rk.Event, "row", name)
+					continue
+				}
 				// After the commit, as the application would, and to the
 				// end even if the run ends meanwhile: a committed write
 				// owes its invalidation.
@@ -444,6 +498,26 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 		})
 	}
 
+	var auditor *auditLoop
+	if cfg.AuditEvery > 0 {
+		if auditor, err = newAuditLoop(cfg, fams, src); err != nil {
+			return Summary{}, err
+		}
+		// The audit of the moment finishes after the load ends (its
+		// re-check is what makes a finding a finding), unless interrupted.
+		actx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopAudit()
+		if cfg.Interrupt != nil {
+			defer context.AfterFunc(cfg.Interrupt, stopAudit)()
+		}
+		defer context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				stopAudit()
+			}
+		})()
+		wg.Go(func() { auditor.run(actx, ctx.Done()) })
+	}
+
 	lag := newLagWindow(cfg.Gatherer)
 	deadLetters := func() int {
 		n := 0
@@ -470,6 +544,10 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 			Reads:           reads.Load(),
 			StaleReads:      stale.Load(),
 			DeadLetters:     deadLetters(),
+		}
+		if auditor != nil {
+			a := auditor.total()
+			s.Audit = &a
 		}
 		if n := reads.Load(); n > 0 {
 			s.HitRate = float64(hits.Load()) / float64(n)
@@ -531,6 +609,12 @@ loop:
 		Drained:       drained,
 		Checked:       checked,
 		StaleCached:   staleCached,
+
+		DroppedInvalidations: dropped.Load(),
+	}
+	if auditor != nil {
+		a := auditor.total()
+		sum.Audit = &a
 	}
 	if sum.Reads > 0 {
 		sum.HitRate = float64(hits.Load()) / float64(sum.Reads)

@@ -121,7 +121,7 @@ func TestPrometheusRules(t *testing.T) {
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
 		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing",
 		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors",
-		"InvalidatorOutboxRowsQuarantined"} {
+		"InvalidatorOutboxRowsQuarantined", "InvalidatorAuditInconsistent"} {
 		require.Contains(t, alerts, want)
 	}
 }

@@ -1,6 +1,9 @@
 package keyspec
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Compare modes of an audit section.
 const (
@@ -15,6 +18,13 @@ const (
 // DefaultRecheckAfter is an audit's re-check delay when neither the audit
 // section nor its class's second_delete says otherwise.
 const DefaultRecheckAfter = time.Second
+
+// MinAuditEvery is the shortest audit_every a policy accepts: a scheduled
+// audit reads the cache and the source, so it must not run hot.
+const MinAuditEvery = time.Minute
+
+// MaxAuditSample caps audit_sample: one run compares at most this many keys.
+const MaxAuditSample = 100000
 
 // Audit is a family's audit section: a SQL query that reads the source of
 // truth of one key, so `invalidator audit` can compare the cache with it
@@ -37,4 +47,26 @@ type Audit struct {
 	// delete up to a second late), else DefaultRecheckAfter. 0 re-checks
 	// at once.
 	RecheckAfter time.Duration
+	// Every is how often the worker fleet audits the family, once per
+	// period across the fleet: the family's audit_every, else its class's.
+	// 0 means no scheduled audit.
+	Every time.Duration
+	// Sample is how many keys a scheduled audit compares at most: the
+	// family's audit_sample, else its class's. 0 means the auditor's
+	// default.
+	Sample int
+}
+
+func checkAuditEvery(v time.Duration) string {
+	if v != 0 && v < MinAuditEvery {
+		return fmt.Sprintf("audit_every %s is below %s; audit at most once a minute (e.g. 1h), or 0 for no scheduled audit", v, MinAuditEvery)
+	}
+	return ""
+}
+
+func checkAuditSample(n int) string {
+	if n < 1 || n > MaxAuditSample {
+		return fmt.Sprintf("audit_sample %d is out of range; use 1 to %d keys per run", n, MaxAuditSample)
+	}
+	return ""
 }

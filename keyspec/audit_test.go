@@ -161,3 +161,82 @@ func FuzzAuditQuery(f *testing.F) {
 		require.Equal(t, slices.Clip(names), slices.Clip(append([]string(nil), got...)), "query %q", q)
 	})
 }
+
+func TestParseAuditSchedule(t *testing.T) {
+	t.Parallel()
+
+	p, err := Parse("policy.yaml", []byte(`version: 1
+classes:
+  hourly: {audit_every: 1h, audit_sample: 50}
+  standard: {}
+families:
+  inherits:
+    template: "i:{id}"
+    class: hourly
+    audit: {query: "SELECT v FROM t WHERE id = @id"}
+  overrides:
+    template: "o:{id}"
+    class: hourly
+    audit_every: 10m
+    audit_sample: 7
+    audit: {query: "SELECT v FROM t WHERE id = @id"}
+  optout:
+    template: "x:{id}"
+    class: hourly
+    audit_every: 0s
+    audit: {query: "SELECT v FROM t WHERE id = @id"}
+  unscheduled:
+    template: "u:{id}"
+    class: standard
+    audit: {query: "SELECT v FROM t WHERE id = @id"}
+  nosource:
+    template: "n:{id}"
+    class: hourly
+`))
+	require.NoError(t, err)
+	require.Equal(t, time.Hour, p.Classes["hourly"].AuditEvery)
+	require.Equal(t, 50, p.Classes["hourly"].AuditSample)
+	got := func(f string) [2]any { a := p.Families[f].Audit; return [2]any{a.Every, a.Sample} }
+	require.Equal(t, [2]any{time.Hour, 50}, got("inherits"))
+	require.Equal(t, [2]any{10 * time.Minute, 7}, got("overrides"))
+	require.Equal(t, [2]any{time.Duration(0), 50}, got("optout"))
+	require.Equal(t, [2]any{time.Duration(0), 0}, got("unscheduled"))
+	require.Nil(t, p.Families["nosource"].Audit, "a class schedule without an audit section is no audit")
+	require.Empty(t, p.Warnings())
+}
+
+func TestParseAuditScheduleErrors(t *testing.T) {
+	t.Parallel()
+
+	for _, tc := range []struct{ class, family, want string }{
+		{`{audit_every: 30s}`, ``, `classes.c.audit_every: audit_every 30s is below 1m0s`},
+		{`{audit_sample: 0}`, ``, `classes.c.audit_sample: audit_sample 0 is out of range; use 1 to 100000`},
+		{`{}`, `audit_every: 59s`, `families.f.audit_every: audit_every 59s is below 1m0s`},
+		{`{}`, `audit_sample: -3`, `families.f.audit_sample: audit_sample -3 is out of range`},
+		{`{}`, `audit_sample: 100001`, `families.f.audit_sample: audit_sample 100001 is out of range`},
+		{`{}`, `audit_every: 1h`, ``},
+	} {
+		t.Run(tc.class+tc.family, func(t *testing.T) {
+			t.Parallel()
+			audit := "\n    audit: {query: \"SELECT v FROM t WHERE id = @id\"}"
+			if tc.want == "" {
+				// audit_every without an audit section: nothing says how to read the source.
+				audit, tc.want = "", `families.f.audit_every: needs an audit section`
+			}
+			verrs := parseErrors(t, "version: 1\nclasses:\n  c: "+tc.class+`
+families:
+  f:
+    template: "f:{id}"
+    class: c`+"\n    "+cmpOr(tc.family, "owner: x")+audit)
+			require.Len(t, verrs, 1, verrs.Error())
+			require.Contains(t, verrs[0].Error(), tc.want)
+		})
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -64,6 +64,13 @@ type Class struct {
 	// readers, not a guarantee. Pattern deletes and version bumps get no
 	// second pass. Default 0 (off).
 	SecondDelete time.Duration
+	// AuditEvery is how often the worker fleet audits each family of the
+	// class that has an audit section and sets no audit_every of its own.
+	// At least MinAuditEvery; 0 (the default) means no scheduled audit.
+	AuditEvery time.Duration
+	// AuditSample is how many keys such a scheduled audit compares at
+	// most. 0 (the default) means the auditor's default (100).
+	AuditSample int
 }
 
 // NewClass returns a class with every default applied: no TTL, no jitter,

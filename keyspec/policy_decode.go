@@ -26,8 +26,8 @@ const standardClassName = "standard"
 // them; they are listed in "unknown field" errors.
 var (
 	topFields          = []string{"version", "default_class", "classes", "families", "events"}
-	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete"}
-	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit"}
+	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample"}
+	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit", "audit_every", "audit_sample"}
 	auditFields        = []string{"query", "compare", "fields", "recheck_after"}
 	paramFields        = []string{"match"}
 	eventFields        = []string{"owner", "description", "attributes", "invalidates"}
@@ -242,6 +242,8 @@ func (d *decoder) class(p *Policy, ce entry) {
 		}
 		return ""
 	})
+	d.optDuration(fs, path, "audit_every", &c.AuditEvery, checkAuditEvery)
+	d.optInt(fs, path, "audit_sample", &c.AuditSample, checkAuditSample)
 	_, baseGiven := fs["backoff_base"]
 	_, maxGiven := fs["backoff_max"]
 	baseOK := d.optDuration(fs, path, "backoff_base", &c.BackoffBase, positive("backoff_base")) || !baseGiven
@@ -401,6 +403,7 @@ func (d *decoder) family(p *Policy, fe entry) {
 	if e, ok := fs["audit"]; ok {
 		f.Audit = d.audit(f, class, e, join(path, "audit"))
 	}
+	d.auditSchedule(f, class, fs, fe, path)
 	p.Families[name] = f
 	d.familyAt[name] = fe.key
 }
@@ -454,6 +457,34 @@ func (d *decoder) audit(f *Family, class *Class, e entry, path string) *Audit {
 		return nil
 	}
 	return a
+}
+
+// auditSchedule resolves a family's audit_every and audit_sample into its
+// audit section: the family's own, else its class's. They need an audit
+// section, which says how to read the source.
+func (d *decoder) auditSchedule(f *Family, class *Class, fs map[string]entry, fe entry, path string) {
+	var every time.Duration
+	var sample int
+	everyGiven := d.optDuration(fs, path, "audit_every", &every, checkAuditEvery)
+	sampleGiven := d.optInt(fs, path, "audit_sample", &sample, checkAuditSample)
+	if _, ok := fs["audit"]; !ok {
+		for _, name := range []string{"audit_every", "audit_sample"} {
+			if e, ok := fs[name]; ok {
+				d.errorf(e.key, join(path, name), "needs an audit section that says how to read the source, e.g. audit: {query: \"SELECT row_to_json(p) FROM products p WHERE id = @id\"}")
+			}
+		}
+		return
+	}
+	if f.Audit == nil {
+		return // the audit section's error is reported already
+	}
+	if !everyGiven && class != nil {
+		every = class.AuditEvery
+	}
+	if !sampleGiven && class != nil {
+		sample = class.AuditSample
+	}
+	f.Audit.Every, f.Audit.Sample = every, sample
 }
 
 // auditQuery checks a query's placeholders against the template.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/audit"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -156,6 +157,32 @@ type Config struct {
 	// seeded from the runtime.
 	Rand keyspec.Rand
 
+	// AuditSource is the PostgreSQL database the policy's audit queries
+	// run in (keyspec.Audit): with it, the fleet audits each family whose
+	// policy sets audit_every, once per period across the fleet (see
+	// audit_schedule.go). Give it a read-only role. Default: nil, scheduled
+	// audits off.
+	AuditSource audit.Querier
+
+	// AuditCheckInterval is how often the worker looks for due audits: a
+	// run starts up to this long after its period ends. Each look is one
+	// script call per scheduled family. Default: 15s.
+	AuditCheckInterval time.Duration
+
+	// AuditRate caps the cache keys per second the worker's scheduled
+	// audits touch (audit.Config.Rate). Default: 0, the auditor's default
+	// (5000).
+	AuditRate float64
+
+	// auditMinEvery is the shortest audit period the worker runs; tests
+	// lower it below keyspec.MinAuditEvery, which the policy file enforces.
+	auditMinEvery time.Duration
+	// auditCheck replaces audit.PolicyCheck on AuditSource, for tests.
+	auditCheck func(*keyspec.Family) (audit.Check, error)
+	// onAuditRun is called after each scheduled audit this worker ran, with
+	// the run's claimed start (Redis TIME, ms); for tests.
+	onAuditRun func(family string, startMS int64)
+
 	// checkpointInterval is how often a family scan saves its cursor; tests
 	// shorten it to check every save. Default: defaultCheckpointInterval.
 	checkpointInterval time.Duration
@@ -214,6 +241,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxRescues == 0 {
 		c.MaxRescues = DefaultMaxRescues
 	}
+	if c.AuditCheckInterval == 0 {
+		c.AuditCheckInterval = DefaultAuditCheckInterval
+	}
+	if c.auditMinEvery == 0 {
+		c.auditMinEvery = keyspec.MinAuditEvery
+	}
 	if c.checkpointInterval == 0 {
 		c.checkpointInterval = defaultCheckpointInterval
 	}
@@ -253,6 +286,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: HeartbeatInterval %s is negative", c.HeartbeatInterval)
 	case c.HeartbeatTimeout < 0:
 		return fmt.Errorf("worker: HeartbeatTimeout %s is negative", c.HeartbeatTimeout)
+	case c.AuditCheckInterval < 0:
+		return fmt.Errorf("worker: AuditCheckInterval %s is negative", c.AuditCheckInterval)
+	case c.AuditRate < 0:
+		return fmt.Errorf("worker: AuditRate %g is negative", c.AuditRate)
 	case c.MaxRescues < 0:
 		return fmt.Errorf("worker: MaxRescues %d is negative", c.MaxRescues)
 	}

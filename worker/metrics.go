@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/invalidator/invalidator/audit"
 	"github.com/invalidator/invalidator/tasks"
 )
 
@@ -75,6 +76,13 @@ type Metrics struct {
 	redeliveredTotal   *prometheus.CounterVec // queue
 	rescueSkippedTotal *prometheus.CounterVec // queue, reason
 	deadWorkersTotal   prometheus.Counter
+
+	// The audit scheduler's (audit_schedule.go).
+	auditRunsTotal         *prometheus.CounterVec // family, mode
+	auditErrorsTotal       *prometheus.CounterVec // family
+	auditSampledTotal      *prometheus.CounterVec // family, mode
+	auditInconsistentTotal *prometheus.CounterVec // family, mode
+	auditNines             *prometheus.GaugeVec   // family, mode
 
 	now func() time.Time // the clock lag is measured with; tests replace it
 
@@ -175,6 +183,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: metricsNamespace, Name: "dead_workers_total",
 			Help: "Workers this worker, as the fleet's rescuer, found past their heartbeat timeout.",
 		}),
+		auditRunsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "audit_runs_total",
+			Help: "Scheduled audits this worker ran (one worker of the fleet per family and period), by family and mode (enforce or shadow).",
+		}, []string{"family", "mode"}),
+		auditErrorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "audit_errors_total",
+			Help: "Scheduled audits that failed (the cache unreadable, no source, the claim failed), by family.",
+		}, []string{"family"}),
+		auditSampledTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "audit_sampled_total",
+			Help: "Cache entries scheduled audits compared with the source, by family and mode.",
+		}, []string{"family", "mode"}),
+		auditInconsistentTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "audit_inconsistent_total",
+			Help: "Cache entries scheduled audits found stale after the re-check (an invalidation that never happened), by family and mode; each is logged with its key.",
+		}, []string{"family", "mode"}),
+		auditNines: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "audit_nines",
+			Help: "Nines of the last scheduled audit this worker ran, -log10(inconsistent/verifiable), or log10(verifiable) with no inconsistency, by family and mode.",
+		}, []string{"family", "mode"}),
 		now:   time.Now,
 		scans: map[string]int{},
 	}
@@ -198,6 +226,7 @@ func (m *Metrics) collectors() []prometheus.Collector {
 		m.scanScanned, m.scanDeleted, m.scansRunning, m.wouldDeleteTotal, m.eventActionsTotal,
 		m.versionAheadTotal,
 		m.familyKeptTotal,
+		m.auditRunsTotal, m.auditErrorsTotal, m.auditSampledTotal, m.auditInconsistentTotal, m.auditNines,
 		m.deadRecordsTotal, m.deadRecordErrors,
 		m.rescuedTotal, m.redeliveredTotal, m.rescueSkippedTotal, m.deadWorkersTotal,
 	}
@@ -441,4 +470,38 @@ func (m *Metrics) familyKeysKept(family string, n int) {
 		return
 	}
 	m.familyKeptTotal.WithLabelValues(family).Add(float64(n))
+}
+
+// auditScheduled creates a scheduled family's counters at 0, so that
+// increase() sees its first inconsistency: a series born at 2 would show no
+// increase, and the alert would miss it.
+func (m *Metrics) auditScheduled(family, mode string) {
+	if m == nil {
+		return
+	}
+	m.auditRunsTotal.WithLabelValues(family, mode)
+	m.auditErrorsTotal.WithLabelValues(family)
+	m.auditSampledTotal.WithLabelValues(family, mode)
+	m.auditInconsistentTotal.WithLabelValues(family, mode)
+}
+
+// audited records a scheduled audit's report.
+func (m *Metrics) audited(family, mode string, rep audit.Report) {
+	if m == nil {
+		return
+	}
+	m.auditRunsTotal.WithLabelValues(family, mode).Inc()
+	m.auditSampledTotal.WithLabelValues(family, mode).Add(float64(rep.Sampled))
+	m.auditInconsistentTotal.WithLabelValues(family, mode).Add(float64(rep.Inconsistent))
+	if rep.Nines != nil {
+		m.auditNines.WithLabelValues(family, mode).Set(*rep.Nines)
+	}
+}
+
+// auditFailed counts a scheduled audit that failed.
+func (m *Metrics) auditFailed(family string) {
+	if m == nil {
+		return
+	}
+	m.auditErrorsTotal.WithLabelValues(family).Inc()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/audit"
 	"github.com/invalidator/invalidator/tasks"
 )
 
@@ -318,6 +319,9 @@ func TestMetrics_Lint(t *testing.T) {
 	m.redelivered("q")
 	m.rescueSkipped("q", "max_rescues")
 	m.deadWorker()
+	nines := 1.5
+	m.audited("f", "enforce", audit.Report{Sampled: 1, Nines: &nines})
+	m.auditFailed("f")
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)

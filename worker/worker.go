@@ -180,12 +180,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	sweepDone := w.startDeadLetterSweep(ctx) // ends with ctx
+	auditsDone := w.startAudits(ctx)         // ends with ctx
 	w.log.Info("worker started", "queues", formatWeights(w.Queues()), "concurrency", w.cfg.Concurrency,
 		"poll_interval", w.cfg.PollInterval.String())
 	<-ctx.Done()
 	w.log.Info("worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
 	srv.Shutdown()
 	sweepDone()
+	auditsDone()
 	fleet.stop(ctx)
 	w.log.Info("worker stopped")
 	return nil

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,4 +178,38 @@ func TestAuditUsageAndConnectionErrors(t *testing.T) {
 	require.Equal(t, exitOK, r.code)
 	require.NotContains(t, r.stdout+r.stderr, secret)
 	require.Contains(t, r.stdout, envAuditDSN)
+}
+
+// A worker with --audit-source-dsn audits a family with audit_every at
+// once (no run yet this period) and logs each stale key; a second worker of
+// the fleet does not audit it again in the same period, and a worker
+// without a DSN says scheduled audits are off.
+func TestWorkerRunsScheduledAudits(t *testing.T) {
+	t.Parallel()
+	bin := testBinary(t)
+	env, _, stale := auditEnv(t, 20, 2)
+	env[envPolicy] = writePolicy(t, strings.Replace(auditCLIPolicy, "  critical: {}", "  critical: {audit_every: 1h}", 1))
+	list := os.Environ()
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	first := startProc(t, bin, list, "worker")
+	waitLog(t, first, "scheduled audit found stale cache entries")
+	for _, key := range stale {
+		waitLog(t, first, "key="+key)
+	}
+	require.Contains(t, first.logs.String(), "inconsistent=2")
+
+	second := startProc(t, bin, list, "worker", "--audit-source-dsn", env[envAuditDSN])
+	waitLog(t, second, "scheduled audits on")
+	first.signal(t, syscall.SIGTERM)
+	require.NoError(t, first.wait(t, 30*time.Second))
+	second.signal(t, syscall.SIGTERM)
+	require.NoError(t, second.wait(t, 30*time.Second))
+	require.NotContains(t, second.logs.String(), "scheduled audit done", "the period's audit ran on the first worker already")
+	require.NotContains(t, second.logs.String(), "scheduled audit found")
+
+	noDSN := slices.DeleteFunc(slices.Clone(list), func(s string) bool { return strings.HasPrefix(s, envAuditDSN+"=") })
+	off := startProc(t, bin, noDSN, "worker")
+	waitLog(t, off, "scheduled audits off")
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,11 @@ type workerOpts struct {
 	maxRescues       int
 	rescue           bool
 
+	// auditDSN (--audit-source-dsn or env INVALIDATOR_AUDIT_DSN) is the
+	// PostgreSQL the scheduled audits read; without it they are off.
+	auditDSN  string
+	auditRate float64
+
 	// relay runs an outbox relay in the worker when its dsn (--outbox-dsn
 	// or env INVALIDATOR_OUTBOX_DSN) is set.
 	relay relayFlags
@@ -64,6 +70,8 @@ func (o *workerOpts) validate() error {
 		return usagef("--heartbeat-timeout must not be negative, got %s", o.heartbeatTimeout)
 	case o.heartbeatTimeout != 0 && o.heartbeatTimeout < 2*o.heartbeat:
 		return usagef("--heartbeat-timeout must be at least twice --heartbeat-interval (%s), got %s", o.heartbeat, o.heartbeatTimeout)
+	case o.auditRate < 0 || math.IsNaN(o.auditRate) || math.IsInf(o.auditRate, 0):
+		return usagef("--audit-rate must be a number of keys/s, 0 or more (0: the auditor's default, 5000), got %g", o.auditRate)
 	case o.maxRescues < 1:
 		return usagef("--max-rescues must be at least 1, got %d", o.maxRescues)
 	}
@@ -92,7 +100,13 @@ change to the classes' queues or weights, which needs a restart.
 
 --outbox-dsn (or env INVALIDATOR_OUTBOX_DSN) also runs an outbox relay in
 this process (see invalidator relay), sharing its metrics and /readyz: one
-process for a small deployment. Its --outbox-* flags are the relay's.`,
+process for a small deployment. Its --outbox-* flags are the relay's.
+
+--audit-source-dsn (or env INVALIDATOR_AUDIT_DSN) turns on scheduled
+audits: each family whose policy sets audit_every (and has an audit section)
+is audited against PostgreSQL once per period across the whole fleet, by
+whichever worker claims the period first (see invalidator audit). Without it,
+this worker runs no audits.`,
 		Example: `  invalidator worker --redis redis://127.0.0.1:6379 --policy examples/policy.yaml
   invalidator worker --redis redis://queue:6379 --cache-redis redis+cluster://cache-1:6379,cache-2:6379`,
 		Args: noArgs,
@@ -166,7 +180,14 @@ process for a small deployment. Its --outbox-* flags are the relay's.`,
 				a.log.Info("metrics server started", "addr", bound)
 				fmt.Fprintf(cmd.ErrOrStderr(), "worker: metrics on http://%s/metrics, health on /healthz and /readyz\n", bound)
 			}
-			w, err := worker.New(worker.Config{
+			var auditDB *pgxpool.Pool
+			if dsn := a.env(o.auditDSN, envAuditDSN, ""); dsn != "" {
+				if auditDB, err = a.openOutboxDB(ctx, dsn); err != nil {
+					return err
+				}
+				defer auditDB.Close()
+			}
+			cfg := worker.Config{
 				Queue:              queue,
 				Cache:              cache,
 				Policy:             policy,
@@ -182,7 +203,13 @@ process for a small deployment. Its --outbox-* flags are the relay's.`,
 				HeartbeatTimeout:   o.heartbeatTimeout,
 				MaxRescues:         o.maxRescues,
 				NoRescue:           !o.rescue,
-			})
+				AuditRate:          o.auditRate,
+			}
+			if auditDB != nil {
+				// Not a nil *pgxpool.Pool in the interface: no source.
+				cfg.AuditSource = auditDB
+			}
+			w, err := worker.New(cfg)
 			if err != nil {
 				return err
 			}
@@ -224,6 +251,8 @@ process for a small deployment. Its --outbox-* flags are the relay's.`,
 	f.IntVar(&o.maxRescues, "max-rescues", worker.DefaultMaxRescues, "rescues of one task before it is left to asynq's lease recovery (a task that keeps killing workers)")
 	f.BoolVar(&o.rescue, "rescue", true, "let this worker take the rescuer role (--rescue=false: never; it still sends heartbeats)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve /metrics, /healthz and /readyz on (env "+envMetricsAddr+"; default off)")
+	f.StringVar(&o.auditDSN, "audit-source-dsn", "", "PostgreSQL DSN the scheduled audits (policy audit_every) read (env "+envAuditDSN+"; put a password there, not on the command line; default off)")
+	f.Float64Var(&o.auditRate, "audit-rate", 0, "max cache keys/s the scheduled audits of this worker touch (0: the auditor's default, 5000)")
 	o.relay.register(f, outboxFlagPrefix)
 	return cmd
 }

@@ -254,7 +254,9 @@ func (co *coalescer) detachLocked(key batchKey, b *batch) {
 func (co *coalescer) flush(key batchKey, b *batch) {
 	defer co.flushes.Done() // last: the next batch's Add happens before it
 	b.id, b.err = co.send(b)
-	close(b.done)
+	// The callers are told last: a caller that calls again at once must
+	// find this flush no longer in flight, or it would pay a window alone.
+	defer close(b.done)
 
 	co.mu.Lock()
 	defer co.mu.Unlock()

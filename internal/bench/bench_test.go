@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/bench"
@@ -33,9 +34,18 @@ func requireSane(t *testing.T, r *bench.Result, scenario string, keys int64) {
 	}
 }
 
+// keyspaceClient returns a client of a redis-server of the test's own: the
+// lag scenarios switch keyspace notifications on and back off with CONFIG
+// SET, a server-wide setting that two scenarios sharing a server would
+// switch off under each other.
+func keyspaceClient(t *testing.T) *redis.Client {
+	t.Helper()
+	return redistest.StartServer(t).NewClient() // closed at cleanup
+}
+
 func TestLag(t *testing.T) {
 	t.Parallel()
-	e := bench.Env{Redis: redistest.Client(t), PollInterval: time.Millisecond}
+	e := bench.Env{Redis: keyspaceClient(t), PollInterval: time.Millisecond}
 	r, err := bench.Lag(context.Background(), e, bench.LagOptions{Rate: 400, Duration: 500 * time.Millisecond})
 	require.NoError(t, err)
 	requireSane(t, r, "lag", 200)
@@ -74,7 +84,7 @@ func TestFamily(t *testing.T) {
 func TestOutbox(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	rdb := redistest.Client(t)
+	rdb := keyspaceClient(t)
 	ctx := context.Background()
 	r, err := bench.Outbox(ctx, bench.Env{Redis: rdb}, bench.OutboxOptions{
 		DB: db.Pool, Tx: 60, Rounds: 3, LagRate: 200, LagDuration: 500 * time.Millisecond, RelayRows: 2000})

@@ -128,7 +128,10 @@ func TestAudit_SampleCapsTheKeysCompared(t *testing.T) {
 	a := newAuditor(t, rdb, audit.Config{Sample: 50, ScanCount: 10})
 	rep, err := a.Audit(t.Context(), audit.Check{Family: fam, Source: src})
 	require.NoError(t, err)
-	require.Equal(t, 50, rep.Sampled)
+	// plant adds a lease marker and a negative entry among the family's
+	// keys: one the sample takes is skipped, not compared.
+	require.Equal(t, 50, rep.Sampled+rep.Skipped)
+	require.LessOrEqual(t, rep.Skipped, 2)
 }
 
 func TestAudit_NoInconsistencyGivesALowerBoundOfNines(t *testing.T) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,16 +122,7 @@ func slotGroups(keys []string, cluster bool) [][]string {
 	if !cluster {
 		return [][]string{keys}
 	}
-	bySlot := make(map[int][]string)
-	for _, k := range keys {
-		s := slot.Of(k)
-		bySlot[s] = append(bySlot[s], k)
-	}
-	groups := make([][]string, 0, len(bySlot))
-	for _, s := range slices.Sorted(maps.Keys(bySlot)) {
-		groups = append(groups, bySlot[s])
-	}
-	return groups
+	return slot.Group(keys, func(k string) string { return k })
 }
 
 // inlineKeys returns the keys an event's actions delete that the worker

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -198,28 +197,19 @@ func unlinkCommands(batch []*deleteRequest, cluster bool, chunk int) (cmds [][]s
 		owner int
 	}
 	var groups [][]owned
+	n := 0
+	for _, r := range batch {
+		n += len(r.keys)
+	}
+	all := make([]owned, 0, n)
+	for i, r := range batch {
+		for _, k := range r.keys {
+			all = append(all, owned{k, i})
+		}
+	}
 	if cluster {
-		bySlot := make(map[int][]owned)
-		for i, r := range batch {
-			for _, k := range r.keys {
-				s := slot.Of(k)
-				bySlot[s] = append(bySlot[s], owned{k, i})
-			}
-		}
-		for _, s := range slices.Sorted(maps.Keys(bySlot)) {
-			groups = append(groups, bySlot[s])
-		}
+		groups = slot.Group(all, func(o owned) string { return o.key })
 	} else {
-		n := 0
-		for _, r := range batch {
-			n += len(r.keys)
-		}
-		all := make([]owned, 0, n)
-		for i, r := range batch {
-			for _, k := range r.keys {
-				all = append(all, owned{k, i})
-			}
-		}
 		groups = [][]owned{all}
 	}
 	for _, g := range groups {

@@ -1,5 +1,10 @@
 package slot
 
+import (
+	"maps"
+	"slices"
+)
+
 // Count is the number of hash slots in a Redis Cluster.
 const Count = 16384
 
@@ -49,4 +54,21 @@ func crc16(s string) uint16 {
 		}
 	}
 	return crc
+}
+
+// Group splits items into groups whose keys share a hash slot, in slot
+// order, keeping the items' order within a group: a multi-key command
+// (UNLINK) on Redis Cluster must stay inside one slot. It is the one place
+// the worker's batches and the producer's inline deletes group keys.
+func Group[T any](items []T, key func(T) string) [][]T {
+	bySlot := make(map[int][]T)
+	for _, it := range items {
+		s := Of(key(it))
+		bySlot[s] = append(bySlot[s], it)
+	}
+	groups := make([][]T, 0, len(bySlot))
+	for _, s := range slices.Sorted(maps.Keys(bySlot)) {
+		groups = append(groups, bySlot[s])
+	}
+	return groups
 }

@@ -94,3 +94,31 @@ func BenchmarkOf(b *testing.B) {
 		_ = Of(key)
 	}
 }
+
+func TestGroupKeepsEachSlotTogetherInOrder(t *testing.T) {
+	keys := []string{"{a}:1", "{b}:1", "{a}:2", "x", "{b}:2", "{a}:3"}
+	groups := Group(keys, func(k string) string { return k })
+	seen := 0
+	last := -1
+	for _, g := range groups {
+		s := Of(g[0])
+		if s <= last {
+			t.Fatalf("groups not in slot order: %v", groups)
+		}
+		last = s
+		for _, k := range g {
+			if Of(k) != s {
+				t.Fatalf("group %v mixes slots", g)
+			}
+		}
+		seen += len(g)
+	}
+	if seen != len(keys) {
+		t.Fatalf("grouped %d of %d keys: %v", seen, len(keys), groups)
+	}
+	for _, g := range groups {
+		if g[0] == "{a}:1" && (len(g) != 3 || g[1] != "{a}:2" || g[2] != "{a}:3") {
+			t.Fatalf("order within a slot not kept: %v", g)
+		}
+	}
+}

@@ -201,5 +201,8 @@ func (b *Builder) message(t tasks.Task, class *keyspec.Class) (Message, error) {
 	}
 	m := Message{Kind: t.Kind(), Payload: payload, Queue: class.Queue, MaxRetry: class.MaxRetry, Timeout: class.Timeout}
 	b.opts.apply(&m)
+	// A sharded class's queue (its own or an override naming it) becomes
+	// the shard the task's shard key picks; a shard named outright stays.
+	m.Queue = b.policy.QueueFor(m.Queue, tasks.ShardKey(t))
 	return m, nil
 }

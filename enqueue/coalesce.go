@@ -96,6 +96,7 @@ type coalescer struct {
 // every Client sharing a coalescer.
 type batchKey struct {
 	queue       string
+	shard       string // the queue the batch goes to; differs between shards of a class
 	maxRetry    int
 	hasMaxRetry bool
 	timeout     time.Duration
@@ -175,7 +176,14 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 // the next, and a batch that keys fill is flushed at once too.
 func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size int, at time.Time) (*batch, error) {
 	o := c.b.opts
-	key := batchKey{queue: o.queue, timeout: o.timeout}
+	// Each shard of a sharded class gathers its own batches, so a batch's
+	// first key picks the queue of every key in it, and the shards' flushes
+	// run side by side.
+	queue := o.queue
+	if queue == "" {
+		queue = class.Queue
+	}
+	key := batchKey{queue: o.queue, shard: c.b.policy.QueueFor(queue, keys[0]), timeout: o.timeout}
 	if o.maxRetry != nil {
 		key.maxRetry, key.hasMaxRetry = *o.maxRetry, true
 	}

@@ -26,7 +26,7 @@ const standardClassName = "standard"
 // them; they are listed in "unknown field" errors.
 var (
 	topFields          = []string{"version", "default_class", "classes", "families", "events"}
-	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample"}
+	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample", "shards"}
 	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit", "audit_every", "audit_sample"}
 	auditFields        = []string{"query", "compare", "fields", "recheck_after"}
 	paramFields        = []string{"match"}
@@ -106,6 +106,11 @@ func (d *decoder) decode(data []byte) *Policy {
 		d.errorf(root, "classes", "at least one class is required, e.g. \"classes: {standard: {ttl: 10m}}\"")
 	}
 	d.defaultClass(p, root, top)
+	if e, ok := top["classes"]; ok {
+		for _, msg := range checkShards(p) {
+			d.errorf(e.key, "classes", "%s", msg)
+		}
+	}
 
 	if e, ok := top["families"]; ok {
 		if n := resolve(e.val); !isNull(n) {
@@ -233,6 +238,12 @@ func (d *decoder) class(p *Policy, ce entry) {
 	d.optInt(fs, path, "weight", &c.Weight, func(n int) string {
 		if n < 1 || n > 1000 {
 			return fmt.Sprintf("weight %d is out of range; use 1 to 1000 (a queue's share of polls is its weight over the sum)", n)
+		}
+		return ""
+	})
+	d.optInt(fs, path, "shards", &c.Shards, func(n int) string {
+		if n < 1 || n > MaxShards {
+			return fmt.Sprintf("shards %d is out of range; use 1 to %d (one per cluster master is the useful most)", n, MaxShards)
 		}
 		return ""
 	})

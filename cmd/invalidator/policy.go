@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/slot"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -62,6 +63,9 @@ warnings, with --strict).`,
 			}
 			if err != nil {
 				return err
+			}
+			for _, line := range shardLines(p) {
+				fmt.Fprintln(out, line)
 			}
 			warns := p.Warnings()
 			for _, w := range warns {
@@ -143,11 +147,36 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		if name == p.DefaultClass {
 			def = " (default)"
 		}
+		queue := md(c.Queue)
+		if c.Shards > 1 {
+			queue = fmt.Sprintf("%s, %d shards: %s", queue, c.Shards, md(strings.Join(c.Queues(), ", ")))
+		}
 		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
-			md(c.Queue), c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
+			queue, c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// shardLines describes each sharded class for lint: its shard queues with
+// their hash slots and the weight each gets, so an operator can check
+// where they land on the cluster.
+func shardLines(p *keyspec.Policy) []string {
+	var lines []string
+	weights := p.QueueWeights()
+	for _, name := range p.ClassNames() {
+		c := p.Classes[name]
+		if c.Shards <= 1 {
+			continue
+		}
+		parts := make([]string, 0, c.Shards)
+		for _, q := range c.Queues() {
+			parts = append(parts, fmt.Sprintf("%s (slot %d, weight %d)", q, slot.Of(q), weights[q]))
+		}
+		lines = append(lines, fmt.Sprintf("class %s: %d shards of queue %s (weight %d, kept for tasks queued before the shards): %s",
+			name, c.Shards, c.Queue, weights[c.Queue], strings.Join(parts, ", ")))
+	}
+	return lines
 }
 
 // invalidationText says what one invalidation of an event does:

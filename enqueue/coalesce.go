@@ -96,7 +96,6 @@ type coalescer struct {
 // every Client sharing a coalescer.
 type batchKey struct {
 	queue       string
-	shard       string // the queue the batch goes to; differs between shards of a class
 	maxRetry    int
 	hasMaxRetry bool
 	timeout     time.Duration
@@ -176,14 +175,11 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 // the next, and a batch that keys fill is flushed at once too.
 func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size int, at time.Time) (*batch, error) {
 	o := c.b.opts
-	// Each shard of a sharded class gathers its own batches, so a batch's
-	// first key picks the queue of every key in it, and the shards' flushes
-	// run side by side.
-	queue := o.queue
-	if queue == "" {
-		queue = class.Queue
-	}
-	key := batchKey{queue: o.queue, shard: c.b.policy.QueueFor(queue, keys[0]), timeout: o.timeout}
+	// The shards of a sharded class share batches: a batch goes to the
+	// shard of its first key (Builder.message). Batches per shard would be
+	// smaller by the shard count, and cost the queue as many more tasks;
+	// deletes commute, so the other keys need no shard of their own.
+	key := batchKey{queue: o.queue, timeout: o.timeout}
 	if o.maxRetry != nil {
 		key.maxRetry, key.hasMaxRetry = *o.maxRetry, true
 	}

@@ -71,6 +71,8 @@ type Class struct {
 	// class's weight split evenly across them. 1 to MaxShards; default 1
 	// (0 counts as 1).
 	Shards int
+	// shards caches the shard queue names (see Class.shardNames).
+	shards shardCache
 	// AuditEvery is how often the worker fleet audits each family of the
 	// class that has an audit section and sets no audit_every of its own.
 	// At least MinAuditEvery; 0 (the default) means no scheduled audit.

@@ -111,6 +111,7 @@ func (d *decoder) decode(data []byte) *Policy {
 			d.errorf(e.key, "classes", "%s", msg)
 		}
 	}
+	cacheShards(p)
 
 	if e, ok := top["families"]; ok {
 		if n := resolve(e.val); !isNull(n) {

@@ -61,7 +61,39 @@ func shardQueue(queue string, i, n int) string {
 
 // Queues returns the queues of the class's tasks: its Queue, or its shard
 // queues when Shards > 1.
-func (c *Class) Queues() []string { return ShardQueues(c.Queue, c.Shards) }
+func (c *Class) Queues() []string { return slices.Clone(c.shardNames()) }
+
+// shardNames returns the shard queue names, from the names a policy file's
+// decoder stored (see shardCache) when they are still those of Queue and
+// Shards, else computed: finding a name takes a few CRCs per try, too many
+// to pay on every enqueue.
+func (c *Class) shardNames() []string {
+	if c.Shards <= 1 {
+		return []string{c.Queue}
+	}
+	if c.shards.queue == c.Queue && len(c.shards.names) == c.Shards {
+		return c.shards.names
+	}
+	return ShardQueues(c.Queue, c.Shards)
+}
+
+// shardCache holds a class's shard queue names, computed once when its
+// policy is decoded and read-only after: a validated Policy is shared by
+// goroutines.
+type shardCache struct {
+	queue string   // the Queue the names belong to
+	names []string // ShardQueues(queue, Shards)
+}
+
+// cacheShards stores each class's shard names; the decoder calls it once,
+// before the policy is returned.
+func cacheShards(p *Policy) {
+	for _, c := range p.Classes {
+		if c.Shards > 1 { // one queue needs no search
+			c.shards = shardCache{queue: c.Queue, names: ShardQueues(c.Queue, c.Shards)}
+		}
+	}
+}
 
 // QueueFor returns the queue of a task of the class whose shard key is
 // shardKey: Queue, or for a sharded class the shard that the hash slot of
@@ -72,7 +104,7 @@ func (c *Class) QueueFor(shardKey string) string {
 	if c.Shards <= 1 {
 		return c.Queue
 	}
-	return shardQueue(c.Queue, slot.Of(shardKey)%c.Shards, c.Shards)
+	return c.shardNames()[slot.Of(shardKey)%c.Shards]
 }
 
 // QueueFor returns the queue a task with shardKey goes to when it is sent to
@@ -80,8 +112,10 @@ func (c *Class) QueueFor(shardKey string) string {
 // shardKey (see Class.QueueFor), else queue itself. This is what a queue
 // override (enqueue.Queue) resolves through.
 func (p *Policy) QueueFor(queue, shardKey string) string {
-	for _, name := range p.ClassNames() {
-		if c := p.Classes[name]; c.Queue == queue && c.Shards > 1 {
+	// Classes sharing a queue have the same shards (checkShards), so any
+	// of them answers.
+	for _, c := range p.Classes {
+		if c.Queue == queue && c.Shards > 1 {
 			return c.QueueFor(shardKey)
 		}
 	}

@@ -16,10 +16,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/keyspec"
 )
 
 type benchOpts struct {
 	workers      int
+	shards       int
 	pollInterval time.Duration
 	asJSON       bool
 	cpuProfile   string
@@ -35,11 +37,14 @@ measured in the same run: raw pipelined multi-key UNLINK (the physical limit),
 one DEL per round trip, and plain asynq with one task per key and default
 settings. The worker runs in this process, or as --workers processes.
 
-Use a throwaway standalone Redis: the scenarios write and delete keys under
-"bench:<run>:" and use queues named invalidator-bench*.`,
+Use a throwaway Redis, standalone or a Redis Cluster (redis+cluster://; the
+CPU figure then sums the masters): the scenarios write and delete keys under
+"bench:<run>:" and use queues named invalidator-bench*, which they delete at
+the end. --shards N spreads the bench class over N shard queues.`,
 	}
 	f := cmd.PersistentFlags()
 	f.IntVar(&o.workers, "workers", 0, "run N worker processes instead of one in-process worker")
+	f.IntVar(&o.shards, "shards", 1, fmt.Sprintf("split the bench class's queue into N shard queues (1 to %d), as a policy's shards: N does", keyspec.MaxShards))
 	f.DurationVar(&o.pollInterval, "poll-interval", 0, "worker poll interval (default: the worker's default)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (producers, in-process worker, baselines) to FILE")
@@ -214,6 +219,8 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 		switch {
 		case o.workers < 0:
 			return usagef("--workers must be 0 (one in-process worker) or more, got %d", o.workers)
+		case o.shards < 1 || o.shards > keyspec.MaxShards:
+			return usagef("--shards must be 1 to %d, got %d", keyspec.MaxShards, o.shards)
 		case o.pollInterval < 0:
 			return usagef("--poll-interval must be 0 (the worker's default) or more, got %s", o.pollInterval)
 		}
@@ -226,7 +233,7 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 			return err
 		}
 		defer rdb.Close()
-		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers,
+		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers, Shards: o.shards,
 			PollInterval: o.pollInterval, Progress: cmd.ErrOrStderr()}
 		if o.cpuProfile != "" {
 			f, err := os.Create(o.cpuProfile)

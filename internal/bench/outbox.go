@@ -135,7 +135,7 @@ func Outbox(ctx context.Context, e Env, o OutboxOptions) (*Result, error) {
 	if e.PollInterval == 0 {
 		e.PollInterval = DefaultOutboxPollInterval
 	}
-	p, err := policy()
+	p, err := e.policy()
 	if err != nil {
 		return nil, err
 	}

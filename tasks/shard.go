@@ -3,6 +3,7 @@ package tasks
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -12,7 +13,8 @@ import (
 // event name with its attributes for an Event. So one entity's tasks of one
 // kind land in one shard, in order, and producers and workers (which
 // enqueue second deletes and an event's pattern deletes) agree on it.
-// The parameters are joined in name order with bytes that no name holds.
+// The parameters are joined in name order, each value length-prefixed, since
+// a value may hold any byte.
 func ShardKey(t Task) string {
 	switch t := t.(type) {
 	case DeleteKeys:
@@ -36,6 +38,8 @@ func withParams(name string, params map[string]string) string {
 		b.WriteString("\x00")
 		b.WriteString(k)
 		b.WriteString("=")
+		b.WriteString(strconv.Itoa(len(params[k])))
+		b.WriteString(":")
 		b.WriteString(params[k])
 	}
 	return b.String()

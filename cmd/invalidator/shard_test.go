@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
@@ -229,6 +231,36 @@ func testShardedClass(t *testing.T, s *shardStack, rdb redis.UniversalClient, p 
 			require.Equal(t, s.class.Queues()[i], got[id], "dead list shows task %s on its shard", id)
 		}
 		require.Equal(t, 3, countKeys(t, rdb, keys))
+
+		// The exporter's gauges, per shard.
+		c, err := queuestats.New(queuestats.Config{Client: s.queue, Queues: s.class.Queues(), MinInterval: -1})
+		require.NoError(t, err)
+		reg := prometheus.NewRegistry()
+		require.NoError(t, reg.Register(c))
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		gauge := func(name, queue, state string) float64 {
+			for _, f := range families {
+				if f.GetName() != name {
+					continue
+				}
+				for _, m := range f.GetMetric() {
+					labels := map[string]string{}
+					for _, l := range m.GetLabel() {
+						labels[l.GetName()] = l.GetValue()
+					}
+					if labels["queue"] == queue && (state == "" || labels["state"] == state) {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+			t.Fatalf("no %s{queue=%q,state=%q}", name, queue, state)
+			return 0
+		}
+		for _, q := range s.class.Queues() {
+			require.Equal(t, 1.0, gauge("invalidator_queue_tasks", q, "archived"), q)
+			require.Equal(t, 1.0, gauge("invalidator_dead_letter_recorded_tasks", q, ""), q)
+		}
 
 		require.Contains(t, s.run(t, "dead", "retry", "--all"), "3 tasks put back to run")
 		require.Eventually(t, func() bool { return countKeys(t, rdb, keys) == 0 }, 15*time.Second, 5*time.Millisecond)

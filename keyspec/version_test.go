@@ -227,3 +227,33 @@ func TestVersionKeyPatternAndParse(t *testing.T) {
 	_, err = del.ParseVersionKey("{product:1}#ver")
 	require.ErrorIs(t, err, ErrNotVersioned)
 }
+
+// Keys come from a cache's SCAN: whatever parses as a version key renders
+// back to the very same key, tagged or not.
+func FuzzParseVersionKey(f *testing.F) {
+	tagged, err := NewFamily("f", "a:{x}:b:{y}", FamilyOptions{HashTag: "y", Strategy: StrategyVersion})
+	if err != nil {
+		f.Fatal(err)
+	}
+	untagged, err := NewFamily("g", "c:{x}", FamilyOptions{Strategy: StrategyVersion})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("a:1:b:{2}#ver")
+	f.Add("{c:1}#ver")
+	f.Add("{c:}#ver")
+	f.Add("{c:{1}}#ver")
+	f.Add("a:1:b:{2}#v7")
+	f.Fuzz(func(t *testing.T, key string) {
+		for _, fam := range []*Family{tagged, untagged} {
+			params, err := fam.ParseVersionKey(key)
+			if err != nil {
+				continue
+			}
+			back, err := fam.VersionKey(params)
+			if err != nil || back != key {
+				t.Fatalf("%s: ParseVersionKey(%q) = %v, which renders %q, %v", fam.Name, key, params, back, err)
+			}
+		}
+	})
+}

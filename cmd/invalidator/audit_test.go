@@ -156,6 +156,7 @@ func TestAuditUsageAndConnectionErrors(t *testing.T) {
 		{"no audit section", nil, []string{"--family", "plain"}, exitUsage, `family "plain" declares no audit section`},
 		{"unknown family", nil, []string{"--family", "nope"}, exitUsage, `unknown family "nope"`},
 		{"bad sample", nil, []string{"--sample", "0"}, exitUsage, "--sample 0 must be at least 1"},
+		{"bad scan budget", nil, []string{"--scan-budget", "-1"}, exitUsage, "--scan-budget -1 must not be negative"},
 		{"no dsn", map[string]string{envAuditDSN: ""}, nil, exitUsage, envAuditDSN},
 		{"bad dsn", map[string]string{envAuditDSN: "postgres://app:" + secret + "@[::1/shop"}, nil, exitUsage, "PostgreSQL DSN does not parse"},
 		{"no database", map[string]string{envAuditDSN: strings.Replace(pg.DSN, "/"+pg.Name, "/"+pg.Name+"_missing", 1)}, nil, exitUsage, "does not exist"},

@@ -3,6 +3,7 @@ package enqueue
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -735,4 +736,43 @@ func assertNoError(t *testing.T, err error) bool {
 		return false
 	}
 	return true
+}
+
+// goroutineID returns the calling goroutine's number, from the first line
+// of its stack trace ("goroutine 42 [running]:"). Tests only.
+func goroutineID(t *testing.T) string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(string(buf))
+	require.GreaterOrEqual(t, len(f), 2)
+	return f[1]
+}
+
+// The batch that gathered behind a flush is enqueued by the goroutine that
+// ran that flush: under load, a new goroutine per batch cost a spawn and a
+// stack growth through go-redis on the critical path of every round trip.
+func TestCoalesceNextBatchIsFlushedByTheSameGoroutine(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	var mu sync.Mutex
+	var ids []string
+	send := b.client.co.send
+	b.client.co.send = func(bt *batch) (string, error) {
+		mu.Lock()
+		ids = append(ids, goroutineID(t))
+		mu.Unlock()
+		return send(bt)
+	}
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "lead")
+	behind := call(context.Background(), b.client, "behind")
+	b.waitPending(t, 1)
+	close(held.release)
+	close(g.next(t).release)
+	require.NoError(t, await(t, lead).err)
+	require.NoError(t, await(t, behind).err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, ids, 2)
+	require.Equal(t, ids[0], ids[1], "the batch behind a flush is sent by the flush's goroutine")
 }

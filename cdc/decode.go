@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -96,6 +97,9 @@ func (d *decoder) decode(data []byte) (c change, err error) {
 			c, err = change{}, fmt.Errorf("malformed pgoutput message of type %q: %v", data[0], r)
 		}
 	}()
+	if err := checkLengths(data); err != nil {
+		return c, err
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return c, fmt.Errorf("parse pgoutput message of type %q: %w", data[0], err)
@@ -267,4 +271,59 @@ func (d *decoder) publish(rel *relation, tuple, fallback *pglogrepl.TupleData) (
 		}
 	}
 	return &publication{event: t.Event, attrs: attrs}, nil
+}
+
+// checkLengths checks that every column length of a row change message
+// fits the message. pglogrepl allocates a column's stated length before it
+// looks at the bytes, so a corrupt length of 4 GB would take 4 GB.
+func checkLengths(data []byte) error {
+	switch data[0] {
+	case 'I', 'U', 'D':
+	case 'T':
+		// Count, options, then a relation id per count.
+		if len(data) < 6 || uint64(binary.BigEndian.Uint32(data[1:]))*4 > uint64(len(data)-6) {
+			return errors.New("truncate message: relation count beyond the message")
+		}
+		return nil
+	default:
+		return nil
+	}
+	b := data[1:]
+	if len(b) < 4 {
+		return fmt.Errorf("truncated %q message", data[0])
+	}
+	b = b[4:]
+	for len(b) > 0 {
+		switch b[0] {
+		case 'N', 'K', 'O':
+		default:
+			return fmt.Errorf("unknown tuple tag %q in a %q message", b[0], data[0])
+		}
+		b = b[1:]
+		if len(b) < 2 {
+			return fmt.Errorf("truncated tuple in a %q message", data[0])
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		for range n {
+			if len(b) < 1 {
+				return fmt.Errorf("truncated tuple in a %q message", data[0])
+			}
+			kind := b[0]
+			b = b[1:]
+			if kind != 't' && kind != 'b' {
+				continue
+			}
+			if len(b) < 4 {
+				return fmt.Errorf("truncated column in a %q message", data[0])
+			}
+			l := binary.BigEndian.Uint32(b)
+			b = b[4:]
+			if uint64(l) > uint64(len(b)) {
+				return fmt.Errorf("column of %d bytes in the %d left of a %q message", l, len(b), data[0])
+			}
+			b = b[l:]
+		}
+	}
+	return nil
 }

@@ -61,9 +61,8 @@ func newRig(t *testing.T) *rig {
 func newRigOn(t *testing.T, db *pgtest.DB) *rig {
 	t.Helper()
 	ctx := t.Context()
-	policy, err := keyspec.Parse("policy.yaml", []byte(testPolicy))
-	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, testSchema)
+	policy := policy(t)
+	_, err := db.Pool.Exec(ctx, testSchema)
 	require.NoError(t, err)
 	conn, err := db.Pool.Acquire(ctx)
 	require.NoError(t, err)
@@ -178,4 +177,13 @@ func (r *rig) clearQueue(t *testing.T) {
 	if err != nil {
 		require.ErrorIs(t, err, asynq.ErrQueueNotFound)
 	}
+}
+
+func policy(t *testing.T) *keyspec.Policy { return policyF(t) }
+
+func policyF(t testing.TB) *keyspec.Policy {
+	t.Helper()
+	p, err := keyspec.Parse("policy.yaml", []byte(testPolicy))
+	require.NoError(t, err)
+	return p
 }

@@ -47,9 +47,9 @@ func tuple(vals ...string) []byte {
 // must carry exactly the event's attributes, none empty.
 func FuzzDecode(f *testing.F) {
 	rel := relationMsg(7, 'f', "id", "product_id", "currency")
-	insert := append(append([]byte{'I', 0, 0, 0, 7, 'N'}), tuple("1", "7", "EUR")...)
-	update := append(append(append(append([]byte{'U', 0, 0, 0, 7, 'O'}), tuple("1", "7", "EUR")...), 'N'), tuple("1", "8", "EUR")...)
-	del := append(append([]byte{'D', 0, 0, 0, 7, 'O'}), tuple("1", "7", "")...)
+	insert := append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple("1", "7", "EUR")...)
+	update := append(append(append([]byte{'U', 0, 0, 0, 7, 'O'}, tuple("1", "7", "EUR")...), 'N'), tuple("1", "8", "EUR")...)
+	del := append([]byte{'D', 0, 0, 0, 7, 'O'}, tuple("1", "7", "")...)
 	for _, seed := range [][]byte{insert, update, del, {'T', 0, 0, 0, 1, 0, 0, 0, 0, 7}, {'B'}, {'C', 0}, {}, {'I'}, {'R', 0}} {
 		f.Add(seed)
 	}
@@ -78,7 +78,7 @@ func TestDecodeUpdateThatMoves(t *testing.T) {
 	d := cdc.NewDecoder(policy(t))
 	_, _, err := d.Decode(relationMsg(7, 'f', "id", "product_id", "currency"))
 	require.NoError(t, err)
-	update := append(append(append(append([]byte{'U', 0, 0, 0, 7, 'O'}), tuple("1", "7", "EUR")...), 'N'), tuple("1", "8", "EUR")...)
+	update := append(append(append([]byte{'U', 0, 0, 0, 7, 'O'}, tuple("1", "7", "EUR")...), 'N'), tuple("1", "8", "EUR")...)
 	events, attrs, err := d.Decode(update)
 	require.NoError(t, err)
 	require.Equal(t, []string{"price.changed", "price.changed"}, events)

@@ -141,6 +141,12 @@ func (r *rig) keys(t *testing.T) map[string]int {
 		for _, ti := range infos {
 			task, err := tasks.Unmarshal(ti.Type, ti.Payload)
 			require.NoError(t, err)
+			if dk, ok := task.(tasks.DeleteKeys); ok {
+				for _, k := range dk.Keys {
+					keys[k]++
+				}
+				continue
+			}
 			ev, ok := task.(tasks.Event)
 			require.True(t, ok, "a %s task", ti.Type)
 			actions, refused, err := r.policy.Resolve(ev.Name, ev.Attrs)

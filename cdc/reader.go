@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/invalidator/invalidator/enqueue"
@@ -22,6 +23,10 @@ import (
 // for progress (keepalives that ask, and the idle interval, are answered at
 // once): at 1000 transactions a second one a transaction would be wasted.
 const statusMinGap = 20 * time.Millisecond
+
+// maxHoldFactor bounds how long events of committed transactions are held
+// while the stream keeps coming: maxHoldFactor FlushWaits.
+const maxHoldFactor = 10
 
 // errSlotBusy means another process reads the slot: this one is a standby.
 var errSlotBusy = errors.New("replication slot is in use by another process")
@@ -38,6 +43,8 @@ type Reader struct {
 	// hook, when set (tests), runs after each enqueue of pending events
 	// with the number enqueued and the peak of events held so far.
 	hook atomic.Pointer[func(enqueued, peak int)]
+	// published counts the events enqueued (see Published).
+	published atomic.Int64
 
 	mu      sync.Mutex
 	running bool   // guarded by mu
@@ -178,6 +185,10 @@ func (r *Reader) Ready(context.Context) error {
 	return errors.New("cdc reader: connecting")
 }
 
+// Published returns the events this Reader has enqueued since it was made
+// (each event and values once per batch).
+func (r *Reader) Published() int64 { return r.published.Load() }
+
 // Active reports whether this reader holds the slot now.
 func (r *Reader) Active() bool {
 	r.mu.Lock()
@@ -192,6 +203,15 @@ func (r *Reader) replicationConfig() (*pgconn.Config, error) {
 		return nil, fmt.Errorf("%w: the DSN does not parse", ErrConfig)
 	}
 	cfg.RuntimeParams["replication"] = "database"
+	// The stream is read with a deadline of FlushWait whenever events are
+	// held. pgconn's default answer to an expired context is a cancel
+	// request over a new connection and a deadline a second later: every
+	// pause in the stream would cost a second. A read deadline on the
+	// socket ends the read at once, and a timed-out read leaves the
+	// connection usable.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
 	return cfg, nil
 }
 
@@ -294,12 +314,26 @@ type streamState struct {
 	// safe once the events held are enqueued.
 	end  pglogrepl.LSN
 	peak int
+	// heldSince is when the oldest event held was read.
+	heldSince time.Time
 }
 
 // stream reads the replication stream of conn until it fails or ctx ends.
 func (r *Reader) stream(ctx context.Context, conn *pgconn.PgConn, confirmed pglogrepl.LSN) error {
 	st := &streamState{dec: newDecoder(r.cfg.Policy), seen: map[string]struct{}{}, lastStatus: time.Now(),
 		safe: confirmed, sent: confirmed, end: confirmed}
+	defer func() {
+		// Stopping: enqueue and confirm what is complete, so the next
+		// reader does not read it again (it would be harmless, but late).
+		if ctx.Err() == nil || st.inTx {
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if r.flush(sctx, st) == nil {
+			_ = r.status(sctx, conn, st, true)
+		}
+	}()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -393,7 +427,9 @@ func (r *Reader) apply(ctx context.Context, conn *pgconn.PgConn, st *streamState
 			return r.status(ctx, conn, st, false)
 		}
 		st.end = c.commit.TransactionEndLSN
-		if len(st.commits) >= r.cfg.MaxPending {
+		// A stream that never pauses for FlushWait would hold events until
+		// MaxPending: past a few pauses' worth, enqueue anyway.
+		if len(st.commits) >= r.cfg.MaxPending || time.Since(st.heldSince) >= maxHoldFactor*r.cfg.FlushWait {
 			return r.flush(ctx, st)
 		}
 	case c.row:
@@ -412,6 +448,9 @@ func (r *Reader) apply(ctx context.Context, conn *pgconn.PgConn, st *streamState
 				continue
 			}
 			st.seen[id] = struct{}{}
+			if len(st.pubs) == 0 {
+				st.heldSince = time.Now()
+			}
 			st.pubs = append(st.pubs, p)
 			st.txPubs = true
 		}
@@ -435,21 +474,25 @@ func (r *Reader) flush(ctx context.Context, st *streamState) error {
 		return nil
 	}
 	msgs := make([]enqueue.Message, 0, len(st.pubs))
+	published := 0
 	events := map[string]int{}
 	for _, p := range st.pubs {
-		m, err := r.b.Publish(p.event, p.attrs)
+		// Key deletes where the event is only that, so that Merge makes a
+		// few tasks of a batch's thousands of events.
+		ms, err := r.b.PublishBatched(p.event, p.attrs)
 		if err != nil {
 			r.cfg.Metrics.skip(skip{table: p.event, reason: skipRefused})
 			r.log.Warn("cdc: the policy refuses a row change's event; nothing to invalidate", "event", p.event, "error", err)
 			continue
 		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, ms...)
 		events[p.event]++
+		published++
 	}
 	if len(msgs) > 0 {
 		if err := r.q.EnqueueAll(ctx, enqueue.Merge(msgs)); err != nil {
 			r.cfg.Metrics.failed(stageEnqueue)
-			return fmt.Errorf("cdc: enqueue %d events (they are read again from the slot): %w", len(msgs), err)
+			return fmt.Errorf("cdc: enqueue %d events (they are read again from the slot): %w", published, err)
 		}
 	}
 	now := time.Now()
@@ -458,8 +501,9 @@ func (r *Reader) flush(ctx context.Context, st *streamState) error {
 		lags[i] = now.Sub(c).Seconds()
 	}
 	r.cfg.Metrics.flushed(events, lags)
+	r.published.Add(int64(published))
 	if f := r.hook.Load(); f != nil {
-		(*f)(len(msgs), st.peak)
+		(*f)(published, st.peak)
 	}
 	st.pubs, st.commits = st.pubs[:0], st.commits[:0]
 	clear(st.seen)

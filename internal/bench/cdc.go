@@ -172,6 +172,23 @@ func CDC(ctx context.Context, e Env, o CDCOptions) (*Result, error) {
 		return nil, err
 	}
 	stop = start(r)
+	// A new reader's walsender decodes the WAL from the slot's restart
+	// point again, the throughput phase's included, before it sends
+	// anything new: wait until a marker row arrives, so the lag phase
+	// measures the steady state, not that start.
+	if _, err := o.DB.Exec(ctx, "INSERT INTO "+table+" (grp, id, run) VALUES ('warm', 0, $1)", run); err != nil {
+		stop()
+		return nil, fmt.Errorf("bench cdc: insert: %w", err)
+	}
+	warm := time.Now()
+	for r.Published() < 1 {
+		if time.Since(warm) > 5*time.Minute {
+			stop()
+			return nil, errors.New("bench cdc: a new reader did not catch up within 5m")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	res.Params["reader_catch_up"] = time.Since(warm).Round(time.Millisecond).String()
 	lags, rate, err := rateLag(ctx, e, fmt.Sprintf("bench:%s:item:cdclag:", run), o.LagRate, o.LagDuration, func(ctx context.Context, i int) error {
 		_, err := o.DB.Exec(ctx, "INSERT INTO "+table+" (grp, id, run) VALUES ('cdclag', $1, $2)", i, run)
 		return err

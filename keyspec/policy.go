@@ -25,6 +25,10 @@ type Policy struct {
 	Families map[string]*Family
 	// Events by name.
 	Events map[string]*Event
+	// Tables maps database tables, by "schema.table", to the events their
+	// row changes publish (invalidator cdc); empty when the policy has no
+	// tables section.
+	Tables map[string]*Table
 
 	// warns are the warnings found while loading; Warnings adds those
 	// that are too costly to look for on every load.
@@ -47,6 +51,7 @@ func Default() *Policy {
 		Classes:      map[string]*Class{c.Name: c},
 		Families:     map[string]*Family{},
 		Events:       map[string]*Event{},
+		Tables:       map[string]*Table{},
 	}
 }
 

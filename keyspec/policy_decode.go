@@ -25,7 +25,7 @@ const standardClassName = "standard"
 // Field names of the policy file, in the order the file format documents
 // them; they are listed in "unknown field" errors.
 var (
-	topFields          = []string{"version", "default_class", "classes", "families", "events"}
+	topFields          = []string{"version", "default_class", "classes", "families", "events", "tables"}
 	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample", "shards"}
 	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit", "audit_every", "audit_sample"}
 	auditFields        = []string{"query", "compare", "fields", "recheck_after"}
@@ -91,7 +91,7 @@ func (d *decoder) decode(data []byte) *Policy {
 	if !ok {
 		return nil
 	}
-	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}, Events: map[string]*Event{}}
+	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}, Events: map[string]*Event{}, Tables: map[string]*Table{}}
 	d.familyAt, d.eventAt = map[string]*yaml.Node{}, map[string]*yaml.Node{}
 
 	if e, ok := top["version"]; !ok {
@@ -126,6 +126,14 @@ func (d *decoder) decode(data []byte) *Policy {
 			ents, _ := d.entries(n, "events")
 			for _, ee := range ents {
 				d.event(p, ee)
+			}
+		}
+	}
+	if e, ok := top["tables"]; ok {
+		if n := resolve(e.val); !isNull(n) {
+			ents, _ := d.entries(n, "tables")
+			for _, te := range ents {
+				d.table(p, te)
 			}
 		}
 	}

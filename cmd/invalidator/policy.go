@@ -48,7 +48,10 @@ is wrong, not just the first. Besides the syntax and every field, it finds:
 and warns about families that no event invalidates, event attributes that
 no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
-to keep a delete to its family). Exit code 1 when there are errors (or
+to keep a delete to its family). For each table of the tables section
+(invalidator cdc) it checks that the event exists and that every event
+attribute is given by a column, and notes the REPLICA IDENTITY the table
+needs for deletes. Exit code 1 when there are errors (or
 warnings, with --strict).`,
 		Example: "  invalidator policy lint examples/policy.yaml",
 		Args:    exactArgs(1),
@@ -71,6 +74,9 @@ warnings, with --strict).`,
 			warns := p.Warnings()
 			for _, w := range warns {
 				fmt.Fprintf(out, "%s (warning)\n", w.Error())
+			}
+			for _, n := range p.TableNotes() {
+				fmt.Fprintf(out, "%s (note)\n", n)
 			}
 			if strict && len(warns) > 0 {
 				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(warns))

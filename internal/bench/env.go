@@ -106,6 +106,15 @@ type Result struct {
 	// RelayInvalidationsPerS is single-key outbox rows one relay moved to
 	// the queue per second (outbox scenario).
 	RelayInvalidationsPerS float64 `json:"relay_invalidations_per_s,omitempty"`
+
+	// The cdc scenario: CDCChangesPerS is row changes per second from a
+	// reader's start to the last event task on the queue (also KeysPerSec);
+	// the Lag fields are commit -> key gone through invalidator cdc, and
+	// OutboxLag... the same through the outbox, in the same run, next to
+	// RelayInvalidationsPerS.
+	CDCChangesPerS float64 `json:"cdc_changes_per_s,omitempty"`
+	OutboxLagP50Ms float64 `json:"outbox_lag_p50_ms,omitempty"`
+	OutboxLagP99Ms float64 `json:"outbox_lag_p99_ms,omitempty"`
 }
 
 func (r *Result) ratios() {
@@ -120,7 +129,8 @@ func (r *Result) ratios() {
 const benchQueue = "invalidator-bench"
 
 // policyYAML is the built-in policy of the benchmarks: one class on its own
-// queue (in shards shards), one family for the family scenario.
+// queue (in shards shards), one family for the family scenario, and the
+// event the cdc scenario's table publishes.
 func policyYAML(shards int) string {
 	return `version: 1
 classes:
@@ -129,6 +139,10 @@ families:
   bench_item:
     template: "bench:{run}:item:{group}:{id}"
     class: bench
+events:
+  bench.row_changed:
+    attributes: [run, group, id]
+    invalidates: [bench_item]
 `
 }
 

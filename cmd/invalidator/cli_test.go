@@ -168,11 +168,11 @@ func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
 
 	r = invoke(t, env, "", "dead", "list")
 	require.Equal(t, exitOK, r.code)
-	require.Contains(t, r.stdout, ids[0])
+	require.Contains(t, r.stdout, ids[0][:shortIDLen])
 
 	r = invoke(t, env, "", "dead", "retry", ids[0])
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks put back")
+	require.Contains(t, r.stdout, "1 task put back")
 	ti, err = insp.GetTaskInfo("invalidator-standard", ids[0])
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStatePending, ti.State)
@@ -187,12 +187,12 @@ func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
 	require.Contains(t, r.stderr, "--yes")
 	r = invoke(t, env, "", "dead", "purge", "--all", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks purged")
+	require.Contains(t, r.stdout, "1 task purged")
 
 	require.NoError(t, insp.ArchiveTask("invalidator-standard", ids[0]))
 	r = invoke(t, env, "", "dead", "retry", "--all", "--queue", "invalidator-standard")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks put back")
+	require.Contains(t, r.stdout, "1 task put back")
 	r = invoke(t, env, "", "dead", "list", "--queue", "nope")
 	require.Equal(t, exitUsage, r.code)
 }

@@ -22,14 +22,14 @@ func newPolicyCmd(a *app) *cobra.Command {
 		Use:   "policy",
 		Short: "Work with the policy file (classes, key families and events)",
 	}
-	cmd.AddCommand(newPolicyLintCmd(), newPolicyDocCmd(), newPolicyExplainCmd(a))
+	cmd.AddCommand(newPolicyLintCmd(a), newPolicyDocCmd(a), newPolicyExplainCmd(a))
 	return group(cmd)
 }
 
-func newPolicyLintCmd() *cobra.Command {
-	var strict bool
+func newPolicyLintCmd(a *app) *cobra.Command {
+	var strict, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "lint FILE",
+		Use:   "lint [FILE]",
 		Short: "Check a policy file and report every problem with its line",
 		Long: `Check a policy file. Every problem is reported as FILE:LINE:COLUMN: FIELD: what
 is wrong, not just the first. Besides the syntax and every field, it finds:
@@ -47,54 +47,126 @@ and warns about families that no event invalidates, event attributes that
 no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
 to keep a delete to its family). Exit code 1 when there are errors (or
-warnings, with --strict).`,
-		Example: "  invalidator policy lint examples/policy.yaml",
-		Args:    exactArgs(1),
+warnings, with --strict).
+
+FILE defaults to --policy (env `+envPolicy+`). With --json, stdout is one
+JSON object: {"file", "ok", "errors": [...], "warnings": [...], "classes",
+"families", "events"}, each problem as {"file", "line", "column", "field",
+"message"}.`,
+		Example: `  invalidator policy lint examples/policy.yaml
+  INVALIDATOR_POLICY=examples/policy.yaml invalidator policy lint --json`,
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			p, err := keyspec.Load(args[0])
-			var verrs keyspec.ValidationErrors
-			if errors.As(err, &verrs) {
-				for _, e := range verrs {
-					fmt.Fprintln(out, e.Error())
-				}
-				return fmt.Errorf("%s: %d problems", args[0], len(verrs))
-			}
+			file, err := a.policyArg(args)
 			if err != nil {
 				return err
 			}
-			warns := p.Warnings()
-			for _, w := range warns {
-				fmt.Fprintf(out, "%s (warning)\n", w.Error())
+			out := cmd.OutOrStdout()
+			rep := lintReport{File: file, Errors: []lintProblem{}, Warnings: []lintProblem{}}
+			p, err := keyspec.Load(file)
+			var verrs keyspec.ValidationErrors
+			switch {
+			case errors.As(err, &verrs):
+				for _, e := range verrs {
+					rep.Errors = append(rep.Errors, problemOf(e))
+				}
+			case err != nil:
+				return err
+			default:
+				for _, w := range p.Warnings() {
+					rep.Warnings = append(rep.Warnings, problemOf(w))
+				}
+				rep.Classes, rep.Families, rep.Events = len(p.Classes), len(p.Families), len(p.Events)
 			}
-			if strict && len(warns) > 0 {
-				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(warns))
+			rep.OK = len(rep.Errors) == 0 && !(strict && len(rep.Warnings) > 0)
+			if asJSON {
+				if err := json.NewEncoder(out).Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range verrs {
+					fmt.Fprintln(out, e.Error())
+				}
+				if p != nil {
+					for _, w := range p.Warnings() {
+						fmt.Fprintf(out, "%s (warning)\n", w.Error())
+					}
+				}
+			}
+			switch {
+			case len(rep.Errors) > 0:
+				return fmt.Errorf("%s: %d %s", file, len(rep.Errors), plural(len(rep.Errors), "problem", "problems"))
+			case !rep.OK:
+				return fmt.Errorf("%s: %d %s (--strict)", file, len(rep.Warnings), plural(len(rep.Warnings), "warning", "warnings"))
+			case asJSON:
+				return nil
 			}
 			_, err = fmt.Fprintf(out, "%s: ok (%d classes, %d families, %d events, %d warnings)\n",
-				args[0], len(p.Classes), len(p.Families), len(p.Events), len(warns))
+				file, len(p.Classes), len(p.Families), len(p.Events), len(rep.Warnings))
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
 }
 
-func newPolicyDocCmd() *cobra.Command {
+// lintReport is what policy lint --json prints.
+type lintReport struct {
+	File     string        `json:"file"`
+	OK       bool          `json:"ok"`
+	Errors   []lintProblem `json:"errors"`
+	Warnings []lintProblem `json:"warnings"`
+	Classes  int           `json:"classes"`
+	Families int           `json:"families"`
+	Events   int           `json:"events"`
+}
+
+// lintProblem is one error or warning of policy lint --json.
+type lintProblem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func problemOf(e keyspec.ValidationError) lintProblem {
+	return lintProblem{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Msg}
+}
+
+// policyArg is the policy file a command names, else --policy or its
+// env var: a user who set INVALIDATOR_POLICY need not type it again.
+func (a *app) policyArg(args []string) (string, error) {
+	if len(args) == 1 {
+		return args[0], nil
+	}
+	if path := a.env(a.policy, envPolicy, ""); path != "" {
+		return path, nil
+	}
+	return "", usagef("no policy file: give FILE, --policy FILE or %s", envPolicy)
+}
+
+func newPolicyDocCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "doc FILE",
+		Use:   "doc [FILE]",
 		Short: "Print the policy as Markdown tables: families, events and classes",
 		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
 (template, class, TTL, strategy, mode, owner and the events that invalidate
 it), one of events (owner, attributes and what each invalidates), and one of
 classes. It is the shared policy file rendered for humans.`,
 		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
-		Args:    exactArgs(1),
+		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := keyspec.Load(args[0])
+			file, err := a.policyArg(args)
+			if err != nil {
+				return err
+			}
+			p, err := keyspec.Load(file)
 			if err != nil {
 				return &usageError{err}
 			}
-			return writePolicyDoc(cmd.OutOrStdout(), args[0], p)
+			return writePolicyDoc(cmd.OutOrStdout(), file, p)
 		},
 	}
 }

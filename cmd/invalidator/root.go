@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +44,28 @@ type streams struct {
 	out, err io.Writer
 }
 
+// lockedWriter serializes the writes of several goroutines to one stream.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+// fileOf is the *os.File behind w, if any: a terminal check must see
+// through lockedWriter.
+func fileOf(w io.Writer) (*os.File, bool) {
+	if l, ok := w.(*lockedWriter); ok {
+		w = l.w
+	}
+	f, ok := w.(*os.File)
+	return f, ok
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // usageError is a mistake in how the command was called.
 type usageError struct{ err error }
 
@@ -72,6 +95,9 @@ type app struct {
 func run(ctx context.Context, args []string, s streams, getenv func(string) string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The logger and a command's progress lines (dev's status, on stderr
+	// with --json) write from different goroutines: one line at a time.
+	s.out, s.err = &lockedWriter{w: s.out}, &lockedWriter{w: s.err}
 	a := &app{streams: s, getenv: getenv}
 	root := newRootCmd(a)
 	root.SetArgs(args)

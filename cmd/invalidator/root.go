@@ -187,6 +187,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newOutboxCmd(a),
 		newRelayCmd(a),
 		newAuditCmd(a),
+		newVersionCmd(),
 	)
 	return root
 }

@@ -327,3 +327,35 @@ func TestWrapKeepsWordsAndCuts(t *testing.T) {
 	require.Equal(t, []string{"abcd", "efg…"}, wrap("abcdefghij", 4, 2))
 	require.Empty(t, wrap("", 10, 3))
 }
+
+// A dry run above the family's max_keys says that the real run would stop
+// there; the real run's dead-letter reason says max_keys in its own words,
+// not "poison task:", which means an undecodable payload.
+func TestDryRunWarnsOfMaxKeysStop(t *testing.T) {
+	t.Parallel()
+	c := deadSetup(t)
+	ctx := context.Background()
+	const maxKeys = 10 // deadPolicy's item family
+	var keys []string
+	for i := range 3 * maxKeys {
+		keys = append(keys, fmt.Sprintf("item:%d", i))
+		require.NoError(t, c.db.Client.Set(ctx, keys[i], 1, 0).Err())
+	}
+	out := c.run(t, "enqueue", "family", "item", "--dry-run")
+	require.Contains(t, out, fmt.Sprintf("%d keys match", len(keys)))
+	require.Contains(t, out, fmt.Sprintf("max_keys %d of family item would stop this delete", maxKeys))
+
+	id := strings.TrimSpace(c.run(t, "enqueue", "family", "item", "--yes"))
+	require.Eventually(t, func() bool {
+		_, ok, err := worker.ReadDeadTask(ctx, c.db.Client, deadQueue, id)
+		require.NoError(t, err)
+		return ok
+	}, 15*time.Second, 2*time.Millisecond)
+	var shown deadTask
+	require.NoError(t, json.Unmarshal([]byte(c.run(t, "dead", "show", id, "--json")), &shown))
+	require.True(t, strings.HasPrefix(shown.Reason, "max_keys reached: "), shown.Reason)
+	require.NotContains(t, shown.Reason, "poison")
+
+	// Under the cap, no warning.
+	require.NotContains(t, c.run(t, "enqueue", "family", "item", "id=1", "--dry-run"), "max_keys")
+}

@@ -163,8 +163,13 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		if cmd.Name() == "dev" {
 			def = "warn" // its status lines are the display; logs would bury them
 		}
+		// Flags from their env vars first: --log-level's among them.
+		envErr := a.applyEnv(cmd)
 		log, err := a.newLogger(def)
 		a.log = log
+		if envErr != nil {
+			return envErr
+		}
 		return err
 	}
 	f := root.PersistentFlags()
@@ -189,6 +194,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newAuditCmd(a),
 		newVersionCmd(),
 	)
+	bindEnv(root)
 	return root
 }
 

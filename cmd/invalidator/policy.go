@@ -49,7 +49,7 @@ families' keys (a glob '*' matches ':' too; declare the parameters' values
 to keep a delete to its family). Exit code 1 when there are errors (or
 warnings, with --strict).
 
-FILE defaults to --policy (env `+envPolicy+`). With --json, stdout is one
+FILE defaults to --policy (env ` + envPolicy + `). With --json, stdout is one
 JSON object: {"file", "ok", "errors": [...], "warnings": [...], "classes",
 "families", "events"}, each problem as {"file", "line", "column", "field",
 "message"}.`,

@@ -18,7 +18,6 @@ var goQuoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 // event or queue name.
 const dataMarkers = ":{}#*?[]/@ "
 
-
 // RedactError hides the data in an error message shown by the dashboard (a
 // task's "Last Error"): every quoted string that is a key, a pattern or a
 // parameter value becomes its size, as payloads show only their shape.

@@ -19,11 +19,11 @@ func TestRedactError(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		`bump version of family "user_feed" (key "feed:{42}#ver"): connection refused`: `bump version of family "user_feed" (key <hidden, 13 bytes>): connection refused`,
-		`max_keys reached: family "product_page" (pattern "product_page:7:*") stopped`:   `max_keys reached: family "product_page" (pattern <hidden, 16 bytes>) stopped`,
-		`parameter "id" value "alice" does not match`:                                   `parameter "id" value <hidden, 5 bytes> does not match`,
-		`unknown task kind "invalidate:nope" in queue "invalidator-standard"`:           `unknown task kind "invalidate:nope" in queue "invalidator-standard"`,
-		`delete 1 keys: unlink: cache refused`:                                          `delete 1 keys: unlink: cache refused`,
-		`key "a\"b:c" gone`:                                                             `key <hidden, 6 bytes> gone`,
+		`max_keys reached: family "product_page" (pattern "product_page:7:*") stopped`: `max_keys reached: family "product_page" (pattern <hidden, 16 bytes>) stopped`,
+		`parameter "id" value "alice" does not match`:                                  `parameter "id" value <hidden, 5 bytes> does not match`,
+		`unknown task kind "invalidate:nope" in queue "invalidator-standard"`:          `unknown task kind "invalidate:nope" in queue "invalidator-standard"`,
+		`delete 1 keys: unlink: cache refused`:                                         `delete 1 keys: unlink: cache refused`,
+		`key "a\"b:c" gone`:                                                            `key <hidden, 6 bytes> gone`,
 	} {
 		require.Equal(t, want, dashboard.RedactError(in))
 	}

@@ -219,7 +219,7 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		log.Error("family delete stopped at max_keys", append(attrs, "max_keys", fam.MaxKeys)...)
 		return halt(fmt.Errorf("%w: family %q (pattern %q) stopped after deleting %d keys, because the next SCAN page would take it past max_keys %d; "+
 			"its cursor is kept for %s. If that many keys is expected, resume it with 'invalidator dead retry --force %s'; otherwise check the parameters, or raise max_keys in the policy",
-			errMaxKeys, fam.Name, pattern, deleted.Load(), fam.MaxKeys, w.cfg.CheckpointTTL, taskID))
+			errMaxKeys, fam.Name, pattern, deleted.Load(), fam.MaxKeys, keyspec.HumanDuration(w.cfg.CheckpointTTL), taskID))
 	case err != nil:
 		return fmt.Errorf("delete family %q (pattern %q): %w", fam.Name, pattern, err)
 	}

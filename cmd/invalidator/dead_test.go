@@ -355,6 +355,7 @@ func TestDryRunWarnsOfMaxKeysStop(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(c.run(t, "dead", "show", id, "--json")), &shown))
 	require.True(t, strings.HasPrefix(shown.Reason, "max_keys reached: "), shown.Reason)
 	require.NotContains(t, shown.Reason, "poison")
+	require.NotRegexp(t, `\d+h0m0s`, shown.Reason, "a Go-formatted duration in the reason")
 
 	// Under the cap, no warning.
 	require.NotContains(t, c.run(t, "enqueue", "family", "item", "id=1", "--dry-run"), "max_keys")

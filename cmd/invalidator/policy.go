@@ -209,14 +209,15 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		c := p.Classes[name]
 		second := "—"
 		if c.SecondDelete > 0 {
-			second = "after " + c.SecondDelete.String()
+			second = "after " + keyspec.HumanDuration(c.SecondDelete)
 		}
 		def := ""
 		if name == p.DefaultClass {
 			def = " (default)"
 		}
+		h := keyspec.HumanDuration
 		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
-			md(c.Queue), c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
+			md(c.Queue), c.Weight, c.MaxRetry, h(c.Timeout), h(c.BackoffBase), h(c.BackoffMax), second)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -254,9 +255,9 @@ func ttlText(ttl time.Duration, jitter float64) string {
 		return "none"
 	}
 	if jitter == 0 {
-		return ttl.String()
+		return keyspec.HumanDuration(ttl)
 	}
-	return fmt.Sprintf("%s ±%g%%", ttl, jitter*100)
+	return fmt.Sprintf("%s ±%g %%", keyspec.HumanDuration(ttl), jitter*100)
 }
 
 // md escapes the characters that would break a Markdown table cell.

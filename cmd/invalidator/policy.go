@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -152,8 +153,8 @@ func newPolicyDocCmd(a *app) *cobra.Command {
 		Use:   "doc [FILE]",
 		Short: "Print the policy as Markdown tables: families, events and classes",
 		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
-(template, class, TTL, strategy, mode, owner and the events that invalidate
-it), one of events (owner, attributes and what each invalidates), and one of
+(template, class, TTL, strategy, mode, owner, the events that invalidate
+it, and its audit: how often, how many keys, how compared), one of events (owner, attributes and what each invalidates), and one of
 classes. It is the shared policy file rendered for humans.`,
 		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
 		Args:    maxArgs(1),
@@ -176,8 +177,8 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Cache invalidation policy\n\nGenerated from `%s` by `invalidator policy doc`.\n\n", source)
 	b.WriteString("## Families\n\n")
-	b.WriteString("| family | template | class | TTL | strategy | mode | owner | invalidated by |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| family | template | class | TTL | strategy | mode | owner | invalidated by | audit every | audit sample | audit compare |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, name := range p.FamilyNames() {
 		f := p.Families[name]
 		strategy := string(f.Strategy)
@@ -185,8 +186,10 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 			strategy += fmt.Sprintf(" (max_keys %d)", f.MaxKeys)
 		}
 		events := p.EventsOf(name)
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", md(name), strings.ReplaceAll(f.Template.String(), "|", `\|`), md(f.Class),
-			ttlText(f.TTL, f.Jitter), md(strategy), md(string(f.Mode)), orDash(f.Owner), orDash(strings.Join(events, ", ")))
+		every, sample, compare := auditText(f.Audit)
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", md(name), strings.ReplaceAll(f.Template.String(), "|", `\|`), md(f.Class),
+			ttlText(f.TTL, f.Jitter), md(strategy), md(string(f.Mode)), orDash(f.Owner), orDash(strings.Join(events, ", ")),
+			every, sample, compare)
 	}
 	if len(p.Events) > 0 {
 		b.WriteString("\n## Events\n\n")
@@ -221,6 +224,28 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// auditText gives a family's audit columns: the schedule ("on demand"
+// with a section but no audit_every), the sample and the compare mode
+// with its fields; dashes without an audit section.
+func auditText(a *keyspec.Audit) (every, sample, compare string) {
+	if a == nil {
+		return "—", "—", "—"
+	}
+	every = "on demand"
+	if a.Every > 0 {
+		every = keyspec.HumanDuration(a.Every)
+	}
+	sample = strconv.Itoa(a.Sample)
+	if a.Sample == 0 {
+		sample = "100 (default)"
+	}
+	compare = md(a.Compare)
+	if len(a.Fields) > 0 {
+		compare += " (" + md(strings.Join(a.Fields, ", ")) + ")"
+	}
+	return every, sample, compare
 }
 
 // invalidationText says what one invalidation of an event does:

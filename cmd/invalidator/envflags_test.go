@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -45,14 +46,29 @@ func TestEveryFlagHasAnEnvVar(t *testing.T) {
 	walk(root)
 }
 
+// updateReadme rewrites the README's table of variables instead of
+// comparing it: go test ./cmd/invalidator -run TestReadmeListsEveryEnvVar -update
+var updateReadme = flag.Bool("update", false, "rewrite README.md's table of environment variables")
+
 // The README's table of variables is the one the code builds.
 func TestReadmeListsEveryEnvVar(t *testing.T) {
-	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
+	const path = "../../README.md"
+	const begin, end = "<details><summary>All environment variables</summary>\n\n", "\n</details>"
+	b, err := os.ReadFile(path)
 	require.NoError(t, err)
+	readme := string(b)
+	i := strings.Index(readme, begin)
+	require.GreaterOrEqual(t, i, 0, "README.md lost its table of environment variables")
+	i += len(begin)
+	j := strings.Index(readme[i:], end)
+	require.GreaterOrEqual(t, j, 0)
 	want := envTable(newTestRoot())
-	require.True(t, strings.Contains(string(readme), want),
-		"README.md's table of environment variables is out of date; replace it with:\n\n%s", want)
+	if *updateReadme {
+		require.NoError(t, os.WriteFile(path, []byte(readme[:i]+want+readme[i+j:]), 0o644))
+		return
+	}
+	require.Equal(t, want, readme[i:i+j],
+		"README.md's table of environment variables is out of date: go test ./cmd/invalidator -run TestReadmeListsEveryEnvVar -update")
 }
 
 // A variable sets its flag as if typed: worker settings, policy lint's

@@ -376,7 +376,7 @@ func (a *app) devPolicy() (*keyspec.Policy, error) {
 	}
 	p, err := keyspec.Load(path)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+		return nil, &usageError{policyLoadError(err)}
 	}
 	return p, nil
 }

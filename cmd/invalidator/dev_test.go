@@ -161,3 +161,11 @@ func TestDevDropInvalidationsUsage(t *testing.T) {
 		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stdout+r.stderr)
 	}
 }
+
+// An error says "load policy" once.
+func TestPolicyErrorSaysItOnce(t *testing.T) {
+	t.Parallel()
+	r := invoke(t, map[string]string{envPolicy: "/nonexistent/policy.yaml"}, "", "enqueue", "keys", "a")
+	require.Equal(t, exitUsage, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "load policy"), r.stderr)
+}

@@ -286,7 +286,18 @@ func (a *app) loadPolicy() (*keyspec.Policy, error) {
 	}
 	p, err := keyspec.Load(path)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+		return nil, &usageError{policyLoadError(err)}
 	}
 	return p, nil
+}
+
+// policyLoadError says that the policy did not load. keyspec.Load already
+// says so when the file cannot be read; only its validation errors, which
+// begin with the file's position, need the prefix.
+func policyLoadError(err error) error {
+	var verrs keyspec.ValidationErrors
+	if errors.As(err, &verrs) {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	return err
 }

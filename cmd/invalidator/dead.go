@@ -454,12 +454,7 @@ is kept, when it failed and was archived. ID may be a unique prefix of at
 least 4 characters, as dead list shows it.`,
 		Example: `  invalidator dead show 6f1c0c1e
   invalidator dead show 6f1c0c1e --json`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("give one task ID (see 'invalidator dead list')")
-			}
-			return nil
-		},
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, done, err := a.openDead(cmd, *queue)
 			if err != nil {

@@ -46,7 +46,7 @@ func TestPolicyDocAuditColumns(t *testing.T) {
 	r := invoke(t, nil, "", "policy", "doc", writePolicy(t, body))
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "| audit every | audit sample | audit compare |")
-	require.Contains(t, r.stdout, "| product | `product:{id}` | critical | none | delete | enforce | — | — | 1h0m0s | 500 | json (price) |")
+	require.Contains(t, r.stdout, "| product | `product:{id}` | critical | none | delete | enforce | — | — | 1h | 500 | json (price) |")
 	require.Contains(t, r.stdout, "| page | `page:{id}` | standard | none | delete | enforce | — | — | on demand | 100 (default) | bytes |")
 	require.Contains(t, r.stdout, "| plain | `plain:{id}` | standard | none | delete | enforce | — | — | — | — | — |")
 }

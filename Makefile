@@ -47,6 +47,7 @@ fuzz: ## run each fuzz target FUZZTIME (default 200000x: count-based, see golang
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cacheaside/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadKeys$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cmd/invalidator/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseParams$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cmd/invalidator/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cdc/
 
 .PHONY: check-redis
 check-redis: # tests start their own redis-server; make sure there is one

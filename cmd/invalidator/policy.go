@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/slot"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -47,7 +48,10 @@ is wrong, not just the first. Besides the syntax and every field, it finds:
 and warns about families that no event invalidates, event attributes that
 no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
-to keep a delete to its family). Exit code 1 when there are errors (or
+to keep a delete to its family). For each table of the tables section
+(invalidator cdc) it checks that the event exists and that every event
+attribute is given by a column, and notes the REPLICA IDENTITY the table
+needs for deletes. Exit code 1 when there are errors (or
 warnings, with --strict).
 
 FILE defaults to --policy (env ` + envPolicy + `). With --json, stdout is one
@@ -89,8 +93,14 @@ JSON object: {"file", "ok", "errors": [...], "warnings": [...], "classes",
 					fmt.Fprintln(out, e.Error())
 				}
 				if p != nil {
+					for _, line := range shardLines(p) {
+						fmt.Fprintln(out, line)
+					}
 					for _, w := range p.Warnings() {
 						fmt.Fprintf(out, "%s (warning)\n", w.Error())
+					}
+					for _, n := range p.TableNotes() {
+						fmt.Fprintf(out, "%s (note)\n", n)
 					}
 				}
 			}
@@ -218,12 +228,37 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		if name == p.DefaultClass {
 			def = " (default)"
 		}
+		queue := md(c.Queue)
+		if c.Shards > 1 {
+			queue = fmt.Sprintf("%s, %d shards: %s", queue, c.Shards, md(strings.Join(c.Queues(), ", ")))
+		}
 		h := keyspec.HumanDuration
 		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
-			md(c.Queue), c.Weight, c.MaxRetry, h(c.Timeout), h(c.BackoffBase), h(c.BackoffMax), second)
+			queue, c.Weight, c.MaxRetry, h(c.Timeout), h(c.BackoffBase), h(c.BackoffMax), second)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// shardLines describes each sharded class for lint: its shard queues with
+// their hash slots and the weight each gets, so an operator can check
+// where they land on the cluster.
+func shardLines(p *keyspec.Policy) []string {
+	var lines []string
+	weights := p.QueueWeights()
+	for _, name := range p.ClassNames() {
+		c := p.Classes[name]
+		if c.Shards <= 1 {
+			continue
+		}
+		parts := make([]string, 0, c.Shards)
+		for _, q := range c.Queues() {
+			parts = append(parts, fmt.Sprintf("%s (slot %d, weight %d)", q, slot.Of(q), weights[q]))
+		}
+		lines = append(lines, fmt.Sprintf("class %s: %d shards of queue %s (weight %d, kept for tasks queued before the shards): %s",
+			name, c.Shards, c.Queue, weights[c.Queue], strings.Join(parts, ", ")))
+	}
+	return lines
 }
 
 // auditText gives a family's audit columns: the schedule ("on demand"

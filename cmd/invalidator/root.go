@@ -192,6 +192,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newOutboxCmd(a),
 		newRelayCmd(a),
 		newAuditCmd(a),
+		newCDCCmd(a),
 		newVersionCmd(),
 	)
 	bindEnv(root)

@@ -65,7 +65,7 @@ func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class,
 			return fmt.Errorf("second delete: %w", err)
 		}
 		task := asynq.NewTaskWithHeaders(tasks.KindDeleteKeys, payload, map[string]string{secondHeader: "1"})
-		if _, err := w.aq.EnqueueContext(ctx, task, opts...); err != nil {
+		if _, err := w.enqueue(ctx, task, opts...); err != nil {
 			return fmt.Errorf("schedule second delete of %d keys in %s: %w", len(chunk), class.SecondDelete, err)
 		}
 	}

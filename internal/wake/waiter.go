@@ -1,0 +1,364 @@
+package wake
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultSafetyPoll is how long an idle worker waits for a wake-up before
+// it polls its queues anyway, for tasks no wake-up announces (foreign
+// producers, a lost push).
+const DefaultSafetyPoll = time.Second
+
+// WaiterConfig configures a Waiter.
+type WaiterConfig struct {
+	// Queues are the asynq queues the server serves. Required.
+	Queues []string
+
+	// SafetyPoll is the longest a round of empty queues waits for a
+	// wake-up; BLPOP counts whole seconds, so it is rounded down to them,
+	// and at least 1s. Default: DefaultSafetyPoll.
+	SafetyPoll time.Duration
+
+	// Pusher receives the wake-ups for the tasks asynq's forwarder moves to
+	// pending (due retries, scheduled tasks). Default: nil, none; those
+	// tasks then start at the next safety poll.
+	Pusher *Pusher
+
+	// Logger receives the one error logged if asynq's scripts are not the
+	// ones this package knows. Default: discard.
+	Logger *slog.Logger
+}
+
+// Stats counts what a Waiter saw; tests use them to prove the hook is
+// live, so an asynq upgrade cannot turn it into silent polling.
+type Stats struct {
+	Dequeues   int64 // asynq dequeue script calls seen
+	EmptyRound int64 // rounds in which every served queue was empty
+	Woken      int64 // waits ended by a token of a served queue
+	Handed     int64 // of those, the woken queue had a task, returned to asynq
+	Timeouts   int64 // waits that reached the safety poll
+	Forwarded  int64 // tasks asynq's forwarder moved to pending, announced
+	Foreign    int64 // calls shaped like asynq's scripts with other script text
+}
+
+// Waiter is the go-redis hook that makes an idle asynq server wait for a
+// wake-up instead of polling (see the package doc). Add it to a client of
+// its own, used only by the asynq server, with Attach.
+type Waiter struct {
+	rdb     redis.UniversalClient
+	served  map[string]bool
+	keys    []string // the wake lists of the served queues, then stopKey
+	stopKey string
+	timeout time.Duration
+	pusher  *Pusher
+	log     *slog.Logger
+
+	mu      sync.Mutex      // guards empty and stopped
+	empty   map[string]bool // served queues found empty since the last task or wait
+	stopped bool
+
+	dequeues, emptyRounds, woken, handed, timeouts, forwarded, foreign atomic.Int64
+	warnOnce                                                           sync.Once
+}
+
+// NewWaiter returns a Waiter for the served queues; Attach it to the
+// asynq server's client.
+func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("wake: WaiterConfig.Queues is empty")
+	}
+	if cfg.SafetyPoll < 0 {
+		return nil, fmt.Errorf("wake: SafetyPoll %s is negative", cfg.SafetyPoll)
+	}
+	timeout := cfg.SafetyPoll
+	if timeout == 0 {
+		timeout = DefaultSafetyPoll
+	}
+	timeout = max(time.Second, timeout.Truncate(time.Second))
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	w := &Waiter{
+		served:  make(map[string]bool, len(cfg.Queues)),
+		stopKey: keyPrefix + "@stop:" + hex.EncodeToString(id),
+		timeout: timeout,
+		pusher:  cfg.Pusher,
+		log:     log,
+		empty:   make(map[string]bool, len(cfg.Queues)),
+	}
+	for _, q := range cfg.Queues {
+		if !w.served[q] {
+			w.served[q] = true
+			w.keys = append(w.keys, Key(q))
+		}
+	}
+	w.keys = append(w.keys, w.stopKey)
+	return w, nil
+}
+
+// Attach adds w to rdb's hooks; rdb is then the client w blocks on and
+// runs the dequeue script with. Give it a client of its own (Dedicated):
+// hooks cannot be removed, and w blocks that client's callers.
+func (w *Waiter) Attach(rdb redis.UniversalClient) {
+	w.rdb = rdb
+	rdb.AddHook(w)
+}
+
+// SafetyPoll is the wait's bound after rounding.
+func (w *Waiter) SafetyPoll() time.Duration { return w.timeout }
+
+// Stop ends a wait in progress at once and makes later rounds poll, so
+// asynq's Shutdown, which waits for its dequeue loop, is not held up by
+// the safety poll. Call it before the asynq server's Shutdown.
+func (w *Waiter) Stop() {
+	w.mu.Lock()
+	already := w.stopped
+	w.stopped = true
+	w.mu.Unlock()
+	if already || w.rdb == nil {
+		return
+	}
+	// The stop list is this Waiter's own: the token wakes no other worker.
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, w.stopKey, "stop")
+		p.Expire(ctx, w.stopKey, time.Minute) // nobody pops it if no wait was in progress
+		return nil
+	})
+}
+
+// Stats returns the counts so far.
+func (w *Waiter) Stats() Stats {
+	return Stats{
+		Dequeues: w.dequeues.Load(), EmptyRound: w.emptyRounds.Load(), Woken: w.woken.Load(),
+		Handed: w.handed.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), Foreign: w.foreign.Load(),
+	}
+}
+
+// DialHook implements redis.Hook.
+func (w *Waiter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook; asynq never pipelines the
+// scripts a Waiter looks for.
+func (w *Waiter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook.
+func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isInternal(ctx) {
+			return next(ctx, cmd)
+		}
+		c, ok := classify(cmd.Args())
+		switch {
+		case !ok:
+			return next(ctx, cmd)
+		case !c.known:
+			w.foreign.Add(1)
+			w.warnOnce.Do(func() {
+				w.log.Error("asynq's dequeue or forward script is not the one this worker knows (asynq upgraded?); "+
+					"idle workers fall back to polling every safety poll", "sha", c.sha)
+			})
+			return next(ctx, cmd)
+		}
+		err := next(ctx, cmd)
+		if c.forward {
+			if n, ierr := cmd.(*redis.Cmd).Int64(); err == nil && ierr == nil && n > 0 && w.served[c.queue] {
+				w.forwarded.Add(n)
+				w.pusher.Wake(c.queue, int(n))
+			}
+			return err
+		}
+		return w.afterDequeue(cmd, c, err)
+	}
+}
+
+// afterDequeue runs after asynq's dequeue script for one queue. When it
+// was the last served queue found empty this round, it waits for a
+// wake-up and returns a woken queue's task in place of the empty result.
+func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
+	w.dequeues.Add(1)
+	if !w.served[c.queue] {
+		return err
+	}
+	w.mu.Lock()
+	switch {
+	case err == nil:
+		clear(w.empty) // a task: the next round starts afresh
+		w.mu.Unlock()
+		return nil
+	case !errors.Is(err, redis.Nil):
+		w.mu.Unlock()
+		return err
+	}
+	w.empty[c.queue] = true
+	if len(w.empty) < len(w.served) || w.stopped {
+		w.mu.Unlock()
+		return err
+	}
+	clear(w.empty)
+	w.mu.Unlock()
+	w.emptyRounds.Add(1)
+	msg, ok := w.wait(c.leaseArg)
+	if !ok {
+		return err // asynq sleeps its TaskCheckInterval and polls a round
+	}
+	rc := cmd.(*redis.Cmd)
+	rc.SetErr(nil)
+	rc.SetVal(msg)
+	return nil
+}
+
+// wait blocks for one token of a served queue, for at most the safety
+// poll, then dequeues from that queue with asynq's own script and lease
+// expiry (leaseArg, asynq's ARGV[1] of the empty call), so the lease in
+// Redis is the one asynq keeps for the task. It reports false for a
+// timeout, a stop, an error, or a token whose task another worker took.
+func (w *Waiter) wait(leaseArg any) (string, bool) {
+	ctx := internal(context.Background())
+	kv, err := w.rdb.BLPop(ctx, w.timeout, w.keys...).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		w.timeouts.Add(1)
+		return "", false
+	case err != nil:
+		// Redis down or the wait cut short: asynq's next round sees
+		// the error too and logs it, so a tight loop is impossible.
+		var ne net.Error
+		if !errors.As(err, &ne) {
+			w.log.Debug("wake-up wait failed", "err", err.Error())
+		}
+		return "", false
+	}
+	q, ok := queueOf(kv[0])
+	if !ok || !w.served[q] {
+		return "", false // the stop token
+	}
+	w.woken.Add(1)
+	res, err := dequeueScript.Run(ctx, w.rdb, dequeueKeys(q), leaseArg, taskKeyPrefix(q)).Text()
+	if err != nil {
+		// redis.Nil: another worker took the task, or a token outlived
+		// it. asynq polls one round and the next empty one waits again.
+		return "", false
+	}
+	w.handed.Add(1)
+	return res, true
+}
+
+func asynqKey(q, name string) string { return "asynq:{" + q + "}:" + name }
+func taskKeyPrefix(q string) string  { return asynqKey(q, "t:") }
+
+func dequeueKeys(q string) []string {
+	return []string{asynqKey(q, "pending"), asynqKey(q, "paused"), asynqKey(q, "active"), asynqKey(q, "lease")}
+}
+
+// call is a recognised script call.
+type call struct {
+	queue    string
+	forward  bool // forwardScript, else dequeueScript
+	known    bool // the script is the known one (by SHA-1)
+	sha      string
+	leaseArg any // dequeue's ARGV[1]
+}
+
+var (
+	dequeueSHA = dequeueScript.Hash()
+	forwardSHA = forwardScript.Hash()
+)
+
+// classify recognises asynq's dequeue and forward script calls by command
+// and keys: EVAL or EVALSHA, then the keys asynq v0.26 passes.
+func classify(args []any) (call, bool) {
+	if len(args) < 3 {
+		return call{}, false
+	}
+	name, _ := args[0].(string)
+	if !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
+		return call{}, false
+	}
+	script, _ := args[1].(string)
+	numKeys, ok := args[2].(int)
+	if !ok || numKeys < 0 || len(args) < 3+numKeys {
+		return call{}, false
+	}
+	keys := make([]string, numKeys)
+	for i := range keys {
+		if keys[i], ok = args[3+i].(string); !ok {
+			return call{}, false
+		}
+	}
+	argv := args[3+numKeys:]
+	sha := script
+	if strings.EqualFold(name, "eval") {
+		sum := sha1.Sum([]byte(script))
+		sha = hex.EncodeToString(sum[:])
+	}
+	switch {
+	case numKeys == 4 && len(argv) == 2:
+		q, ok := queueOfKey(keys[0], "pending")
+		if !ok || keys[1] != asynqKey(q, "paused") || keys[2] != asynqKey(q, "active") || keys[3] != asynqKey(q, "lease") {
+			return call{}, false
+		}
+		return call{queue: q, known: sha == dequeueSHA, sha: sha, leaseArg: argv[0]}, true
+	case numKeys == 2 && len(argv) == 4:
+		q, ok := queueOfKey(keys[1], "pending")
+		if !ok || (keys[0] != asynqKey(q, "scheduled") && keys[0] != asynqKey(q, "retry")) {
+			return call{}, false
+		}
+		return call{queue: q, forward: true, known: sha == forwardSHA, sha: sha}, true
+	}
+	return call{}, false
+}
+
+// queueOfKey returns q of a key asynq:{q}:<name>.
+func queueOfKey(key, name string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "asynq:{")
+	if !ok {
+		return "", false
+	}
+	q, ok := strings.CutSuffix(rest, "}:"+name)
+	return q, ok && q != ""
+}
+
+// internalKey marks the Waiter's own calls, which it must not intercept.
+type internalKey struct{}
+
+func internal(ctx context.Context) context.Context {
+	return context.WithValue(ctx, internalKey{}, true)
+}
+func isInternal(ctx context.Context) bool { return ctx.Value(internalKey{}) != nil }
+
+// Dedicated returns a new client with rdb's options, for the asynq server
+// and its Waiter: the hook and the blocked connection stay off the
+// caller's client. It supports the clients redisconn opens (*redis.Client,
+// including Sentinel failover clients, and *redis.ClusterClient); for other
+// types it returns an error, and the caller polls.
+func Dedicated(rdb redis.UniversalClient) (redis.UniversalClient, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		return redis.NewClient(&o), nil
+	case *redis.ClusterClient:
+		o := *c.Options()
+		return redis.NewClusterClient(&o), nil
+	}
+	return nil, fmt.Errorf("wake: cannot make a client of its own from a %T; idle workers poll instead", rdb)
+}

@@ -45,7 +45,11 @@ const (
 
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
-	// Queue is the Redis that holds the asynq queues. Required.
+	// Queue is the Redis that holds the asynq queues. Required. Unless
+	// PollOnly is set, Run's asynq server uses a client of its own made
+	// from Queue's options (a *redis.Client or *redis.ClusterClient), with
+	// the wake-up hook in it: hooks added to Queue (tracing, metrics) see
+	// the worker's own commands, but not asynq's dequeues, acks and leases.
 	Queue redis.UniversalClient
 
 	// Cache is the Redis the invalidations are applied to: the target a task

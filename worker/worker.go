@@ -219,7 +219,10 @@ func (w *Worker) serverClient() (qc redis.UniversalClient, waiter *wake.Waiter, 
 		Queues:     slices.Sorted(maps.Keys(w.Queues())),
 		SafetyPoll: w.cfg.SafetyPoll,
 		Pusher:     w.wake,
-		Logger:     w.log.With("component", "wake"),
+		// One forwarder per interval across the fleet: asynq's forwarder
+		// in every worker was most of an idle fleet's Redis load.
+		ForwardInterval: w.cfg.RetryCheckInterval,
+		Logger:          w.log.With("component", "wake"),
 	})
 	if err == nil {
 		qc, err = wake.Dedicated(w.cfg.Queue)

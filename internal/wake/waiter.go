@@ -2,13 +2,16 @@ package wake
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +40,14 @@ type WaiterConfig struct {
 	// tasks then start at the next safety poll.
 	Pusher *Pusher
 
+	// ForwardInterval is asynq's DelayedTaskCheckInterval. When set, one
+	// worker per interval, across the fleet of workers serving the same
+	// queues, runs asynq's forwarder scripts; the others' forwarder ticks
+	// cost one SET NX instead of two scripts per queue. A due retry still
+	// waits at most about one interval. Default: 0, every worker forwards
+	// at every tick, as asynq does.
+	ForwardInterval time.Duration
+
 	// Logger receives the one error logged if asynq's scripts are not the
 	// ones this package knows. Default: discard.
 	Logger *slog.Logger
@@ -51,6 +62,7 @@ type Stats struct {
 	Handed     int64 // of those, the woken queue had a task, returned to asynq
 	Timeouts   int64 // waits that reached the safety poll
 	Forwarded  int64 // tasks asynq's forwarder moved to pending, announced
+	FwdSkipped int64 // forwarder script calls skipped: another worker's turn
 	Foreign    int64 // calls shaped like asynq's scripts with other script text
 }
 
@@ -65,13 +77,20 @@ type Waiter struct {
 	timeout time.Duration
 	pusher  *Pusher
 	log     *slog.Logger
+	id      string // this Waiter's value in the forward lock
+
+	fwdInterval time.Duration
+	fwdKey      string     // the forward lock of this set of queues
+	fwdMu       sync.Mutex // guards fwdAt and fwdMine
+	fwdNext     time.Time  // when this worker asks for the forward lock next
+	fwdMine     bool       // it got it the last time it asked
 
 	mu      sync.Mutex      // guards empty and stopped
 	empty   map[string]bool // served queues found empty since the last task or wait
 	stopped bool
 
-	dequeues, emptyRounds, woken, handed, timeouts, forwarded, foreign atomic.Int64
-	warnOnce                                                           sync.Once
+	dequeues, emptyRounds, woken, handed, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
+	warnOnce                                                                       sync.Once
 }
 
 // NewWaiter returns a Waiter for the served queues; Attach it to the
@@ -93,14 +112,16 @@ func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	id := make([]byte, 8)
-	_, _ = rand.Read(id)
+	_, _ = crand.Read(id)
 	w := &Waiter{
-		served:  make(map[string]bool, len(cfg.Queues)),
-		stopKey: keyPrefix + "@stop:" + hex.EncodeToString(id),
-		timeout: timeout,
-		pusher:  cfg.Pusher,
-		log:     log,
-		empty:   make(map[string]bool, len(cfg.Queues)),
+		served:      make(map[string]bool, len(cfg.Queues)),
+		id:          hex.EncodeToString(id),
+		stopKey:     keyPrefix + "@stop:" + hex.EncodeToString(id),
+		fwdInterval: cfg.ForwardInterval,
+		timeout:     timeout,
+		pusher:      cfg.Pusher,
+		log:         log,
+		empty:       make(map[string]bool, len(cfg.Queues)),
 	}
 	for _, q := range cfg.Queues {
 		if !w.served[q] {
@@ -109,6 +130,11 @@ func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
 		}
 	}
 	w.keys = append(w.keys, w.stopKey)
+	// Workers with the same queues share a forward lock; a worker with
+	// other queues forwards its own.
+	qs := slices.Sorted(maps.Keys(w.served))
+	sum := sha1.Sum([]byte(strings.Join(qs, "\x00")))
+	w.fwdKey = keyPrefix + "@forward:" + hex.EncodeToString(sum[:8])
 	return w, nil
 }
 
@@ -148,7 +174,8 @@ func (w *Waiter) Stop() {
 func (w *Waiter) Stats() Stats {
 	return Stats{
 		Dequeues: w.dequeues.Load(), EmptyRound: w.emptyRounds.Load(), Woken: w.woken.Load(),
-		Handed: w.handed.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), Foreign: w.foreign.Load(),
+		Handed: w.handed.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), FwdSkipped: w.fwdSkipped.Load(),
+		Foreign: w.foreign.Load(),
 	}
 }
 
@@ -179,6 +206,13 @@ func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			})
 			return next(ctx, cmd)
 		}
+		if c.forward && w.served[c.queue] && !w.forwardTurn() {
+			// Another worker of the fleet forwards this interval: as if
+			// nothing were due.
+			w.fwdSkipped.Add(1)
+			cmd.(*redis.Cmd).SetVal(int64(0))
+			return nil
+		}
 		err := next(ctx, cmd)
 		if c.forward {
 			if n, ierr := cmd.(*redis.Cmd).Int64(); err == nil && ierr == nil && n > 0 && w.served[c.queue] {
@@ -189,6 +223,38 @@ func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return w.afterDequeue(cmd, c, err)
 	}
+}
+
+// forwardTurn reports whether this worker runs asynq's forwarder scripts
+// in this tick. The holder of the fleet's forward lock asks for it again at
+// every tick (the calls of one tick come within a few milliseconds) and
+// holds it for 9/10 of the interval, so it keeps it while it lives and no
+// due task waits much more than one interval. A worker that did not get it
+// asks again only after 2 to 6 intervals: a fleet of N costs the queue
+// Redis about N/4 SETs per interval, not 2 scripts per queue per worker. If
+// the holder dies, another takes over within a few intervals. A failed SET
+// forwards, as asynq would.
+func (w *Waiter) forwardTurn() bool {
+	if w.fwdInterval <= 0 {
+		return true
+	}
+	w.fwdMu.Lock()
+	defer w.fwdMu.Unlock()
+	now := time.Now()
+	if now.Before(w.fwdNext) {
+		return w.fwdMine
+	}
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	ok, err := w.rdb.SetNX(ctx, w.fwdKey, w.id, w.fwdInterval*9/10).Result()
+	w.fwdMine = err != nil || ok
+	if w.fwdMine {
+		w.fwdNext = now.Add(w.fwdInterval / 2)
+	} else {
+		w.fwdNext = now.Add(2*w.fwdInterval + rand.N(4*w.fwdInterval))
+		w.fwdMine = false
+	}
+	return w.fwdMine
 }
 
 // afterDequeue runs after asynq's dequeue script for one queue. When it

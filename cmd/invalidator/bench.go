@@ -292,8 +292,8 @@ func printResult(w io.Writer, r *bench.Result) error {
 		return printOutbox(w, r)
 	case "idle":
 		fmt.Fprintf(w, "scenario    idle %v\n", r.Params)
-		fmt.Fprintf(w, "queue redis %.1f%% of one core\n", r.RedisCPUPercent)
-		fmt.Fprintf(w, "workers     %.1f%% of one core, all %v together\n", r.WorkersCPUPercent, r.Params["workers"])
+		fmt.Fprintf(w, "queue redis %.1f%% of one core\n", *r.RedisCPUPercent)
+		fmt.Fprintf(w, "workers     %.1f%% of one core, all %v together\n", *r.WorkersCPUPercent, r.Params["workers"])
 		return nil
 	}
 	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)

@@ -81,8 +81,8 @@ type Result struct {
 	// RedisCPUPercent and WorkersCPUPercent are the idle scenario's: the
 	// CPU the queue Redis and all worker processes together spent while
 	// the workers were idle, as a percentage of one core.
-	RedisCPUPercent   float64 `json:"redis_cpu_percent,omitempty"`
-	WorkersCPUPercent float64 `json:"workers_cpu_percent,omitempty"`
+	RedisCPUPercent   *float64 `json:"redis_cpu_percent,omitempty"`
+	WorkersCPUPercent *float64 `json:"workers_cpu_percent,omitempty"`
 
 	// Baselines are keys/s of the baselines, measured in the same run.
 	// In the outbox scenario: transactions/s of the transaction alone, at 1

@@ -114,8 +114,8 @@ func Idle(ctx context.Context, e Env, o IdleOptions) (*Result, error) {
 	secs := time.Since(start).Seconds()
 	res.Seconds = secs
 	res.RedisCPUSeconds = redis1 - redis0
-	res.RedisCPUPercent = 100 * (redis1 - redis0) / secs
-	res.WorkersCPUPercent = 100 * (workers1 - workers0) / secs
+	redisPct, workersPct := 100*(redis1-redis0)/secs, 100*(workers1-workers0)/secs
+	res.RedisCPUPercent, res.WorkersCPUPercent = &redisPct, &workersPct
 	return res, nil
 }
 

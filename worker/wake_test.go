@@ -131,3 +131,24 @@ func requireGoneWithin(t *testing.T, rdb redis.UniversalClient, key string) {
 	require.Eventually(t, func() bool { return rdb.Exists(context.Background(), key).Val() == 0 }, wakeBound, time.Millisecond,
 		"key %q still there: the idle worker was not woken", key)
 }
+
+// Tokens whose tasks are gone (a busy worker took the tasks without
+// waiting) are dropped within the same wait: the worker does not go back
+// to asynq's poll-and-sleep for each, and still starts the next task at
+// once.
+func TestWaiterDrainsStaleTokens(t *testing.T) {
+	t.Parallel()
+	b := startWakeWorker(t)
+	ctx := context.Background()
+	before := b.waiter.Load().Stats()
+	require.NoError(t, wake.Push(ctx, b.rdb, map[string]int{"invalidator-standard": 5}))
+	require.Eventually(t, func() bool { return b.waiter.Load().Stats().Stale == 5 }, wakeBound, time.Millisecond)
+	st := b.waiter.Load().Stats()
+	require.Equal(t, before.Dequeues, st.Dequeues, "a stale token ended the wait and asynq polled: %+v", st)
+	key := "item:after-stale"
+	require.NoError(t, b.rdb.Set(ctx, key, "v", 0).Err())
+	_, err := b.client.DeleteKeys(ctx, key)
+	require.NoError(t, err)
+	requireGoneWithin(t, b.rdb, key)
+	require.Positive(t, b.waiter.Load().Stats().Handed)
+}

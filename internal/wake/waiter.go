@@ -60,6 +60,7 @@ type Stats struct {
 	EmptyRound int64 // rounds in which every served queue was empty
 	Woken      int64 // waits ended by a token of a served queue
 	Handed     int64 // of those, the woken queue had a task, returned to asynq
+	Stale      int64 // of those, the woken queue had none: the wait went on
 	Timeouts   int64 // waits that reached the safety poll
 	Forwarded  int64 // tasks asynq's forwarder moved to pending, announced
 	FwdSkipped int64 // forwarder script calls skipped: another worker's turn
@@ -89,8 +90,8 @@ type Waiter struct {
 	empty   map[string]bool // served queues found empty since the last task or wait
 	stopped bool
 
-	dequeues, emptyRounds, woken, handed, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
-	warnOnce                                                                       sync.Once
+	dequeues, emptyRounds, woken, handed, stale, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
+	warnOnce                                                                              sync.Once
 }
 
 // NewWaiter returns a Waiter for the served queues; Attach it to the
@@ -174,7 +175,7 @@ func (w *Waiter) Stop() {
 func (w *Waiter) Stats() Stats {
 	return Stats{
 		Dequeues: w.dequeues.Load(), EmptyRound: w.emptyRounds.Load(), Woken: w.woken.Load(),
-		Handed: w.handed.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), FwdSkipped: w.fwdSkipped.Load(),
+		Handed: w.handed.Load(), Stale: w.stale.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), FwdSkipped: w.fwdSkipped.Load(),
 		Foreign: w.foreign.Load(),
 	}
 }
@@ -293,40 +294,54 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 	return nil
 }
 
-// wait blocks for one token of a served queue, for at most the safety
-// poll, then dequeues from that queue with asynq's own script and lease
-// expiry (leaseArg, asynq's ARGV[1] of the empty call), so the lease in
-// Redis is the one asynq keeps for the task. It reports false for a
-// timeout, a stop, an error, or a token whose task another worker took.
+// wait blocks for a token of a served queue, for at most the safety poll,
+// then dequeues from that queue with asynq's own script and lease expiry
+// (leaseArg, asynq's ARGV[1] of the empty call), so the lease in Redis is
+// the one asynq keeps for the task. A token whose task is gone (taken by a
+// worker that was busy and dequeued without waiting, or by another worker)
+// is dropped and the wait goes on: under a steady flow the lists fill with
+// such tokens, and handing "empty" back to asynq would cost its poll
+// interval's sleep each time. It reports false for the safety poll, a
+// stop, or an error.
 func (w *Waiter) wait(leaseArg any) (string, bool) {
 	ctx := internal(context.Background())
-	kv, err := w.rdb.BLPop(ctx, w.timeout, w.keys...).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		w.timeouts.Add(1)
-		return "", false
-	case err != nil:
-		// Redis down or the wait cut short: asynq's next round sees
-		// the error too and logs it, so a tight loop is impossible.
-		var ne net.Error
-		if !errors.As(err, &ne) {
-			w.log.Debug("wake-up wait failed", "err", err.Error())
+	deadline := time.Now().Add(w.timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			w.timeouts.Add(1)
+			return "", false
 		}
-		return "", false
+		// BLPOP counts whole seconds: round up, at most a second late.
+		kv, err := w.rdb.BLPop(ctx, (left + time.Second - 1).Truncate(time.Second), w.keys...).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			w.timeouts.Add(1)
+			return "", false
+		case err != nil:
+			// Redis down or the wait cut short: asynq's next round sees
+			// the error too and logs it.
+			var ne net.Error
+			if !errors.As(err, &ne) {
+				w.log.Debug("wake-up wait failed", "err", err.Error())
+			}
+			return "", false
+		}
+		q, ok := queueOf(kv[0])
+		if !ok || !w.served[q] {
+			return "", false // the stop token
+		}
+		w.woken.Add(1)
+		res, err := dequeueScript.Run(ctx, w.rdb, dequeueKeys(q), leaseArg, taskKeyPrefix(q)).Text()
+		switch {
+		case err == nil:
+			w.handed.Add(1)
+			return res, true
+		case !errors.Is(err, redis.Nil):
+			return "", false
+		}
+		w.stale.Add(1)
 	}
-	q, ok := queueOf(kv[0])
-	if !ok || !w.served[q] {
-		return "", false // the stop token
-	}
-	w.woken.Add(1)
-	res, err := dequeueScript.Run(ctx, w.rdb, dequeueKeys(q), leaseArg, taskKeyPrefix(q)).Text()
-	if err != nil {
-		// redis.Nil: another worker took the task, or a token outlived
-		// it. asynq polls one round and the next empty one waits again.
-		return "", false
-	}
-	w.handed.Add(1)
-	return res, true
 }
 
 func asynqKey(q, name string) string { return "asynq:{" + q + "}:" + name }

@@ -50,14 +50,22 @@ const tokenTTL = 10 * time.Minute
 const pushTimeout = 2 * time.Second
 
 // Push adds tokens to the wake lists: counts maps a queue to the tasks just
-// made ready in it. It is one pipeline: per queue an LPUSH of up to
-// MaxTokens tokens, an LTRIM to MaxTokens and an EXPIRE.
+// made ready in it. It is one pipeline of an LPUSH of up to MaxTokens
+// tokens and an EXPIRE per queue, and an LTRIM to MaxTokens afterwards for
+// a list that grew past it.
 func Push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int) error {
+	return push(ctx, rdb, counts, func(string) bool { return true })
+}
+
+// push is Push, with an EXPIRE only for the queues expire picks.
+func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int, expire func(queue string) bool) error {
 	if len(counts) == 0 {
 		return nil
 	}
+	queues := slices.Sorted(maps.Keys(counts))
+	lens := make(map[string]*redis.IntCmd, len(queues))
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, q := range slices.Sorted(maps.Keys(counts)) {
+		for _, q := range queues {
 			n := min(counts[q], MaxTokens)
 			if n <= 0 {
 				continue
@@ -66,15 +74,35 @@ func Push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int)
 			for i := range tokens {
 				tokens[i] = "1"
 			}
-			k := Key(q)
-			p.LPush(ctx, k, tokens...)
-			p.LTrim(ctx, k, 0, MaxTokens-1)
-			p.Expire(ctx, k, tokenTTL)
+			lens[q] = p.LPush(ctx, Key(q), tokens...)
+			if expire(q) {
+				p.Expire(ctx, Key(q), tokenTTL)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("push wake-up tokens: %w", err)
+	}
+	var over []string
+	for _, q := range queues {
+		if c := lens[q]; c != nil && c.Val() > MaxTokens {
+			over = append(over, q)
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	// A second round trip only past the cap: a steady flow into busy
+	// workers, whose tokens nobody pops until the workers go idle.
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, q := range over {
+			p.LTrim(ctx, Key(q), 0, MaxTokens-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim wake-up lists: %w", err)
 	}
 	return nil
 }
@@ -93,6 +121,10 @@ type Pusher struct {
 	pending map[string]int // queue -> tokens not yet pushed
 	running bool           // a flush goroutine is running
 
+	// expired is when each queue's list last got its EXPIRE; only the
+	// flush goroutine (one at a time) uses it.
+	expired map[string]time.Time
+
 	failures atomic.Int64
 }
 
@@ -102,7 +134,7 @@ func NewPusher(rdb redis.UniversalClient, log *slog.Logger) *Pusher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pusher{rdb: rdb, log: log, pending: make(map[string]int)}
+	p := &Pusher{rdb: rdb, log: log, pending: make(map[string]int), expired: make(map[string]time.Time)}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }
@@ -136,7 +168,17 @@ func (p *Pusher) flush() {
 		p.pending = make(map[string]int, len(batch))
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
-		if err := Push(ctx, p.rdb, batch); err != nil {
+		// The TTL only clears lists nobody pops: refreshing it once every
+		// tenth of it is enough, and saves a command per push.
+		now := time.Now()
+		expire := func(q string) bool {
+			if now.Sub(p.expired[q]) < tokenTTL/10 {
+				return false
+			}
+			p.expired[q] = now
+			return true
+		}
+		if err := push(ctx, p.rdb, batch, expire); err != nil {
 			// Not an error for the caller: the task is enqueued, and the
 			// workers' safety poll finds it.
 			p.failures.Add(1)

@@ -150,7 +150,8 @@ func (st *policyState) defaultClass() *keyspec.Class {
 
 // ServerConfig returns the asynq.Config that Run uses: the worker's queues,
 // concurrency, polling interval, retry schedule and error logging. Callers
-// that run their own asynq.Server start from it.
+// that run their own asynq.Server start from it; such a server polls every
+// PollInterval, since the wake-ups are wired into Run's server only.
 func (w *Worker) ServerConfig() asynq.Config {
 	return asynq.Config{
 		Concurrency:              w.cfg.Concurrency,

@@ -40,20 +40,27 @@ type wakeBundle struct {
 // until the worker waits for a wake-up.
 func startWakeWorker(t *testing.T) *wakeBundle {
 	t.Helper()
+	return startWakeWorkerOn(t, redistest.Client(t), "invalidator-critical", "invalidator-standard")
+}
+
+// startWakeWorkerOn is startWakeWorker on rdb, with the queues of the
+// critical and the standard (default) class.
+func startWakeWorkerOn(t *testing.T, rdb redis.UniversalClient, critical, standard string) *wakeBundle {
+	t.Helper()
 	p, err := keyspec.Parse("p.yaml", []byte(`
 version: 1
 default_class: standard
 classes:
-  standard: {ttl: 1m}
-  critical: {ttl: 1m, queue: invalidator-critical}
+  standard: {ttl: 1m, queue: `+standard+`}
+  critical: {ttl: 1m, queue: `+critical+`}
 `))
 	require.NoError(t, err)
-	b := &wakeBundle{rdb: redistest.Client(t), done: make(chan error, 1)}
+	b := &wakeBundle{rdb: rdb, done: make(chan error, 1)}
 	b.client, err = enqueue.New(b.rdb, enqueue.Config{Policy: p})
 	require.NoError(t, err)
 	w, err := New(Config{Queue: b.rdb, Policy: p, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PollInterval: time.Millisecond, RetryCheckInterval: 100 * time.Millisecond, SafetyPoll: hugeSafetyPoll,
-		ShutdownTimeout: 2 * time.Second, onWaiter: func(wt *wake.Waiter) { b.waiter.Store(wt) }})
+		ShutdownTimeout: 2 * time.Second, NoRescue: true, onWaiter: func(wt *wake.Waiter) { b.waiter.Store(wt) }})
 	require.NoError(t, err)
 	require.Len(t, w.Queues(), 2)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,10 +83,23 @@ classes:
 // changes what the hook relies on.
 func TestWaiterWithAsynq(t *testing.T) {
 	t.Parallel()
-	b := startWakeWorker(t)
+	testWaiterWithAsynq(t, startWakeWorker(t), "invalidator-critical", "invalidator-standard", "item:")
+}
+
+// The same on a Redis Cluster: the queues' keys sit in other slots than the
+// wake lists, so the woken dequeue runs on another node than the BLPOP.
+func TestWaiterWithAsynqOnCluster(t *testing.T) {
+	t.Parallel()
+	prefix := redistest.Prefix(t)
+	critical, standard := "wake-"+prefix+"critical", "wake-"+prefix+"standard"
+	b := startWakeWorkerOn(t, redistest.Cluster(t), critical, standard)
+	testWaiterWithAsynq(t, b, critical, standard, prefix)
+}
+
+func testWaiterWithAsynq(t *testing.T, b *wakeBundle, critical, standard, keyPrefix string) {
 	ctx := context.Background()
-	for i, q := range []string{"invalidator-critical", "invalidator-standard"} {
-		key := "item:" + q
+	for i, q := range []string{critical, standard} {
+		key := keyPrefix + q
 		require.NoError(t, b.rdb.Set(ctx, key, "v", 0).Err())
 		_, err := b.client.With(enqueue.Queue(q)).DeleteKeys(ctx, key)
 		require.NoError(t, err)

@@ -43,7 +43,7 @@ type WaiterConfig struct {
 	// ForwardInterval is asynq's DelayedTaskCheckInterval. When set, one
 	// worker per interval, across the fleet of workers serving the same
 	// queues, runs asynq's forwarder scripts; the others' forwarder ticks
-	// cost one SET NX instead of two scripts per queue. A due retry still
+	// cost one small script every few intervals instead of two scripts per queue at every one. A due retry still
 	// waits at most about one interval. Default: 0, every worker forwards
 	// at every tick, as asynq does.
 	ForwardInterval time.Duration
@@ -164,6 +164,9 @@ func (w *Waiter) Stop() {
 	// The stop list is this Waiter's own: the token wakes no other worker.
 	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
 	defer cancel()
+	if w.fwdInterval > 0 {
+		_ = forwardLockScript.Run(ctx, w.rdb, []string{w.fwdKey}, w.id, 0).Err()
+	}
 	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, w.stopKey, "stop")
 		p.Expire(ctx, w.stopKey, time.Minute) // nobody pops it if no wait was in progress
@@ -226,15 +229,37 @@ func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// forwardLockScript takes, keeps or releases the forward lock of a set of
+// queues. The holder renews its own lock, so it never loses it to a tick
+// that comes a little early, and a Redis whose clock does not run (the
+// embedded test double) still lets the one worker forward.
+//
+// KEYS[1] -> invalidator:{wake}:@forward:<hash of the served queues>
+// ARGV[1] -> this Waiter's id
+// ARGV[2] -> lock TTL in ms; 0 releases the lock if this Waiter holds it
+// Output: 1 if this Waiter holds the lock now, else 0.
+var forwardLockScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' then
+  if cur == ARGV[1] then redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
+
 // forwardTurn reports whether this worker runs asynq's forwarder scripts
-// in this tick. The holder of the fleet's forward lock asks for it again at
-// every tick (the calls of one tick come within a few milliseconds) and
-// holds it for 9/10 of the interval, so it keeps it while it lives and no
-// due task waits much more than one interval. A worker that did not get it
-// asks again only after 2 to 6 intervals: a fleet of N costs the queue
-// Redis about N/4 SETs per interval, not 2 scripts per queue per worker. If
-// the holder dies, another takes over within a few intervals. A failed SET
-// forwards, as asynq would.
+// in this tick. The holder of the fleet's forward lock renews it at every
+// tick (the calls of one tick come within a few milliseconds) for 9/10 of
+// the interval, so it keeps it while it lives, and a stopping holder
+// releases it: no due task waits much more than one interval. A worker
+// that did not get it asks again only after 2 to 6 intervals: a fleet of N
+// costs the queue Redis about N/4 small scripts per interval, not 2 scripts
+// per queue per worker. If the holder dies, another takes over within a
+// few intervals. A failed call forwards, as asynq would.
 func (w *Waiter) forwardTurn() bool {
 	if w.fwdInterval <= 0 {
 		return true
@@ -247,8 +272,8 @@ func (w *Waiter) forwardTurn() bool {
 	}
 	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
 	defer cancel()
-	ok, err := w.rdb.SetNX(ctx, w.fwdKey, w.id, w.fwdInterval*9/10).Result()
-	w.fwdMine = err != nil || ok
+	got, err := forwardLockScript.Run(ctx, w.rdb, []string{w.fwdKey}, w.id, (w.fwdInterval * 9 / 10).Milliseconds()).Int()
+	w.fwdMine = err != nil || got == 1
 	if w.fwdMine {
 		w.fwdNext = now.Add(w.fwdInterval / 2)
 	} else {

@@ -37,11 +37,13 @@ fuzz: ## run each fuzz target FUZZTIME (default 200000x: count-based, see golang
 	$(GO) test -run='^$$' -fuzz='^FuzzParamMatch$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseKey$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzAuditQuery$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseVersionKey$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRecord$$' -fuzztime=$(or $(FUZZTIME),200000x) ./worker/
 	$(GO) test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=$(or $(FUZZTIME),200000x) ./internal/redisconn/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cacheaside/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadKeys$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cmd/invalidator/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseParams$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cmd/invalidator/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cdc/
 
 .PHONY: check-redis
 check-redis: # tests start their own redis-server; make sure there is one

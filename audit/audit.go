@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,10 +27,13 @@ type Config struct {
 	Rate float64
 	// ScanCount is the COUNT of each SCAN. Default 100.
 	ScanCount int
-	// MaxScan caps the keys SCAN may visit per master and family, so a
-	// family with few keys in a big cache does not scan it all. Default
-	// max(100*Sample, 100000).
-	MaxScan int
+	// ScanBudget caps the keys SCAN may visit per family and run, over all
+	// masters together (each gets a share proportional to its keys), so a
+	// family with few keys or none in a big cache costs a bounded scan, not
+	// the whole cache: at the default Rate, 100000 keys take 20 s. A report
+	// says how many keys it scanned (Report.Scanned) and, when it found
+	// fewer than Sample, why (Report.Note). Default max(10*Sample, 100000).
+	ScanBudget int
 	// RecheckAfter is how long to wait before re-checking a key that
 	// differed, when its Check sets none: it should exceed the family's
 	// invalidation lag budget. Default 5s.
@@ -57,8 +61,8 @@ func (c Config) withDefaults() Config {
 	if c.ScanCount == 0 {
 		c.ScanCount = 100
 	}
-	if c.MaxScan == 0 {
-		c.MaxScan = max(100*c.Sample, 100000)
+	if c.ScanBudget == 0 {
+		c.ScanBudget = max(10*c.Sample, 100000)
 	}
 	if c.RecheckAfter == 0 {
 		c.RecheckAfter = 5 * time.Second
@@ -85,8 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("audit: sample %d is negative", c.Sample)
 	case c.Rate < 0:
 		return fmt.Errorf("audit: rate %v keys/s is negative", c.Rate)
-	case c.ScanCount < 0 || c.MaxScan < 0 || c.Concurrency < 0 || c.Examples < 0:
-		return errors.New("audit: scan count, max scan, concurrency and examples must not be negative")
+	case c.ScanCount < 0 || c.ScanBudget < 0 || c.Concurrency < 0 || c.Examples < 0:
+		return errors.New("audit: scan count, scan budget, concurrency and examples must not be negative")
 	case c.RecheckAfter < 0 || c.SourceTimeout < 0:
 		return errors.New("audit: recheck after and source timeout must not be negative")
 	}
@@ -125,7 +129,12 @@ func New(cache redis.UniversalClient, cfg Config) (*Auditor, error) {
 
 // sampled is one key under comparison.
 type sampled struct {
-	key    string
+	// key holds the data compared: the sampled key of a delete family,
+	// the data key at the current version of a version family.
+	key string
+	// entity is the key sampled: key itself, or a version family's
+	// version key, through which a re-check finds the current data key.
+	entity string
 	params map[string]string
 	cached []byte // the value at the first read
 	src    []byte
@@ -141,7 +150,11 @@ type sampled struct {
 // error is returned only when the cache cannot be read; source errors make
 // keys Unverifiable.
 //
-// Version families are not sampled yet: their report says so in Note.
+// A version family is sampled through its version keys, one per entity:
+// the audit reads the data key at the current version, the only one a
+// reader can reach. Data left under an older version is unreachable and
+// never counts; a version that moves before the re-check makes the key
+// InFlight.
 func (a *Auditor) Audit(ctx context.Context, c Check) (Report, error) {
 	fam := c.Family
 	if fam == nil || c.Source == nil {
@@ -154,33 +167,48 @@ func (a *Auditor) Audit(ctx context.Context, c Check) (Report, error) {
 	if rep.Mode == "" {
 		rep.Mode = keyspec.ModeEnforce
 	}
-	if fam.Strategy == keyspec.StrategyVersion {
-		rep.Note = "not audited: version families are not sampled yet"
-		return rep, nil
-	}
-	keys, err := a.sample(ctx, fam)
+	found, err := a.sample(ctx, fam)
 	if err != nil {
 		return rep, fmt.Errorf("audit family %q: %w", fam.Name, err)
+	}
+	keys := found.keys
+	rep.Scanned = found.visited
+	switch {
+	case len(keys) == 0 && found.spent:
+		rep.Note = fmt.Sprintf("found none of the family's keys: scanned about %d of the cache's %d keys, the scan budget", found.visited, found.dbsize)
+	case len(keys) == 0:
+		rep.Note = fmt.Sprintf("found none of the family's keys: scanned the whole cache, %d keys", found.dbsize)
+	case found.spent:
+		rep.Note = fmt.Sprintf("found %d of the family's keys for a sample of %d: the scan budget ran out after about %d of the cache's %d keys",
+			len(keys), a.cfg.Sample, found.visited, found.dbsize)
 	}
 	// First pass: read both sides, keep the keys that differ.
 	items := make([]*sampled, 0, len(keys))
 	var mu sync.Mutex // guards items and rep.Skipped
-	err = each(ctx, a.cfg.Concurrency, keys, func(ctx context.Context, key string) error {
-		params, err := fam.ParseKey(key)
+	err = each(ctx, a.cfg.Concurrency, keys, func(ctx context.Context, entity string) error {
+		var (
+			params map[string]string
+			err    error
+		)
+		if fam.Strategy == keyspec.StrategyVersion {
+			params, err = fam.ParseVersionKey(entity)
+		} else {
+			params, err = fam.ParseKey(entity)
+		}
 		if err != nil {
 			mu.Lock()
 			rep.Skipped++
 			mu.Unlock()
 			return nil
 		}
-		v, ok, err := a.read(ctx, key)
+		key, v, ok, err := a.readEntry(ctx, fam, entity, params)
 		if err != nil || !ok {
 			mu.Lock()
 			rep.Skipped++
 			mu.Unlock()
 			return err
 		}
-		s := &sampled{key: key, params: params, cached: v}
+		s := &sampled{key: key, entity: entity, params: params, cached: v}
 		s.src, s.found, s.err = a.fetch(ctx, c.Source, params)
 		switch {
 		case s.err != nil:
@@ -216,7 +244,7 @@ func (a *Auditor) Audit(ctx context.Context, c Check) (Report, error) {
 		case <-t.C:
 		}
 		err = each(ctx, a.cfg.Concurrency, differ, func(ctx context.Context, s *sampled) error {
-			v, ok, err := a.read(ctx, s.key)
+			key, v, ok, err := a.readEntry(ctx, fam, s.entity, s.params)
 			if err != nil {
 				return err
 			}
@@ -224,8 +252,8 @@ func (a *Auditor) Audit(ctx context.Context, c Check) (Report, error) {
 			switch {
 			case ferr != nil:
 				s.out, s.err = Unverifiable, ferr
-			case !ok || string(v) != string(s.cached):
-				s.out = InFlight // invalidated or rewritten since
+			case !ok || key != s.key || string(v) != string(s.cached):
+				s.out = InFlight // invalidated, bumped or rewritten since
 			case equal(c.Compare, c.Fields, v, src, found):
 				s.out = InFlight // the source came back to the cached value
 			default:
@@ -254,6 +282,7 @@ func (a *Auditor) tally(rep *Report, items []*sampled) {
 		case Inconsistent:
 			rep.Inconsistent++
 			rep.Stale = append(rep.Stale, s.key)
+			rep.StaleParams = append(rep.StaleParams, s.params)
 			a.cfg.Logger.Warn("audit: stale cache entry", "family", rep.Family, "key", s.key, "recheck", "still stale")
 		case InFlight:
 			rep.InFlight++
@@ -282,6 +311,38 @@ func (a *Auditor) tally(rep *Report, items []*sampled) {
 		}
 	}
 	rep.setNines()
+}
+
+// readEntry returns the data key of a sampled key and the data it holds,
+// and false when it holds none. A delete family's sampled key is its data
+// key; a version family's is its version key, and the data key is the one
+// at the version it holds now. A version key that vanished, or holds no
+// decimal version, has no data to compare.
+func (a *Auditor) readEntry(ctx context.Context, fam *keyspec.Family, entity string, params map[string]string) (string, []byte, bool, error) {
+	if fam.Strategy != keyspec.StrategyVersion {
+		v, ok, err := a.read(ctx, entity)
+		return entity, v, ok, err
+	}
+	if err := a.limit.Wait(ctx); err != nil {
+		return "", nil, false, err
+	}
+	s, err := a.cache.Get(ctx, entity).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("read %q: %w", entity, err)
+	}
+	ver, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ver < 0 {
+		return "", nil, false, nil
+	}
+	key, err := fam.DataKey(params, ver)
+	if err != nil {
+		return "", nil, false, nil
+	}
+	v, ok, err := a.read(ctx, key)
+	return key, v, ok, err
 }
 
 // read returns the data a key holds, and false when it holds none (gone,

@@ -23,7 +23,14 @@
 // (NinesAtLeast). Report.Stale lists the confirmed stale keys, to heal by
 // enqueueing a DeleteKeys through enqueue like any other invalidation.
 //
-// Version families are not sampled yet (their report carries a Note).
+// A version family is sampled through its version keys, one per entity,
+// and compared at the data key of the current version, the only one a
+// reader reaches: data under an older version never counts. Heal it by
+// bumping the stale entities' versions (Report.StaleParams).
+//
+// SCAN visits at most Config.ScanBudget keys per family and run, so a
+// family with few keys in a big cache costs a bounded, rate-limited scan;
+// Report.Scanned and Report.Note say what it found.
 //
 //	a, err := audit.New(cacheRedis, audit.Config{Sample: 500, RecheckAfter: 10 * time.Second})
 //	if err != nil { ... }

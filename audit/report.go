@@ -59,9 +59,19 @@ type Report struct {
 	NinesAtLeast bool     `json:"nines_at_least"`
 	// Examples are a few keys, the non-consistent ones first.
 	Examples []Example `json:"examples"`
-	// Stale lists every key found Inconsistent, for healing (DeleteKeys).
+	// Scanned is about how many keys SCAN visited to find the sample
+	// (Config.ScanCount a page), within Config.ScanBudget.
+	Scanned int `json:"scanned"`
+	// Stale lists every key found Inconsistent, in key order: for a
+	// version family, the data key at the current version.
 	Stale []string `json:"-"`
-	// Note says why a family was not audited, if it was not.
+	// StaleParams are the parameters of each Stale key, in the same order.
+	// Heal a delete family by deleting Stale (enqueue DeleteKeys), a
+	// version family by bumping each entity's version (BumpVersion with
+	// these parameters).
+	StaleParams []map[string]string `json:"-"`
+	// Note says why the sample is short of Config.Sample, or empty: no
+	// key of the family found in the scan budget, or the budget ran out.
 	Note string `json:"note,omitempty"`
 }
 

@@ -12,43 +12,71 @@ import (
 	"github.com/invalidator/invalidator/keyspec"
 )
 
+// scanned is what sampling a family found.
+type scanned struct {
+	keys []string
+	// visited is about how many keys SCAN looked at: ScanCount a page.
+	visited int
+	// spent reports the scan budget ran out before the sample was full.
+	spent bool
+	// dbsize is the keys in the cache, over every master.
+	dbsize int64
+}
+
 // sample returns up to Config.Sample distinct keys of the family, from
-// every master, each master's share proportional to its key count.
-func (a *Auditor) sample(ctx context.Context, fam *keyspec.Family) ([]string, error) {
-	pattern, err := fam.Pattern(nil)
-	if err != nil {
-		return nil, err
-	}
-	m, err := fam.Matcher(nil)
-	if err != nil {
-		return nil, err
+// every master, each master's share of the sample and of the scan budget
+// proportional to its key count. A delete family's keys are its template's;
+// a version family's are its version keys, one per entity.
+func (a *Auditor) sample(ctx context.Context, fam *keyspec.Family) (scanned, error) {
+	var (
+		pattern string
+		match   func(string) bool
+	)
+	if fam.Strategy == keyspec.StrategyVersion {
+		p, err := fam.VersionKeyPattern()
+		if err != nil {
+			return scanned{}, err
+		}
+		pattern = p
+		match = func(k string) bool { _, err := fam.ParseVersionKey(k); return err == nil }
+	} else {
+		m, err := fam.Matcher(nil)
+		if err != nil {
+			return scanned{}, err
+		}
+		pattern, match = m.Pattern(), m.Match
 	}
 	nodes, err := a.masters(ctx)
 	if err != nil {
-		return nil, err
+		return scanned{}, err
 	}
 	sizes := make([]int64, len(nodes))
-	var total int64
+	var out scanned
 	for i, n := range nodes {
 		if sizes[i], err = n.DBSize(ctx).Result(); err != nil {
-			return nil, fmt.Errorf("dbsize: %w", err)
+			return scanned{}, fmt.Errorf("dbsize: %w", err)
 		}
-		total += sizes[i]
+		out.dbsize += sizes[i]
 	}
-	var keys []string
 	for i, n := range nodes {
 		if sizes[i] == 0 {
 			continue
 		}
 		// Rounded up, so a small master still gets its share.
-		quota := int((int64(a.cfg.Sample)*sizes[i] + total - 1) / total)
-		ks, err := a.sampleNode(ctx, n, sizes[i], pattern, m, min(quota, a.cfg.Sample-len(keys)))
+		quota := int((int64(a.cfg.Sample)*sizes[i] + out.dbsize - 1) / out.dbsize)
+		budget := int((int64(a.cfg.ScanBudget)*sizes[i] + out.dbsize - 1) / out.dbsize)
+		want := min(quota, a.cfg.Sample-len(out.keys))
+		ks, visited, err := a.sampleNode(ctx, n, sizes[i], pattern, match, want, budget)
 		if err != nil {
-			return nil, err
+			return scanned{}, err
 		}
-		keys = append(keys, ks...)
+		out.keys = append(out.keys, ks...)
+		out.visited += visited
+		if len(ks) < want && visited >= budget {
+			out.spent = true
+		}
 	}
-	return keys, nil
+	return out, nil
 }
 
 // masters returns the clients to SCAN: every master of a cluster, or the
@@ -75,13 +103,16 @@ func (a *Auditor) masters(ctx context.Context) ([]redis.Cmdable, error) {
 }
 
 // sampleNode SCANs one server from a random cursor, so each audit looks at
-// another part of the keyspace, and keeps the keys the matcher accepts
-// (the whole template, declared parameters) until it has want of them.
-// It goes on from cursor 0 after the end, so a family smaller than want is
-// seen whole; it stops after two full passes at most, or MaxScan keys.
-func (a *Auditor) sampleNode(ctx context.Context, n redis.Cmdable, size int64, pattern string, m *keyspec.Matcher, want int) ([]string, error) {
+// another part of the keyspace, and keeps the keys match accepts (the
+// whole template, declared parameters) until it has want of them. It goes
+// on from cursor 0 after the end, so a family smaller than want is seen
+// whole; it stops after two full passes at most, or once it has visited
+// budget keys, so a family with few keys in a big cache costs a bounded
+// scan, not the whole cache. It returns the keys and about how many it
+// visited.
+func (a *Auditor) sampleNode(ctx context.Context, n redis.Cmdable, size int64, pattern string, match func(string) bool, want, budget int) ([]string, int, error) {
 	if want <= 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	// SCAN cursors index the hash table (in reversed bits); a random one
 	// below the table size starts at a random bucket.
@@ -91,20 +122,22 @@ func (a *Auditor) sampleNode(ctx context.Context, n redis.Cmdable, size int64, p
 	seen := make(map[string]bool)
 	var out []string
 	passes := 0
-	for visited := 0; visited < a.cfg.MaxScan; visited += a.cfg.ScanCount {
+	visited := 0
+	for visited < budget {
 		if err := a.limit.WaitN(ctx, min(a.cfg.ScanCount, a.limit.Burst())); err != nil {
-			return nil, err
+			return nil, visited, err
 		}
 		page, next, err := n.Scan(ctx, cursor, pattern, int64(a.cfg.ScanCount)).Result()
 		if err != nil {
-			return nil, fmt.Errorf("scan %q: %w", pattern, err)
+			return nil, visited, fmt.Errorf("scan %q: %w", pattern, err)
 		}
+		visited += a.cfg.ScanCount
 		for _, k := range page {
-			if !seen[k] && m.Match(k) {
+			if !seen[k] && match(k) {
 				seen[k] = true
 				out = append(out, k)
 				if len(out) == want {
-					return out, nil
+					return out, visited, nil
 				}
 			}
 		}
@@ -112,9 +145,11 @@ func (a *Auditor) sampleNode(ctx context.Context, n redis.Cmdable, size int64, p
 		if cursor == 0 {
 			passes++
 			if start == 0 || passes == 2 {
+				// The last pages held fewer keys than COUNT.
+				visited = min(visited, passes*int(size))
 				break
 			}
 		}
 	}
-	return out, nil
+	return out, visited, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/invalidator/invalidator/cdc"
 	"github.com/invalidator/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
@@ -69,6 +70,8 @@ func knownMetrics(t *testing.T) map[string]bool {
 	require.NoError(t, err)
 	_, err = outbox.NewMetrics(rec)
 	require.NoError(t, err)
+	_, err = cdc.NewMetrics(rec)
+	require.NoError(t, err)
 	client := redis.NewClient(&redis.Options{}) // never used: Describe reads no Redis
 	t.Cleanup(func() { _ = client.Close() })
 	qs, err := queuestats.New(queuestats.Config{Client: client})
@@ -121,7 +124,8 @@ func TestPrometheusRules(t *testing.T) {
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
 		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing",
 		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors",
-		"InvalidatorOutboxRowsQuarantined", "InvalidatorAuditInconsistent"} {
+		"InvalidatorOutboxRowsQuarantined", "InvalidatorAuditInconsistent",
+		"InvalidatorCDCSlotRetainsWAL", "InvalidatorCDCLagging", "InvalidatorCDCNoActiveReader", "InvalidatorCDCDown"} {
 		require.Contains(t, alerts, want)
 	}
 }

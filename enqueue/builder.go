@@ -201,5 +201,49 @@ func (b *Builder) message(t tasks.Task, class *keyspec.Class) (Message, error) {
 	}
 	m := Message{Kind: t.Kind(), Payload: payload, Queue: class.Queue, MaxRetry: class.MaxRetry, Timeout: class.Timeout}
 	b.opts.apply(&m)
+	// A sharded class's queue (its own or an override naming it) becomes
+	// the shard the task's shard key picks; a shard named outright stays.
+	m.Queue = b.policy.QueueFor(m.Queue, tasks.ShardKey(t))
 	return m, nil
+}
+
+// PublishBatched builds an event publication for a producer that enqueues
+// many at once and merges them (invalidator cdc, with Merge): when every
+// invalidation the event resolves to is a key delete of a family in enforce
+// mode, one DeleteKeys Message per class, which Merge coalesces with other
+// publications' key deletes into few tasks; otherwise (a pattern delete, a
+// version bump, a shadow or off family, a family that refuses the values)
+// the event task, as Publish builds it, for the worker to resolve. The
+// checks and refusals are Publish's.
+func (b *Builder) PublishBatched(event string, attrs map[string]string) ([]Message, error) {
+	m, actions, err := b.publish(event, attrs)
+	if err != nil {
+		return nil, err
+	}
+	e, _ := b.policy.Event(event)
+	if len(actions) < len(e.Invalidates) {
+		return []Message{m}, nil // refusals: the worker logs and counts them
+	}
+	var classes []*keyspec.Class
+	byClass := map[*keyspec.Class][]string{}
+	for _, a := range actions {
+		if a.Kind != keyspec.ActionDelete || a.Family.Mode != keyspec.ModeEnforce {
+			return []Message{m}, nil
+		}
+		c := b.policy.ClassOf(a.Family)
+		if _, ok := byClass[c]; !ok {
+			classes = append(classes, c)
+		}
+		byClass[c] = append(byClass[c], a.Key)
+	}
+	now := b.now()
+	msgs := make([]Message, 0, len(classes))
+	for _, c := range classes {
+		km, err := b.keysMessage(byClass[c], now, c)
+		if err != nil {
+			return nil, fmt.Errorf("publish %q: %w", event, err)
+		}
+		msgs = append(msgs, km)
+	}
+	return msgs, nil
 }

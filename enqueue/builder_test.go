@@ -2,6 +2,7 @@ package enqueue_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -118,4 +119,33 @@ func TestNewBuilderDefaults(t *testing.T) {
 
 	_, err = b.DeleteFamily("price", nil)
 	require.ErrorIs(t, err, keyspec.ErrUnknownFamily, "the default policy knows no family")
+}
+
+// A sharded class's tasks go to the shard of their shard key; a queue
+// override naming the class resolves the same way, one naming a shard stays.
+func TestBuilderPicksTheShard(t *testing.T) {
+	t.Parallel()
+	p, err := keyspec.Parse("p.yaml", []byte("version: 1\nclasses:\n  standard: {shards: 3}\n  bulk: {}\n"))
+	require.NoError(t, err)
+	c := p.Classes["standard"]
+	b := enqueue.NewBuilder(enqueue.Config{Policy: p})
+	seen := map[string]bool{}
+	for i := range 100 {
+		k := fmt.Sprintf("user:{%d}:x", i)
+		msgs, err := b.DeleteKeys(k, "other")
+		require.NoError(t, err)
+		require.Equal(t, c.QueueFor(k), msgs[0].Queue, k)
+		seen[msgs[0].Queue] = true
+		msgs, err = b.With(enqueue.Queue("invalidator-standard")).DeleteKeys(k)
+		require.NoError(t, err)
+		require.Equal(t, c.QueueFor(k), msgs[0].Queue, k)
+	}
+	require.Len(t, seen, 3)
+	one := c.Queues()[1]
+	msgs, err := b.With(enqueue.Queue(one)).DeleteKeys("a")
+	require.NoError(t, err)
+	require.Equal(t, one, msgs[0].Queue)
+	msgs, err = b.With(enqueue.Queue("invalidator-bulk")).DeleteKeys("a")
+	require.NoError(t, err)
+	require.Equal(t, "invalidator-bulk", msgs[0].Queue)
 }

@@ -175,6 +175,10 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 // the next, and a batch that keys fill is flushed at once too.
 func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size int, at time.Time) (*batch, error) {
 	o := c.b.opts
+	// The shards of a sharded class share batches: a batch goes to the
+	// shard of its first key (Builder.message). Batches per shard would be
+	// smaller by the shard count, and cost the queue as many more tasks;
+	// deletes commute, so the other keys need no shard of their own.
 	key := batchKey{queue: o.queue, timeout: o.timeout}
 	if o.maxRetry != nil {
 		key.maxRetry, key.hasMaxRetry = *o.maxRetry, true

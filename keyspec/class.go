@@ -64,6 +64,15 @@ type Class struct {
 	// readers, not a guarantee. Pattern deletes and version bumps get no
 	// second pass. Default 0 (off).
 	SecondDelete time.Duration
+	// Shards splits the class's queue into this many asynq queues, each on
+	// its own hash slot, so that on a Redis Cluster the class's tasks spread
+	// over the masters instead of one (see ShardQueues for the names and
+	// QueueFor for which task goes where). Workers serve every shard, the
+	// class's weight split evenly across them. 1 to MaxShards; default 1
+	// (0 counts as 1).
+	Shards int
+	// shards caches the shard queue names (see Class.shardNames).
+	shards shardCache
 	// AuditEvery is how often the worker fleet audits each family of the
 	// class that has an audit section and sets no audit_every of its own.
 	// At least MinAuditEvery; 0 (the default) means no scheduled audit.
@@ -85,5 +94,6 @@ func NewClass(name string) *Class {
 		BackoffBase: DefaultBackoffBase,
 		BackoffMax:  DefaultBackoffMax,
 		Weight:      DefaultWeight,
+		Shards:      1,
 	}
 }

@@ -105,6 +105,8 @@ func FuzzParse(f *testing.F) {
 		"  price: {template: 'product:{sku}:price:{currency}', class: standard, params: {sku: {match: '[0-9]+'}, currency: {match: '(?i)[a-z]{3}'}}}\n" +
 		"  feed: {template: 'feed:{u}', class: standard, strategy: version, hash_tag: u, params: {u: {match: '[^:{}]+'}}}\n" +
 		"events:\n  product.updated:\n    attributes: [id, u]\n    invalidates: [product, {family: price, params: {sku: id}, wildcard: [currency]}, feed]\n"))
+	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m}}\nfamilies:\n  p: {template: 'p:{id}', class: standard}\n" +
+		"events:\n  p.updated: {attributes: [id], invalidates: [p]}\ntables:\n  public.p: {event: p.updated, attributes: {id: pid}}\n"))
 	f.Add([]byte("version: 1\nclasses: {standard: {ttl: 1m}}\nfamilies:\n  a: {template: 'a:{x}', class: standard, params: {x: {match: 'x|y'}}}\n" +
 		"  b: {template: 'a:{x}:b', class: standard, params: {x: {match: '^[^:]*$'}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -15,6 +15,12 @@ func (f *Family) ParseKey(key string) (map[string]string, error) {
 	if f.Strategy == StrategyVersion {
 		return nil, fmt.Errorf("parse key family %q: %w: its data lives at version data keys", f.Name, ErrVersioned)
 	}
+	return f.parseKey(key)
+}
+
+// parseKey is ParseKey for any strategy: the inverse of the template's
+// rendering.
+func (f *Family) parseKey(key string) (map[string]string, error) {
 	segs := f.Template.segs
 	// count[i][p] is the number of ways (capped at 2) segs[i:] renders
 	// key[p:]; -1 means not computed. Memoised, so a long key costs

@@ -30,6 +30,11 @@ func (f *Family) Pattern(params map[string]string) (string, error) {
 		return "", fmt.Errorf("pattern family %q: %w: a pattern delete would match none of its data keys; invalidate it by advancing its version",
 			f.Name, ErrVersioned)
 	}
+	return f.pattern(params)
+}
+
+// pattern is Pattern for any strategy: the glob of the rendered template.
+func (f *Family) pattern(params map[string]string) (string, error) {
 	if err := f.checkParams("pattern", params, false); err != nil {
 		return "", err
 	}

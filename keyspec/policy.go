@@ -25,6 +25,10 @@ type Policy struct {
 	Families map[string]*Family
 	// Events by name.
 	Events map[string]*Event
+	// Tables maps database tables, by "schema.table", to the events their
+	// row changes publish (invalidator cdc); empty when the policy has no
+	// tables section.
+	Tables map[string]*Table
 
 	// warns are the warnings found while loading; Warnings adds those
 	// that are too costly to look for on every load.
@@ -47,6 +51,7 @@ func Default() *Policy {
 		Classes:      map[string]*Class{c.Name: c},
 		Families:     map[string]*Family{},
 		Events:       map[string]*Event{},
+		Tables:       map[string]*Table{},
 	}
 }
 
@@ -105,25 +110,20 @@ func (p *Policy) ClassOf(f *Family) *Class {
 	return p.Classes[p.DefaultClass]
 }
 
-// QueueWeights returns every class queue with its polling weight; a queue
-// shared by classes takes the highest of their weights.
+// QueueWeights returns every queue a worker serves with its polling weight:
+// each class's queue, or a sharded class's shard queues with the class's
+// weight split across them, and its own queue too (see shardWeights). A
+// queue shared by classes takes the highest of their weights. Without
+// shards the weights are the classes' weights.
 func (p *Policy) QueueWeights() map[string]int {
-	w := make(map[string]int, len(p.Classes))
-	for _, c := range p.Classes {
-		w[c.Queue] = max(w[c.Queue], c.Weight, 1)
-	}
-	return w
+	return p.shardWeights()
 }
 
-// Queues returns the distinct queues of all classes, sorted. A worker must
-// serve all of them, or tasks of some class would never run.
+// Queues returns the distinct queues of all classes (shard queues
+// included), sorted. A worker must serve all of them, or tasks of some
+// class would never run.
 func (p *Policy) Queues() []string {
-	qs := make([]string, 0, len(p.Classes))
-	for _, c := range p.Classes {
-		qs = append(qs, c.Queue)
-	}
-	slices.Sort(qs)
-	return slices.Compact(qs)
+	return slices.Sorted(maps.Keys(p.QueueWeights()))
 }
 
 // ClassNames returns the names of all classes, sorted.

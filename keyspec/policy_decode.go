@@ -25,8 +25,8 @@ const standardClassName = "standard"
 // Field names of the policy file, in the order the file format documents
 // them; they are listed in "unknown field" errors.
 var (
-	topFields          = []string{"version", "default_class", "classes", "families", "events"}
-	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample"}
+	topFields          = []string{"version", "default_class", "classes", "families", "events", "tables"}
+	classFields        = []string{"ttl", "jitter", "queue", "weight", "max_retry", "timeout", "backoff_base", "backoff_max", "second_delete", "audit_every", "audit_sample", "shards"}
 	familyFields       = []string{"template", "params", "class", "strategy", "hash_tag", "ttl", "jitter", "mode", "max_keys", "owner", "audit", "audit_every", "audit_sample"}
 	auditFields        = []string{"query", "compare", "fields", "recheck_after"}
 	paramFields        = []string{"match"}
@@ -91,7 +91,7 @@ func (d *decoder) decode(data []byte) *Policy {
 	if !ok {
 		return nil
 	}
-	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}, Events: map[string]*Event{}}
+	p := &Policy{Classes: map[string]*Class{}, Families: map[string]*Family{}, Events: map[string]*Event{}, Tables: map[string]*Table{}}
 	d.familyAt, d.eventAt = map[string]*yaml.Node{}, map[string]*yaml.Node{}
 
 	if e, ok := top["version"]; !ok {
@@ -106,6 +106,12 @@ func (d *decoder) decode(data []byte) *Policy {
 		d.errorf(root, "classes", "at least one class is required, e.g. \"classes: {standard: {ttl: 10m}}\"")
 	}
 	d.defaultClass(p, root, top)
+	if e, ok := top["classes"]; ok {
+		for _, msg := range checkShards(p) {
+			d.errorf(e.key, "classes", "%s", msg)
+		}
+	}
+	cacheShards(p)
 
 	if e, ok := top["families"]; ok {
 		if n := resolve(e.val); !isNull(n) {
@@ -120,6 +126,14 @@ func (d *decoder) decode(data []byte) *Policy {
 			ents, _ := d.entries(n, "events")
 			for _, ee := range ents {
 				d.event(p, ee)
+			}
+		}
+	}
+	if e, ok := top["tables"]; ok {
+		if n := resolve(e.val); !isNull(n) {
+			ents, _ := d.entries(n, "tables")
+			for _, te := range ents {
+				d.table(p, te)
 			}
 		}
 	}
@@ -233,6 +247,12 @@ func (d *decoder) class(p *Policy, ce entry) {
 	d.optInt(fs, path, "weight", &c.Weight, func(n int) string {
 		if n < 1 || n > 1000 {
 			return fmt.Sprintf("weight %d is out of range; use 1 to 1000 (a queue's share of polls is its weight over the sum)", n)
+		}
+		return ""
+	})
+	d.optInt(fs, path, "shards", &c.Shards, func(n int) string {
+		if n < 1 || n > MaxShards {
+			return fmt.Sprintf("shards %d is out of range; use 1 to %d (one per cluster master is the useful most)", n, MaxShards)
 		}
 		return ""
 	})

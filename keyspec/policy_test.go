@@ -36,7 +36,7 @@ func TestDefault(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &Class{
 		Name: "default", Queue: "invalidator-default", MaxRetry: 10,
-		Timeout: 30 * time.Second, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Weight: 1,
+		Timeout: 30 * time.Second, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Weight: 1, Shards: 1,
 	}, c)
 	_, err = p.Family("user")
 	require.ErrorIs(t, err, ErrUnknownFamily)
@@ -69,7 +69,7 @@ families:
 	require.Equal(t, "standard", p.DefaultClass, "standard is the default class when present")
 	require.Equal(t, &Class{
 		Name: "critical", TTL: time.Minute, Jitter: 0.1, Queue: "prio", MaxRetry: 0,
-		Timeout: 10 * time.Second, BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second, Weight: 1,
+		Timeout: 10 * time.Second, BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second, Weight: 1, Shards: 1,
 	}, p.Classes["critical"])
 	require.Equal(t, NewClass("standard"), p.Classes["standard"])
 	require.Equal(t, []string{"invalidator-standard", "prio"}, p.Queues())

@@ -3,6 +3,7 @@ package keyspec
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -140,4 +141,56 @@ func hashTagSpan(key string) (start, end int, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// VersionKeyPattern returns a SCAN MATCH pattern for the version keys of a
+// version family, one per cached entity: the template's pattern (see
+// Pattern, with every parameter a wildcard) in VersionKey's shape. An audit
+// samples a version family through it, since a data key is reachable only
+// through its entity's version key. It returns ErrNotVersioned for a delete
+// family, and refuses what Pattern refuses. Filter what SCAN returns with
+// ParseVersionKey: '*' matches any bytes.
+func (f *Family) VersionKeyPattern() (string, error) {
+	if f.Strategy != StrategyVersion {
+		return "", fmt.Errorf("version key pattern family %q: %w: its strategy is %q", f.Name, ErrNotVersioned, f.Strategy)
+	}
+	p, err := f.pattern(nil)
+	if err != nil {
+		return "", err
+	}
+	if f.HashTag == "" {
+		p = "{" + p + "}"
+	}
+	return p + versionKeySuffix, nil
+}
+
+// ParseVersionKey returns the parameter values that VersionKey renders key
+// from: its inverse, as ParseKey is Key's. It fails with ErrKeyShape when
+// key is not a version key of the family (a data key, another family's
+// key, or one that parses in more than one way), and with ErrNotVersioned
+// for a delete family.
+func (f *Family) ParseVersionKey(key string) (map[string]string, error) {
+	if f.Strategy != StrategyVersion {
+		return nil, fmt.Errorf("parse version key family %q: %w: its strategy is %q", f.Name, ErrNotVersioned, f.Strategy)
+	}
+	k, ok := strings.CutSuffix(key, versionKeySuffix)
+	if ok && f.HashTag == "" {
+		if len(k) < 2 || k[0] != '{' || k[len(k)-1] != '}' {
+			ok = false
+		} else {
+			k = k[1 : len(k)-1]
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("parse version key family %q: %w: %s is not a version key", f.Name, ErrKeyShape, quoteValue(key))
+	}
+	params, err := f.parseKey(k)
+	if err != nil {
+		return nil, err
+	}
+	// The one parse must render this very key back (hash-tag rules).
+	if back, err := f.VersionKey(params); err != nil || back != key {
+		return nil, fmt.Errorf("parse version key family %q: %w: %s does not render back from its parameters", f.Name, ErrKeyShape, quoteValue(key))
+	}
+	return params, nil
 }

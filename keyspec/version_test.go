@@ -181,3 +181,79 @@ func TestVersionRestartMarginKeepsVersionsExact(t *testing.T) {
 	require.Greater(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), int64(100_000_000_000_000))
 	require.Less(t, time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), int64(100_000_000_000_000))
 }
+
+func TestVersionKeyPatternAndParse(t *testing.T) {
+	t.Parallel()
+
+	tagged := mustFamily(t, "feed", "feed:{user_id}:{lang}", FamilyOptions{Strategy: StrategyVersion, HashTag: "user_id",
+		Params: map[string]Param{"user_id": {Match: "[0-9]+"}}})
+	untagged := mustFamily(t, "catalog", "catalog:{category}", FamilyOptions{Strategy: StrategyVersion})
+	global := mustFamily(t, "menu", "menu:all", FamilyOptions{Strategy: StrategyVersion})
+	for _, tc := range []struct {
+		f       *Family
+		pattern string
+		params  map[string]string
+	}{
+		{tagged, "feed:{*}:*#ver", map[string]string{"user_id": "42", "lang": "en"}},
+		{untagged, "{catalog:*}#ver", map[string]string{"category": "shoes"}},
+		{global, "{menu:all}#ver", map[string]string{}},
+	} {
+		p, err := tc.f.VersionKeyPattern()
+		require.NoError(t, err)
+		require.Equal(t, tc.pattern, p)
+		ver, err := tc.f.VersionKey(tc.params)
+		require.NoError(t, err)
+		got, err := tc.f.ParseVersionKey(ver)
+		require.NoError(t, err, ver)
+		require.Equal(t, tc.params, got)
+		// Data keys and other keys are not version keys.
+		data, err := tc.f.DataKey(tc.params, 7)
+		require.NoError(t, err)
+		_, err = tc.f.ParseVersionKey(data)
+		require.ErrorIs(t, err, ErrKeyShape, data)
+	}
+	for _, key := range []string{"feed:{x}:en#ver", "feed:42:en#ver", "feed:{42}#ver", "catalog:shoes#ver", "{catalog:shoes}", "{catalog:shoes}x#ver"} {
+		f := tagged
+		if strings.Contains(key, "catalog") {
+			f = untagged
+		}
+		_, err := f.ParseVersionKey(key)
+		require.ErrorIs(t, err, ErrKeyShape, key)
+	}
+
+	del := mustFamily(t, "product", "product:{id}", FamilyOptions{})
+	_, err := del.VersionKeyPattern()
+	require.ErrorIs(t, err, ErrNotVersioned)
+	_, err = del.ParseVersionKey("{product:1}#ver")
+	require.ErrorIs(t, err, ErrNotVersioned)
+}
+
+// Keys come from a cache's SCAN: whatever parses as a version key renders
+// back to the very same key, tagged or not.
+func FuzzParseVersionKey(f *testing.F) {
+	tagged, err := NewFamily("f", "a:{x}:b:{y}", FamilyOptions{HashTag: "y", Strategy: StrategyVersion})
+	if err != nil {
+		f.Fatal(err)
+	}
+	untagged, err := NewFamily("g", "c:{x}", FamilyOptions{Strategy: StrategyVersion})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("a:1:b:{2}#ver")
+	f.Add("{c:1}#ver")
+	f.Add("{c:}#ver")
+	f.Add("{c:{1}}#ver")
+	f.Add("a:1:b:{2}#v7")
+	f.Fuzz(func(t *testing.T, key string) {
+		for _, fam := range []*Family{tagged, untagged} {
+			params, err := fam.ParseVersionKey(key)
+			if err != nil {
+				continue
+			}
+			back, err := fam.VersionKey(params)
+			if err != nil || back != key {
+				t.Fatalf("%s: ParseVersionKey(%q) = %v, which renders %q, %v", fam.Name, key, params, back, err)
+			}
+		}
+	})
+}

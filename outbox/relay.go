@@ -424,49 +424,10 @@ func (r *Relay) move(rctx context.Context, batch int) (int, int, error) {
 	return len(msgs), len(refused), nil
 }
 
-// enqueueConcurrency bounds the enqueues of one round in flight at once.
-// Tasks that cannot merge (events, family deletes) are one enqueue round
-// trip each; overlapping them keeps a round of 1000 events from costing 1000
-// sequential round trips. The go-redis pool serves them.
-const enqueueConcurrency = 16
-
-// enqueueAll enqueues tasks, up to enqueueConcurrency at once, and returns
-// the first error; the others stop early. Order does not matter:
-// invalidations commute.
+// enqueueAll enqueues a round's tasks, several at once (see
+// enqueue.Client.EnqueueAll).
 func (r *Relay) enqueueAll(ctx context.Context, tasks []enqueue.Message) error {
-	if len(tasks) == 1 {
-		if _, err := r.q.Enqueue(ctx, tasks[0]); err != nil {
-			return fmt.Errorf("enqueue %s on %s: %w", tasks[0].Kind, tasks[0].Queue, err)
-		}
-		return nil
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan enqueue.Message)
-	var wg sync.WaitGroup
-	for range min(enqueueConcurrency, len(tasks)) {
-		wg.Go(func() {
-			for m := range next {
-				if _, err := r.q.Enqueue(ctx, m); err != nil {
-					cancel(fmt.Errorf("enqueue %s on %s: %w", m.Kind, m.Queue, err))
-				}
-			}
-		})
-	}
-feed:
-	for _, m := range tasks {
-		select {
-		case next <- m:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return fmt.Errorf("%d tasks: %w", len(tasks), err)
-	}
-	return nil
+	return r.q.EnqueueAll(ctx, tasks)
 }
 
 // refusedRow is a claimed row that no queue would take, and why.

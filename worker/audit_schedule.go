@@ -25,6 +25,15 @@ import (
 // goroutine apart from the task path and rate-limited (Config.AuditRate), so
 // it needs no queue of its own and cannot delay invalidations. A worker that
 // dies during its run loses that period's audit; the next period runs as due.
+//
+// Scheduled audits sample Config.Cache, the default target, only. The
+// policy does not say which cache holds a family: a producer names each
+// task's target (enqueue.Config.Target), so one family may even live on
+// several. Sampling every target for every family would cost a scan
+// budget per target and find nothing on most; a family cached on a named
+// target is audited with `invalidator audit --cache-redis` against that
+// cache, and a scheduled report that found none of its keys says so
+// (audit.Report.Note).
 
 // fleetAuditKey holds the start (Redis TIME, ms) of a family's last
 // scheduled audit; {fleet} keeps it in the slot of the other fleet keys.
@@ -82,6 +91,10 @@ func (w *Worker) startAudits(ctx context.Context) (wait func()) {
 	if check == nil {
 		log.Info("scheduled audits off: the worker has no audit source (--audit-source-dsn)")
 		return func() {}
+	}
+	if len(w.cfg.Targets) > 0 {
+		log.Warn("scheduled audits sample the default cache only, not the named cache targets: the policy does not say which cache holds a family; audit a family cached on a target with invalidator audit --cache-redis",
+			"targets", strings.Join(slices.Sorted(maps.Keys(w.cfg.Targets)), ","))
 	}
 	s := &auditScheduler{w: w, log: log, check: check, minEvery: w.cfg.auditMinEvery,
 		auditors: map[int]*audit.Auditor{}, warned: map[string]bool{}}

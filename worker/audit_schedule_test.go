@@ -67,6 +67,7 @@ type auditBundle struct {
 	metrics []*Metrics
 	logs    []*bytes.Buffer
 	stops   []func()
+	targets map[string]redis.UniversalClient // the workers' named cache targets
 }
 
 // setupAudits has one family, product, audited every testAuditEvery, with
@@ -111,7 +112,7 @@ func (b *auditBundle) start(t *testing.T, withSource bool) int {
 	require.NoError(t, err)
 	var logs bytes.Buffer // read only after the worker stopped
 	cfg := Config{
-		Queue: b.queue, Policy: b.policy, Metrics: m, DeadLetterSweep: -1,
+		Queue: b.queue, Policy: b.policy, Metrics: m, DeadLetterSweep: -1, Targets: b.targets,
 		Logger:             slog.New(slog.NewTextHandler(&logs, nil)),
 		AuditCheckInterval: 5 * time.Millisecond, auditMinEvery: testAuditEvery,
 		onAuditRun: func(f string, start int64) { b.runs <- auditRun{worker: i, family: f, startMS: start} },
@@ -190,6 +191,19 @@ func TestScheduledAudits_TwoWorkersRunOncePerPeriod(t *testing.T) {
 		}
 		require.Zero(t, testutil.ToFloat64(m.auditErrorsTotal.WithLabelValues("product")))
 	}
+}
+
+// A worker with named cache targets says its scheduled audits sample the
+// default cache only.
+func TestScheduledAudits_SayTheyIgnoreNamedTargets(t *testing.T) {
+	t.Parallel()
+	b := setupAudits(t)
+	b.targets = map[string]redis.UniversalClient{"eu": redistest.Client(t)}
+	b.start(t, true)
+	<-b.runs
+	b.stopAll()
+	require.Contains(t, b.logs[0].String(), "scheduled audits sample the default cache only")
+	require.Contains(t, b.logs[0].String(), "targets=eu")
 }
 
 func TestScheduledAudits_OffWithoutASource(t *testing.T) {

@@ -182,8 +182,9 @@ type Config struct {
 	// AuditSource is the PostgreSQL database the policy's audit queries
 	// run in (keyspec.Audit): with it, the fleet audits each family whose
 	// policy sets audit_every, once per period across the fleet (see
-	// audit_schedule.go). Give it a read-only role. Default: nil, scheduled
-	// audits off.
+	// audit_schedule.go), sampling Cache only, never Targets: the policy
+	// does not say which target holds a family. Give it a read-only role.
+	// Default: nil, scheduled audits off.
 	AuditSource audit.Querier
 
 	// AuditCheckInterval is how often the worker looks for due audits: a

@@ -54,15 +54,16 @@ func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class,
 	if t := at.Truncate(time.Second); !t.Equal(at) {
 		at = t.Add(time.Second)
 	}
-	opts := []asynq.Option{asynq.Queue(class.Queue), asynq.MaxRetry(class.MaxRetry), asynq.ProcessAt(at)}
-	if class.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(class.Timeout))
-	}
 	for _, chunk := range chunks {
 		// No EnqueuedAt: the delay is deliberate and must not read as lag.
-		payload, err := tasks.Marshal(tasks.DeleteKeys{Keys: chunk, Target: target})
+		dk := tasks.DeleteKeys{Keys: chunk, Target: target}
+		payload, err := tasks.Marshal(dk)
 		if err != nil {
 			return fmt.Errorf("second delete: %w", err)
+		}
+		opts := []asynq.Option{asynq.Queue(class.QueueFor(tasks.ShardKey(dk))), asynq.MaxRetry(class.MaxRetry), asynq.ProcessAt(at)}
+		if class.Timeout > 0 {
+			opts = append(opts, asynq.Timeout(class.Timeout))
 		}
 		task := asynq.NewTaskWithHeaders(tasks.KindDeleteKeys, payload, map[string]string{secondHeader: "1"})
 		if _, err := w.enqueue(ctx, task, opts...); err != nil {

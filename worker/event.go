@@ -146,11 +146,12 @@ func (w *Worker) shadowKey(ctx context.Context, cache redis.UniversalClient, eve
 // action on the family's class queue, with the class's retry budget.
 func (w *Worker) queueFamilyDelete(ctx context.Context, st *policyState, a keyspec.Action, t tasks.Event) (string, error) {
 	class := st.policy.ClassOf(a.Family)
-	payload, err := tasks.Marshal(tasks.DeleteFamily{Family: a.Family.Name, Params: a.Params, Target: t.Target, EnqueuedAt: t.EnqueuedAt})
+	df := tasks.DeleteFamily{Family: a.Family.Name, Params: a.Params, Target: t.Target, EnqueuedAt: t.EnqueuedAt}
+	payload, err := tasks.Marshal(df)
 	if err != nil {
 		return "", err
 	}
-	opts := []asynq.Option{asynq.Queue(class.Queue), asynq.MaxRetry(class.MaxRetry)}
+	opts := []asynq.Option{asynq.Queue(class.QueueFor(tasks.ShardKey(df))), asynq.MaxRetry(class.MaxRetry)}
 	if class.Timeout > 0 {
 		opts = append(opts, asynq.Timeout(class.Timeout))
 	}

@@ -126,8 +126,10 @@ func newPolicyState(p *keyspec.Policy) *policyState {
 	// Classes sharing a queue: the first by name sets its backoff.
 	for _, name := range slices.Sorted(maps.Keys(p.Classes)) {
 		c := p.Classes[name]
-		if _, ok := st.classOf[c.Queue]; !ok {
-			st.classOf[c.Queue] = c
+		for _, q := range append(c.Queues(), c.Queue) {
+			if _, ok := st.classOf[q]; !ok {
+				st.classOf[q] = c
+			}
 		}
 	}
 	return st

@@ -24,6 +24,7 @@ type auditOpts struct {
 	dsn        string
 	families   []string
 	sample     int
+	scanBudget int
 	rate       float64
 	heal       bool
 	asJSON     bool
@@ -51,8 +52,16 @@ before calling it inconsistent: a value that changed in between is in flight.
 A key whose query fails is unverifiable, never consistent. Values are not shown
 unless --show-values.
 
---heal enqueues the deletion of the confirmed-stale keys on the family's class
-queue, an invalidation like any other (a worker must serve the queue).
+Each family compares its policy's audit_sample keys at most (100 when it sets
+none), unless --sample says otherwise. A version family is sampled through its
+version keys and compared at the current version's data key; data under older
+versions is unreachable and never counts. SCAN visits at most --scan-budget
+keys per family, so a family with few keys in a big cache costs a bounded
+scan; the report notes a sample the budget cut short or found empty.
+
+--heal enqueues, on the family's class queue, the deletion of the
+confirmed-stale keys, or for a version family the bump of their entities'
+versions: an invalidation like any other (a worker must serve the queue).
 
 Exit codes: 0 nothing inconsistent, 1 inconsistent keys found (or a failure),
 2 usage error (flags, policy, a DSN that does not parse or that the server
@@ -66,7 +75,8 @@ refuses), 3 Redis or PostgreSQL unreachable. See README "Audits".`,
 	f := cmd.Flags()
 	f.StringVar(&o.dsn, "source-dsn", "", "PostgreSQL DSN the audit queries read, postgres://user@host:5432/db or key=value form (env "+envAuditDSN+"; put a password there, not on the command line)")
 	f.StringArrayVar(&o.families, "family", nil, "audit this family (repeatable; default: every family with an audit section)")
-	f.IntVar(&o.sample, "sample", 100, "keys to compare per family at most")
+	f.IntVar(&o.sample, "sample", 0, "keys to compare per family at most (default: the family's audit_sample in the policy, else 100)")
+	f.IntVar(&o.scanBudget, "scan-budget", 0, "keys SCAN may visit per family to find the sample (default: max(10 x sample, 100000))")
 	f.Float64Var(&o.rate, "rate", 5000, "keys/s the audit may touch in the cache (SCAN counts each key it visits)")
 	f.BoolVar(&o.heal, "heal", false, "enqueue the deletion of the keys found stale")
 	f.BoolVar(&o.asJSON, "json", false, `print {"families":[{"family","mode","sampled","consistent","inconsistent","in_flight","unverifiable","nines","examples",...}]}`)
@@ -107,8 +117,11 @@ func (o *auditOpts) checkFamilies(p *keyspec.Policy) ([]*keyspec.Family, error) 
 }
 
 func (o *auditOpts) run(cmd *cobra.Command, a *app) error {
-	if o.sample < 1 {
+	if cmd.Flags().Changed("sample") && o.sample < 1 {
 		return usagef("--sample %d must be at least 1", o.sample)
+	}
+	if o.scanBudget < 0 {
+		return usagef("--scan-budget %d must not be negative", o.scanBudget)
 	}
 	if !(o.rate > 0) {
 		return usagef("--rate %v must be positive", o.rate)
@@ -141,12 +154,24 @@ func (o *auditOpts) run(cmd *cobra.Command, a *app) error {
 		return err
 	}
 	defer cache.Close()
-	auditor, err := audit.New(cache, audit.Config{Sample: o.sample, Rate: o.rate, ShowValues: o.showValues, Logger: a.log})
-	if err != nil {
-		return &usageError{err}
-	}
+	// One auditor per sample size: the families run one after the other,
+	// so --rate still caps the whole audit.
+	auditors := map[int]*audit.Auditor{}
 	res := auditResult{Families: []audit.Report{}}
 	for _, f := range fams {
+		sample := o.sample
+		if sample == 0 {
+			sample = f.Audit.Sample // 0, none in the policy: the auditor's default
+		}
+		auditor, ok := auditors[sample]
+		if !ok {
+			auditor, err = audit.New(cache, audit.Config{Sample: sample, ScanBudget: o.scanBudget, Rate: o.rate,
+				ShowValues: o.showValues, Logger: a.log})
+			if err != nil {
+				return &usageError{err}
+			}
+			auditors[sample] = auditor
+		}
 		c, err := audit.PolicyCheck(f, pool)
 		if err != nil {
 			return err
@@ -197,8 +222,10 @@ func (o *auditOpts) run(cmd *cobra.Command, a *app) error {
 }
 
 // healStale enqueues the deletion of every confirmed-stale key on its
-// family's class queue, with the class's retry budget and timeout, and
-// returns how many keys it enqueued.
+// family's class queue, with the class's retry budget and timeout, or for
+// a version family the bump of each stale entity's version (deleting the
+// data key would do too, but a bump is how the policy invalidates it), and
+// returns how many keys it healed.
 func (o *auditOpts) healStale(cmd *cobra.Command, a *app, p *keyspec.Policy, reps []audit.Report) (int, error) {
 	n := 0
 	for _, r := range reps {
@@ -222,9 +249,19 @@ func (o *auditOpts) healStale(cmd *cobra.Command, a *app, p *keyspec.Policy, rep
 		if len(r.Stale) == 0 {
 			continue
 		}
-		cl := p.ClassOf(p.Families[r.Family])
-		if _, err := c.With(enqueue.Queue(cl.Queue), enqueue.MaxRetry(cl.MaxRetry), enqueue.Timeout(cl.Timeout)).
-			DeleteKeys(ctx, r.Stale...); err != nil {
+		f := p.Families[r.Family]
+		cl := p.ClassOf(f)
+		q := c.With(enqueue.Queue(cl.Queue), enqueue.MaxRetry(cl.MaxRetry), enqueue.Timeout(cl.Timeout))
+		if f.Strategy == keyspec.StrategyVersion {
+			for _, params := range r.StaleParams {
+				if _, err := q.BumpVersion(ctx, r.Family, params); err != nil {
+					return healed, fmt.Errorf("heal family %s: %w (%d keys enqueued before)", r.Family, err, healed)
+				}
+				healed++
+			}
+			continue
+		}
+		if _, err := q.DeleteKeys(ctx, r.Stale...); err != nil {
 			return healed, fmt.Errorf("heal family %s: %w (%d keys enqueued before)", r.Family, err, healed)
 		}
 		healed += len(r.Stale)
@@ -264,7 +301,7 @@ func printAudit(out io.Writer, res auditResult) {
 		}
 	}
 	if res.Healed != nil {
-		fmt.Fprintf(out, "healed: enqueued the deletion of %d stale keys\n", *res.Healed)
+		fmt.Fprintf(out, "healed: enqueued the invalidation of %d stale keys\n", *res.Healed)
 	}
 }
 

@@ -106,7 +106,7 @@ func TestAuditFindsAndHealsPlantedStaleEntries(t *testing.T) {
 	startServingWorker(t, rdb, "  critical: {}\n")
 	r = invoke(t, env, "", "audit", "--sample", "1000", "--heal")
 	require.Equal(t, exitFailure, r.code, r.stderr)
-	require.Contains(t, r.stdout, "healed: enqueued the deletion of 6 stale keys")
+	require.Contains(t, r.stdout, "healed: enqueued the invalidation of 6 stale keys")
 	require.Regexp(t, `product\s+enforce\s+200\s+194\s+6\s+0\s+0\s+1\.52\s+product:\d+ \(inconsistent\)`, r.stdout)
 	require.Eventually(t, func() bool { return rdb.Client.Exists(t.Context(), stale...).Val() == 0 },
 		30*time.Second, 5*time.Millisecond, "the healed keys were never deleted")
@@ -156,6 +156,7 @@ func TestAuditUsageAndConnectionErrors(t *testing.T) {
 		{"no audit section", nil, []string{"--family", "plain"}, exitUsage, `family "plain" declares no audit section`},
 		{"unknown family", nil, []string{"--family", "nope"}, exitUsage, `unknown family "nope"`},
 		{"bad sample", nil, []string{"--sample", "0"}, exitUsage, "--sample 0 must be at least 1"},
+		{"bad scan budget", nil, []string{"--scan-budget", "-1"}, exitUsage, "--scan-budget -1 must not be negative"},
 		{"no dsn", map[string]string{envAuditDSN: ""}, nil, exitUsage, envAuditDSN},
 		{"bad dsn", map[string]string{envAuditDSN: "postgres://app:" + secret + "@[::1/shop"}, nil, exitUsage, "PostgreSQL DSN does not parse"},
 		{"no database", map[string]string{envAuditDSN: strings.Replace(pg.DSN, "/"+pg.Name, "/"+pg.Name+"_missing", 1)}, nil, exitUsage, "does not exist"},
@@ -212,4 +213,19 @@ func TestWorkerRunsScheduledAudits(t *testing.T) {
 	noDSN := slices.DeleteFunc(slices.Clone(list), func(s string) bool { return strings.HasPrefix(s, envAuditDSN+"=") })
 	off := startProc(t, bin, noDSN, "worker")
 	waitLog(t, off, "scheduled audits off")
+}
+
+// Without --sample, each family compares its policy's audit_sample keys.
+func TestAuditSampleDefaultsToThePolicys(t *testing.T) {
+	t.Parallel()
+	env, _, _ := auditEnv(t, 50, 1)
+	env[envPolicy] = writePolicy(t, strings.Replace(auditCLIPolicy, "    class: critical\n", "    class: critical\n    audit_sample: 7\n", 1))
+	r := invoke(t, env, "", "audit", "--json")
+	require.Contains(t, []int{exitOK, exitFailure}, r.code, r.stderr)
+	rep := auditJSON(t, r).Families[0]
+	require.Equal(t, 7, rep.Sampled+rep.Skipped)
+
+	r = invoke(t, env, "", "audit", "--json", "--sample", "20")
+	require.Contains(t, []int{exitOK, exitFailure}, r.code, r.stderr)
+	require.Equal(t, 20, auditJSON(t, r).Families[0].Sampled, "--sample wins over the policy")
 }

@@ -16,10 +16,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/keyspec"
 )
 
 type benchOpts struct {
 	workers      int
+	shards       int
 	pollInterval time.Duration
 	pollOnly     bool
 	asJSON       bool
@@ -36,11 +38,14 @@ measured in the same run: raw pipelined multi-key UNLINK (the physical limit),
 one DEL per round trip, and plain asynq with one task per key and default
 settings. The worker runs in this process, or as --workers processes.
 
-Use a throwaway standalone Redis: the scenarios write and delete keys under
-"bench:<run>:" and use queues named invalidator-bench*.`,
+Use a throwaway Redis, standalone or a Redis Cluster (redis+cluster://; the
+CPU figure then sums the masters): the scenarios write and delete keys under
+"bench:<run>:" and use queues named invalidator-bench*, which they delete at
+the end. --shards N spreads the bench class over N shard queues.`,
 	}
 	f := cmd.PersistentFlags()
 	f.IntVar(&o.workers, "workers", 0, "run N worker processes instead of one in-process worker")
+	f.IntVar(&o.shards, "shards", 1, fmt.Sprintf("split the bench class's queue into N shard queues (1 to %d), as a policy's shards: N does", keyspec.MaxShards))
 	f.DurationVar(&o.pollInterval, "poll-interval", 0, "worker poll interval (default: the worker's default)")
 	f.BoolVar(&o.pollOnly, "poll-only", false, "workers poll without wake-ups and producers push none (the old mode, for a before/after)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
@@ -196,7 +201,54 @@ workers polling without wake-ups, as plain asynq does.`,
 	idleCmd.Flags().DurationVar(&idle.Duration, "duration", 10*time.Second, "how long to measure (above 0)")
 	idleCmd.Flags().DurationVar(&idle.Warmup, "warmup", 3*time.Second, "how long the workers run before the measurement (above 0)")
 
-	cmd.AddCommand(lagCmd, tpCmd, famCmd, obCmd, idleCmd)
+	var cd bench.CDCOptions
+	var cdcDSN string
+	cdcCmd := &cobra.Command{
+		Use:   "cdc",
+		Short: "invalidator cdc's throughput and commit-to-key-gone lag, next to the outbox's in the same run",
+		Long: `Measure invalidator cdc on a throwaway PostgreSQL with wal_level=logical (--dsn,
+a role that may create publications and slots) and --redis, then the outbox
+on the same servers, in one run:
+
+  cdc throughput  --changes row inserts committed 1000 a transaction while
+                  no reader runs, then one reader drains the slot: row
+                  changes per second from its start to the last event task
+                  on the queue.
+  cdc lag         single-row transactions at --lag-rate with a reader and a
+                  worker running: commit -> key gone (p50, p90, p99, max).
+  outbox          the same lag through an outbox write and its relay, and
+                  the relay's drain of --relay-rows rows, as bench outbox
+                  measures them.
+
+The bench creates a table, publication and slot named invalidator_bench_<run>
+(and the outbox's tables) and drops them at the end.`,
+		Example: "  invalidator bench cdc --dsn postgres://postgres@127.0.0.1:5432/bench --redis redis://127.0.0.1:6390",
+		Args:    noArgs,
+		RunE: o.runWithPG(a, &cdcDSN, &cd.DB, func() error {
+			switch {
+			case cd.Changes < 1:
+				return usagef("--changes must be at least 1, got %d", cd.Changes)
+			case cd.LagRate < 1:
+				return usagef("--lag-rate must be at least 1 transaction/s, got %d", cd.LagRate)
+			case cd.LagDuration <= 0:
+				return usagef("--lag-duration must be above 0, got %s", cd.LagDuration)
+			case cd.RelayRows < 1:
+				return usagef("--relay-rows must be at least 1, got %d", cd.RelayRows)
+			}
+			cd.DSN = a.env(cdcDSN, envBenchDSN, "")
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+			return bench.CDC(ctx, e, cd)
+		}),
+	}
+	cdf := cdcCmd.Flags()
+	cdf.StringVar(&cdcDSN, "dsn", "", "PostgreSQL DSN of a throwaway database with wal_level=logical (env "+envBenchDSN+"); required")
+	cdf.IntVar(&cd.Changes, "changes", 100000, "row changes the reader drains for its throughput (1 or more)")
+	cdf.IntVar(&cd.LagRate, "lag-rate", 1000, "single-row transactions per second of the lag phases")
+	cdf.DurationVar(&cd.LagDuration, "lag-duration", 5*time.Second, "how long each lag phase sends (above 0)")
+	cdf.IntVar(&cd.RelayRows, "relay-rows", 50000, "single-key rows the outbox relay drains for its throughput")
+
+	cmd.AddCommand(lagCmd, tpCmd, famCmd, obCmd, cdcCmd, idleCmd)
 	return group(cmd)
 }
 
@@ -245,6 +297,8 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 		switch {
 		case o.workers < 0:
 			return usagef("--workers must be 0 (one in-process worker) or more, got %d", o.workers)
+		case o.shards < 1 || o.shards > keyspec.MaxShards:
+			return usagef("--shards must be 1 to %d, got %d", keyspec.MaxShards, o.shards)
 		case o.pollInterval < 0:
 			return usagef("--poll-interval must be 0 (the worker's default) or more, got %s", o.pollInterval)
 		}
@@ -257,7 +311,7 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 			return err
 		}
 		defer rdb.Close()
-		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers,
+		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers, Shards: o.shards,
 			PollInterval: o.pollInterval, PollOnly: o.pollOnly, Progress: cmd.ErrOrStderr()}
 		if o.cpuProfile != "" {
 			f, err := os.Create(o.cpuProfile)
@@ -294,6 +348,15 @@ func printResult(w io.Writer, r *bench.Result) error {
 		fmt.Fprintf(w, "scenario    idle %v\n", r.Params)
 		fmt.Fprintf(w, "queue redis %.1f%% of one core\n", *r.RedisCPUPercent)
 		fmt.Fprintf(w, "workers     %.1f%% of one core, all %v together\n", *r.WorkersCPUPercent, r.Params["workers"])
+		return nil
+	case "cdc":
+		fmt.Fprintf(w, "scenario    cdc %v\n", r.Params)
+		fmt.Fprintf(w, "cdc         %d row changes, commit to enqueued task: %.0f changes/s (%.2fs)\n", r.Keys, r.CDCChangesPerS, r.Seconds)
+		fmt.Fprintf(w, "cdc lag     commit -> key gone at %v tx/s: p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
+			r.Params["lag_rate"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
+		fmt.Fprintf(w, "outbox lag  commit -> key gone at %v tx/s (same run): p50 %.2fms  p99 %.2fms\n", r.Params["lag_rate"], r.OutboxLagP50Ms, r.OutboxLagP99Ms)
+		fmt.Fprintf(w, "outbox      relay drain (same run): %.0f rows/s; cdc/relay x%.2f\n", r.RelayInvalidationsPerS, r.Ratios["cdc_vs_outbox_relay"])
+		fmt.Fprintf(w, "redis cpu   %.2fs busy during the scenario\n", r.RedisCPUSeconds)
 		return nil
 	}
 	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -109,12 +110,14 @@ type enqueueResult struct {
 	QueueServed *bool `json:"queue_served"`
 }
 
-// queueOf is the queue the tasks of class go to.
-func (o *enqueueOpts) queueOf(class *keyspec.Class) string {
+// queueOf is the queue task t of class goes to: the class's or --queue,
+// and in a sharded class the shard t's shard key picks, as enqueue does.
+func (o *enqueueOpts) queueOf(p *keyspec.Policy, class *keyspec.Class, t tasks.Task) string {
+	q := class.Queue
 	if o.queue != "" {
-		return o.queue
+		q = o.queue
 	}
-	return class.Queue
+	return p.QueueFor(q, tasks.ShardKey(t))
 }
 
 // checkServed warns on stderr when no worker serves queue: the task is
@@ -212,7 +215,9 @@ be told from a wrap: make one line per key (xxd -p -c 0, basenc --base16
 			if err != nil {
 				return err
 			}
-			queue := o.queueOf(class)
+			// Keys that make several tasks may spread over a sharded
+			// class's shards; the first task's queue is reported.
+			queue := o.queueOf(e.policy, class, tasks.DeleteKeys{Keys: keys})
 			ids, err := e.DeleteKeys(cmd.Context(), keys...)
 			if err != nil {
 				// The tasks enqueued before the failure, for the record.
@@ -296,7 +301,7 @@ end. Ctrl-C stops waiting, not the delete.`,
 			if err != nil { // unreachable: DeleteFamily found it
 				return err
 			}
-			queue := o.queueOf(e.policy.ClassOf(fam))
+			queue := o.queueOf(e.policy, e.policy.ClassOf(fam), tasks.DeleteFamily{Family: fam.Name, Params: params})
 			if wait {
 				e.checkServed(cmd, a.log, queue)
 				return a.waitFamilyDelete(cmd, o, id)
@@ -366,7 +371,9 @@ enqueue.Client.Publish after a write. Every attribute the event declares must
 be given, and no other. 'invalidator policy explain' shows what it will do.`,
 		Example: `  invalidator enqueue event product.updated id=7 --policy examples/policy.yaml`,
 	}
-	cmd.RunE = familyRunE(a, o, (*enqueue.Client).Publish, func(p *keyspec.Policy, name string) (*keyspec.Class, error) {
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).Publish, func(name string, attrs map[string]string) tasks.Task {
+		return tasks.Event{Name: name, Attrs: attrs}
+	}, func(p *keyspec.Policy, name string) (*keyspec.Class, error) {
 		e, err := p.Event(name)
 		if err != nil {
 			return nil, err
@@ -382,7 +389,9 @@ func newEnqueueBumpCmd(a *app, o *enqueueOpts) *cobra.Command {
 		Short:   "Bump the version of a version family, orphaning its cached data",
 		Example: `  invalidator enqueue bump user_feed user_id=42 --policy examples/policy.yaml`,
 	}
-	cmd.RunE = familyRunE(a, o, (*enqueue.Client).BumpVersion, classOfFamily)
+	cmd.RunE = familyRunE(a, o, (*enqueue.Client).BumpVersion, func(name string, params map[string]string) tasks.Task {
+		return tasks.BumpVersion{Family: name, Params: params}
+	}, classOfFamily)
 	return cmd
 }
 
@@ -396,10 +405,11 @@ func classOfFamily(p *keyspec.Policy, name string) (*keyspec.Class, error) {
 }
 
 // familyRunE runs a NAME PARAM=VALUE... command (a family, or an event and
-// its attributes) through one Client method; classOf names the class its
-// task takes.
+// its attributes) through one Client method; task is the task it makes (for
+// its shard key) and classOf names the class it takes.
 func familyRunE(a *app, o *enqueueOpts,
 	call func(*enqueue.Client, context.Context, string, map[string]string) (string, error),
+	task func(string, map[string]string) tasks.Task,
 	classOf func(*keyspec.Policy, string) (*keyspec.Class, error),
 ) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
@@ -426,6 +436,6 @@ func familyRunE(a *app, o *enqueueOpts,
 		if err != nil { // unreachable: call found it
 			return err
 		}
-		return o.report(cmd, a, e, o.queueOf(class), []string{id})
+		return o.report(cmd, a, e, o.queueOf(e.policy, class, task(args[0], params)), []string{id})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/internal/slot"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -46,7 +48,10 @@ is wrong, not just the first. Besides the syntax and every field, it finds:
 and warns about families that no event invalidates, event attributes that
 no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
-to keep a delete to its family). Exit code 1 when there are errors (or
+to keep a delete to its family). For each table of the tables section
+(invalidator cdc) it checks that the event exists and that every event
+attribute is given by a column, and notes the REPLICA IDENTITY the table
+needs for deletes. Exit code 1 when there are errors (or
 warnings, with --strict).`,
 		Example: "  invalidator policy lint examples/policy.yaml",
 		Args:    exactArgs(1),
@@ -63,9 +68,15 @@ warnings, with --strict).`,
 			if err != nil {
 				return err
 			}
+			for _, line := range shardLines(p) {
+				fmt.Fprintln(out, line)
+			}
 			warns := p.Warnings()
 			for _, w := range warns {
 				fmt.Fprintf(out, "%s (warning)\n", w.Error())
+			}
+			for _, n := range p.TableNotes() {
+				fmt.Fprintf(out, "%s (note)\n", n)
 			}
 			if strict && len(warns) > 0 {
 				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(warns))
@@ -84,8 +95,8 @@ func newPolicyDocCmd() *cobra.Command {
 		Use:   "doc FILE",
 		Short: "Print the policy as Markdown tables: families, events and classes",
 		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
-(template, class, TTL, strategy, mode, owner and the events that invalidate
-it), one of events (owner, attributes and what each invalidates), and one of
+(template, class, TTL, strategy, mode, owner, the events that invalidate
+it, and its audit: how often, how many keys, how compared), one of events (owner, attributes and what each invalidates), and one of
 classes. It is the shared policy file rendered for humans.`,
 		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
 		Args:    exactArgs(1),
@@ -104,8 +115,8 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Cache invalidation policy\n\nGenerated from `%s` by `invalidator policy doc`.\n\n", source)
 	b.WriteString("## Families\n\n")
-	b.WriteString("| family | template | class | TTL | strategy | mode | owner | invalidated by |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| family | template | class | TTL | strategy | mode | owner | invalidated by | audit every | audit sample | audit compare |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, name := range p.FamilyNames() {
 		f := p.Families[name]
 		strategy := string(f.Strategy)
@@ -113,8 +124,10 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 			strategy += fmt.Sprintf(" (max_keys %d)", f.MaxKeys)
 		}
 		events := p.EventsOf(name)
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", md(name), strings.ReplaceAll(f.Template.String(), "|", `\|`), md(f.Class),
-			ttlText(f.TTL, f.Jitter), md(strategy), md(string(f.Mode)), orDash(f.Owner), orDash(strings.Join(events, ", ")))
+		every, sample, compare := auditText(f.Audit)
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", md(name), strings.ReplaceAll(f.Template.String(), "|", `\|`), md(f.Class),
+			ttlText(f.TTL, f.Jitter), md(strategy), md(string(f.Mode)), orDash(f.Owner), orDash(strings.Join(events, ", ")),
+			every, sample, compare)
 	}
 	if len(p.Events) > 0 {
 		b.WriteString("\n## Events\n\n")
@@ -143,11 +156,58 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		if name == p.DefaultClass {
 			def = " (default)"
 		}
+		queue := md(c.Queue)
+		if c.Shards > 1 {
+			queue = fmt.Sprintf("%s, %d shards: %s", queue, c.Shards, md(strings.Join(c.Queues(), ", ")))
+		}
 		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
-			md(c.Queue), c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
+			queue, c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// shardLines describes each sharded class for lint: its shard queues with
+// their hash slots and the weight each gets, so an operator can check
+// where they land on the cluster.
+func shardLines(p *keyspec.Policy) []string {
+	var lines []string
+	weights := p.QueueWeights()
+	for _, name := range p.ClassNames() {
+		c := p.Classes[name]
+		if c.Shards <= 1 {
+			continue
+		}
+		parts := make([]string, 0, c.Shards)
+		for _, q := range c.Queues() {
+			parts = append(parts, fmt.Sprintf("%s (slot %d, weight %d)", q, slot.Of(q), weights[q]))
+		}
+		lines = append(lines, fmt.Sprintf("class %s: %d shards of queue %s (weight %d, kept for tasks queued before the shards): %s",
+			name, c.Shards, c.Queue, weights[c.Queue], strings.Join(parts, ", ")))
+	}
+	return lines
+}
+
+// auditText gives a family's audit columns: the schedule ("on demand"
+// with a section but no audit_every), the sample and the compare mode
+// with its fields; dashes without an audit section.
+func auditText(a *keyspec.Audit) (every, sample, compare string) {
+	if a == nil {
+		return "—", "—", "—"
+	}
+	every = "on demand"
+	if a.Every > 0 {
+		every = a.Every.String()
+	}
+	sample = strconv.Itoa(a.Sample)
+	if a.Sample == 0 {
+		sample = "100 (default)"
+	}
+	compare = md(a.Compare)
+	if len(a.Fields) > 0 {
+		compare += " (" + md(strings.Join(a.Fields, ", ")) + ")"
+	}
+	return every, sample, compare
 }
 
 // invalidationText says what one invalidation of an event does:

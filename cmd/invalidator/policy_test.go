@@ -18,8 +18,8 @@ func TestPolicyDoc(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	for _, want := range []string{
 		"## Families",
-		"| product\\_price | `product:{sku}:price:{currency}` | critical | 30s ±5% | delete | enforce | pricing-team | price.changed, product.updated |",
-		"| catalog | `catalog` | standard | 5m0s ±20% | version | enforce | catalog-team | category.changed, product.updated |",
+		"| product\\_price | `product:{sku}:price:{currency}` | critical | 30s ±5% | delete | enforce | pricing-team | price.changed, product.updated | — | — | — |",
+		"| catalog | `catalog` | standard | 5m0s ±20% | version | enforce | catalog-team | category.changed, product.updated | — | — | — |",
 		"## Events",
 		"pattern delete product\\_page (page = \\*)",
 		"## Freshness classes",
@@ -29,6 +29,25 @@ func TestPolicyDoc(t *testing.T) {
 	}
 	// One table row per family, event and class.
 	require.Equal(t, 10+8+3, strings.Count(r.stdout, "\n| ")-6, r.stdout) // less each table's header and rule
+}
+
+// A family's audit shows its schedule, sample and comparison.
+func TestPolicyDocAuditColumns(t *testing.T) {
+	t.Parallel()
+	body := strings.Replace(auditCLIPolicy, "  critical: {}", "  critical: {audit_every: 1h, audit_sample: 500}", 1)
+	body += `  page:
+    template: "page:{id}"
+    class: standard
+    audit:
+      query: "SELECT body FROM pages WHERE id = @id"
+      compare: bytes
+`
+	r := invoke(t, nil, "", "policy", "doc", writePolicy(t, body))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "| audit every | audit sample | audit compare |")
+	require.Contains(t, r.stdout, "| product | `product:{id}` | critical | none | delete | enforce | — | — | 1h0m0s | 500 | json (price) |")
+	require.Contains(t, r.stdout, "| page | `page:{id}` | standard | none | delete | enforce | — | — | on demand | 100 (default) | bytes |")
+	require.Contains(t, r.stdout, "| plain | `plain:{id}` | standard | none | delete | enforce | — | — | — | — | — |")
 }
 
 func TestPolicyExplain(t *testing.T) {

@@ -161,6 +161,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newOutboxCmd(a),
 		newRelayCmd(a),
 		newAuditCmd(a),
+		newCDCCmd(a),
 	)
 	return root
 }

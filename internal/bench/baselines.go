@@ -54,7 +54,7 @@ func rawUnlink(ctx context.Context, rdb redis.UniversalClient, n int, key func(i
 	for i := range n {
 		batch = append(batch, key(i))
 		if len(batch) == cap(batch) || i == n-1 {
-			pipe.Unlink(ctx, batch...)
+			unlinkCmds(ctx, rdb, pipe, batch)
 			batch = make([]string, 0, 1000)
 		}
 		if pipe.Len() == 16 || i == n-1 {
@@ -83,7 +83,8 @@ func delPerKey(ctx context.Context, rdb redis.UniversalClient, n int, key func(i
 		}
 	}
 	rate := float64(done) / time.Since(start).Seconds()
-	return rate, rdb.Unlink(ctx, keysOf(done, n, key)...).Err()
+	_, err := unlinkBySlot(ctx, rdb, keysOf(done, n, key))
+	return rate, err
 }
 
 // naiveAsynq is asynq used plainly: one task per key, default server
@@ -110,7 +111,10 @@ func naiveAsynq(ctx context.Context, rdb redis.UniversalClient, n int, key func(
 	if err != nil {
 		return 0, fmt.Errorf("baseline %s: %w", BaselineNaiveAsynq, err)
 	}
-	defer srv.Shutdown()
+	defer func() {
+		srv.Shutdown()
+		_ = asynq.NewInspectorFromRedisClient(rdb).DeleteQueue(queue, true)
+	}()
 	client := asynq.NewClientFromRedisClient(rdb)
 	start := time.Now()
 	for i := range n {

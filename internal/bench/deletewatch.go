@@ -15,7 +15,7 @@ import (
 // gone is what a reader sees, whatever path deleted it.
 type deleteWatch struct {
 	n       int
-	sub     *redis.PubSub
+	subs    []*redis.PubSub // one per master of a cluster
 	restore func()
 	all     chan struct{} // closed once n keys are gone
 
@@ -30,32 +30,35 @@ func watchDeletes(ctx context.Context, rdb redis.UniversalClient, prefix string,
 	if err != nil {
 		return nil, err
 	}
-	sub := rdb.PSubscribe(ctx, "__keyevent@*__:del")
-	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
-		_ = sub.Close()
+	subs, err := psubscribeAll(ctx, rdb, "__keyevent@*__:del")
+	if err != nil {
 		restore()
-		return nil, fmt.Errorf("subscribe to keyspace notifications: %w", err)
+		return nil, err
 	}
-	w := &deleteWatch{n: n, sub: sub, restore: restore, all: make(chan struct{}), gone: make(map[string]time.Time, n)}
-	go func() {
-		for msg := range sub.Channel() {
-			if !strings.HasPrefix(msg.Payload, prefix) {
-				continue
-			}
-			now := time.Now()
-			w.mu.Lock()
-			if _, seen := w.gone[msg.Payload]; !seen {
-				w.gone[msg.Payload] = now
-			}
-			complete := len(w.gone) == n
-			w.mu.Unlock()
-			if complete {
-				close(w.all)
-				return
+	w := &deleteWatch{n: n, subs: subs, restore: restore, all: make(chan struct{}), gone: make(map[string]time.Time, n)}
+	for _, sub := range subs {
+		go w.read(sub, prefix)
+	}
+	return w, nil
+}
+
+// read records the deletions one subscription reports until all n keys are
+// gone or the subscription closes.
+func (w *deleteWatch) read(sub *redis.PubSub, prefix string) {
+	for msg := range sub.Channel() {
+		if !strings.HasPrefix(msg.Payload, prefix) {
+			continue
+		}
+		now := time.Now()
+		w.mu.Lock()
+		if _, seen := w.gone[msg.Payload]; !seen {
+			w.gone[msg.Payload] = now
+			if len(w.gone) == w.n {
+				close(w.all) // once: later deletions of the same keys are seen
 			}
 		}
-	}()
-	return w, nil
+		w.mu.Unlock()
+	}
 }
 
 // count returns how many keys are gone so far.
@@ -87,6 +90,8 @@ func (w *deleteWatch) at(key string) time.Time {
 
 // close stops watching and restores the notification setting.
 func (w *deleteWatch) close() {
-	_ = w.sub.Close()
+	for _, sub := range w.subs {
+		_ = sub.Close()
+	}
 	w.restore()
 }

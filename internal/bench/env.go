@@ -24,10 +24,16 @@ import (
 
 // Env is where a scenario runs. Queue and cache are the same Redis.
 type Env struct {
-	// Redis is the server under test. Required. Benchmarks write and delete
-	// keys under a "bench:<run>:" prefix and asynq queues named
-	// "invalidator-bench*"; use a throwaway server.
+	// Redis is the server under test: standalone, or a Redis Cluster
+	// client, whose masters the figures then sum. Required. Benchmarks
+	// write and delete keys under a "bench:<run>:" prefix and asynq queues
+	// named "invalidator-bench*", which they delete at the end; use a
+	// throwaway server.
 	Redis redis.UniversalClient
+
+	// Shards splits the bench class's queue into that many shard queues
+	// (keyspec.Class.Shards). Default: 0, one queue.
+	Shards int
 
 	// URL of Redis, for worker processes (Workers > 0).
 	URL string
@@ -111,6 +117,15 @@ type Result struct {
 	// RelayInvalidationsPerS is single-key outbox rows one relay moved to
 	// the queue per second (outbox scenario).
 	RelayInvalidationsPerS float64 `json:"relay_invalidations_per_s,omitempty"`
+
+	// The cdc scenario: CDCChangesPerS is row changes per second from a
+	// reader's start to the last event task on the queue (also KeysPerSec);
+	// the Lag fields are commit -> key gone through invalidator cdc, and
+	// OutboxLag... the same through the outbox, in the same run, next to
+	// RelayInvalidationsPerS.
+	CDCChangesPerS float64 `json:"cdc_changes_per_s,omitempty"`
+	OutboxLagP50Ms float64 `json:"outbox_lag_p50_ms,omitempty"`
+	OutboxLagP99Ms float64 `json:"outbox_lag_p99_ms,omitempty"`
 }
 
 func (r *Result) ratios() {
@@ -125,17 +140,26 @@ func (r *Result) ratios() {
 const benchQueue = "invalidator-bench"
 
 // policyYAML is the built-in policy of the benchmarks: one class on its own
-// queue, one family for the family scenario.
-const policyYAML = `version: 1
+// queue (in shards shards), one family for the family scenario, and the
+// event the cdc scenario's table publishes.
+func policyYAML(shards int) string {
+	return `version: 1
 classes:
-  bench: {ttl: 1m, queue: ` + benchQueue + `, max_retry: 3, timeout: 5m}
+  bench: {ttl: 1m, queue: ` + benchQueue + `, max_retry: 3, timeout: 5m, shards: ` + strconv.Itoa(max(shards, 1)) + `}
 families:
   bench_item:
     template: "bench:{run}:item:{group}:{id}"
     class: bench
+events:
+  bench.row_changed:
+    attributes: [run, group, id]
+    invalidates: [bench_item]
 `
+}
 
-func policy() (*keyspec.Policy, error) { return keyspec.Parse("bench-policy.yaml", []byte(policyYAML)) }
+func (e Env) policy() (*keyspec.Policy, error) {
+	return keyspec.Parse("bench-policy.yaml", []byte(policyYAML(e.Shards)))
+}
 
 func (e Env) progressf(format string, args ...any) {
 	if e.Progress != nil {
@@ -214,9 +238,9 @@ func (e Env) startProcs(policyFile string, poll time.Duration) ([]*exec.Cmd, fun
 }
 
 // writePolicy writes the bench policy for worker processes.
-func writePolicy(dir string) (string, error) {
+func (e Env) writePolicy(dir string) (string, error) {
 	path := filepath.Join(dir, "bench-policy.yaml")
-	return path, os.WriteFile(path, []byte(policyYAML), 0o600)
+	return path, os.WriteFile(path, []byte(policyYAML(e.Shards)), 0o600)
 }
 
 // fill sets n keys named by key(i), pipelined.
@@ -234,24 +258,28 @@ func fill(ctx context.Context, rdb redis.UniversalClient, n int, key func(int) s
 	return nil
 }
 
-// redisCPU reads redis-server's CPU seconds (user + sys) so far.
+// redisCPU reads redis-server's CPU seconds (user + sys) so far, summed
+// over the masters of a cluster.
 func redisCPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0, fmt.Errorf("INFO cpu: %w", err)
-	}
 	var total float64
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("INFO cpu %s: %w", k, err)
-			}
-			total += f
+	err := forEachMaster(ctx, rdb, func(ctx context.Context, c redis.UniversalClient) error {
+		info, err := c.Info(ctx, "cpu").Result()
+		if err != nil {
+			return fmt.Errorf("INFO cpu: %w", err)
 		}
-	}
-	return total, nil
+		for line := range strings.Lines(info) {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("INFO cpu %s: %w", k, err)
+				}
+				total += f
+			}
+		}
+		return nil
+	})
+	return total, err
 }
 
 // percentiles returns the p50, p90, p99 and max of ds in milliseconds.

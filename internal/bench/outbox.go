@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,7 @@ func Outbox(ctx context.Context, e Env, o OutboxOptions) (*Result, error) {
 	if e.PollInterval == 0 {
 		e.PollInterval = DefaultOutboxPollInterval
 	}
-	p, err := policy()
+	p, err := e.policy()
 	if err != nil {
 		return nil, err
 	}
@@ -374,12 +375,6 @@ func (b *outboxBench) relay() (*outbox.Relay, error) {
 // lag sends outbox transactions at LagRate with a relay and a worker
 // running, and measures commit -> key gone.
 func (b *outboxBench) lag(ctx context.Context, res *Result) error {
-	n := int(float64(b.o.LagRate) * b.o.LagDuration.Seconds())
-	_, stopWorkers, err := b.e.setup(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopWorkers()
 	r, err := b.relay()
 	if err != nil {
 		return err
@@ -389,60 +384,16 @@ func (b *outboxBench) lag(ctx context.Context, res *Result) error {
 	go func() { relayDone <- r.Run(rctx) }()
 	defer func() { stopRelay(); <-relayDone }()
 
-	key := func(i int) string { return fmt.Sprintf("bench:%s:oblag:%d", b.run, i) }
-	if err := fill(ctx, b.e.Redis, n, key); err != nil {
-		return err
-	}
-	watch, err := watchDeletes(ctx, b.e.Redis, fmt.Sprintf("bench:%s:oblag:", b.run), n)
-	if err != nil {
-		return err
-	}
-	defer watch.close()
-
-	committed := make([]time.Time, n)
-	errs := make([]error, outboxHigh)
-	next := make(chan int)
-	var wg sync.WaitGroup
 	rows := outboxHigh * outboxRowsPerWorker
-	for w := range outboxHigh { // enough senders that a slow commit does not delay the schedule
-		wg.Go(func() {
-			for i := range next {
-				if err := b.tx(ctx, VariantOutbox, i%rows, key(i)); err != nil && errs[w] == nil {
-					errs[w] = err
-				}
-				committed[i] = time.Now()
-			}
-		})
-	}
-	start := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(float64(i) / float64(b.o.LagRate) * float64(time.Second)))); d > 0 {
-			time.Sleep(d)
-		}
-		select {
-		case <-tick.C:
-			b.e.progressf("outbox lag: %d/%d committed, %d gone", i, n, watch.count())
-		default:
-		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	sendTime := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	prefix := fmt.Sprintf("bench:%s:oblag:", b.run)
+	lags, rate, err := rateLag(ctx, b.e, prefix, b.o.LagRate, b.o.LagDuration, func(ctx context.Context, i int) error {
+		return b.tx(ctx, VariantOutbox, i%rows, prefix+strconv.Itoa(i))
+	})
+	if err != nil {
 		return fmt.Errorf("bench outbox: lag: %w", err)
 	}
-	if err := watch.wait(ctx, 30*time.Second, "last commit"); err != nil {
-		return fmt.Errorf("bench outbox: %w", err)
-	}
-	lags := make([]time.Duration, n)
-	for i := range n {
-		lags[i] = watch.at(key(i)).Sub(committed[i])
-	}
 	res.LagP50Ms, res.LagP90Ms, res.LagP99Ms, res.LagMaxMs = percentiles(lags)
-	res.Params["lag_achieved_rate"] = float64(n) / sendTime.Seconds()
+	res.Params["lag_achieved_rate"] = rate
 	return nil
 }
 

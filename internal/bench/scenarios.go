@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/enqueue"
@@ -19,7 +21,7 @@ func (e Env) setup(ctx context.Context) (*keyspec.Policy, func(), error) {
 	if e.Redis == nil {
 		return nil, nil, errors.New("bench: Env.Redis is nil")
 	}
-	p, err := policy()
+	p, err := e.policy()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -34,17 +36,32 @@ func (e Env) setup(ctx context.Context) (*keyspec.Policy, func(), error) {
 				_ = os.RemoveAll(dir)
 			}
 		}()
-		if file, err = writePolicy(dir); err != nil {
+		if file, err = e.writePolicy(dir); err != nil {
 			return nil, nil, err
 		}
 		stop, err := e.startWorkers(ctx, p, file)
 		if err != nil {
 			return nil, nil, err
 		}
-		return p, func() { stop(); _ = os.RemoveAll(dir) }, nil
+		return p, func() { stop(); _ = os.RemoveAll(dir); e.deleteQueues(p.Queues()...) }, nil
 	}
 	stop, err := e.startWorkers(ctx, p, file)
-	return p, stop, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, func() { stop(); e.deleteQueues(p.Queues()...) }, nil
+}
+
+// deleteQueues deletes the bench's queues, tasks and all, once its workers
+// have stopped: asynq keeps every queue ever enqueued to registered (in
+// `invalidator queues`, the dashboard and the exporter) until it is
+// deleted. Errors are ignored: the figures are measured by then, and a
+// queue left behind is only clutter.
+func (e Env) deleteQueues(queues ...string) {
+	insp := asynq.NewInspectorFromRedisClient(e.Redis)
+	for _, q := range queues {
+		_ = insp.DeleteQueue(q, true)
+	}
 }
 
 // start starts the workers and returns an enqueue client (coalescing with
@@ -97,7 +114,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		o.Duration = 10 * time.Second
 	}
 	n := int(float64(o.Rate) * o.Duration.Seconds())
-	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete, "poll_only": e.PollOnly}}
+	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
 		return nil, err
@@ -192,17 +209,23 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 
 // mark is the state of the server when a scenario's measured part starts.
 type mark struct {
-	archived int64   // tasks in the bench queue's dead letter
-	cpu      float64 // redis-server CPU seconds
+	queues   []string // the bench class's queues
+	archived int64    // tasks in their dead letters
+	cpu      float64  // redis-server CPU seconds
 }
 
 func (e Env) mark(ctx context.Context) (mark, error) {
-	_, archived, err := queueDepth(ctx, e.Redis, benchQueue)
+	p, err := e.policy()
+	if err != nil {
+		return mark{}, err
+	}
+	queues := p.Queues()
+	_, archived, err := queuesDepth(ctx, e.Redis, queues)
 	if err != nil {
 		return mark{}, err
 	}
 	cpu, err := redisCPU(ctx, e.Redis)
-	return mark{archived: archived, cpu: cpu}, err
+	return mark{queues: queues, archived: archived, cpu: cpu}, err
 }
 
 // cpuSince is redis-server's CPU seconds since m.
@@ -212,18 +235,35 @@ func (e Env) cpuSince(ctx context.Context, m mark) (float64, error) {
 }
 
 // notifyDeletes turns on keyspace notifications for generic commands (DEL
-// and UNLINK among them) and returns a function that restores the setting.
+// and UNLINK among them), on every master of a cluster, and returns a
+// function that restores the setting.
 func notifyDeletes(ctx context.Context, rdb redis.UniversalClient) (func(), error) {
-	old, err := rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	type saved struct {
+		c   redis.UniversalClient
+		old string
+	}
+	var done []saved
+	restore := func() {
+		for _, s := range done {
+			_ = s.c.ConfigSet(context.Background(), "notify-keyspace-events", s.old).Err()
+		}
+	}
+	err := forEachMaster(ctx, rdb, func(ctx context.Context, c redis.UniversalClient) error {
+		old, err := c.ConfigGet(ctx, "notify-keyspace-events").Result()
+		if err != nil {
+			return fmt.Errorf("read notify-keyspace-events (the lag scenario needs CONFIG): %w", err)
+		}
+		if err := c.ConfigSet(ctx, "notify-keyspace-events", "Eg").Err(); err != nil {
+			return fmt.Errorf("enable keyspace notifications (the lag scenario needs CONFIG SET): %w", err)
+		}
+		done = append(done, saved{c, old["notify-keyspace-events"]})
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read notify-keyspace-events (the lag scenario needs CONFIG): %w", err)
+		restore()
+		return nil, err
 	}
-	if err := rdb.ConfigSet(ctx, "notify-keyspace-events", "Eg").Err(); err != nil {
-		return nil, fmt.Errorf("enable keyspace notifications (the lag scenario needs CONFIG SET): %w", err)
-	}
-	return func() {
-		_ = rdb.ConfigSet(context.Background(), "notify-keyspace-events", old["notify-keyspace-events"]).Err()
-	}, nil
+	return restore, nil
 }
 
 // ThroughputOptions configures Throughput.
@@ -250,7 +290,7 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	}
 	res := &Result{Scenario: "throughput", Params: map[string]any{
 		"producers": o.Producers, "keys_per_call": o.KeysPerCall, "keys": o.Keys, "workers": e.Workers,
-		"coalesce": o.Coalesce.String()}}
+		"coalesce": o.Coalesce.String(), "shards": max(e.Shards, 1)}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, o.Keys); err != nil {
 		return nil, err
@@ -310,6 +350,18 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	return res, nil
 }
 
+// queuesDepth sums queueDepth over queues.
+func queuesDepth(ctx context.Context, rdb redis.UniversalClient, queues []string) (busy, archived int64, err error) {
+	for _, q := range queues {
+		b, a, err := queueDepth(ctx, rdb, q)
+		if err != nil {
+			return 0, 0, err
+		}
+		busy, archived = busy+b, archived+a
+	}
+	return busy, archived, nil
+}
+
 // queueDepth reads a queue's task counts straight from asynq's keys: one
 // cheap pipeline, where Inspector.GetQueueInfo runs a sampling Lua script
 // that would load the Redis under test.
@@ -327,15 +379,15 @@ func queueDepth(ctx context.Context, rdb redis.UniversalClient, queue string) (b
 	return pending.Val() + active.Val() + retry.Val() + scheduled.Val(), arch.Val(), nil
 }
 
-// drain waits until the bench queue has no pending, active, scheduled or
-// retrying task, fails if its dead letter grew since m, and returns
+// drain waits until the bench queues have no pending, active, scheduled or
+// retrying task, fails if their dead letters grew since m, and returns
 // redis-server's CPU seconds since m.
 func (e Env) drain(ctx context.Context, m mark) (float64, error) {
-	queue := benchQueue
+	queue := strings.Join(m.queues, ", ")
 	deadline := time.Now().Add(5 * time.Minute)
 	last := time.Now()
 	for time.Now().Before(deadline) {
-		busy, archived, err := queueDepth(ctx, e.Redis, queue)
+		busy, archived, err := queuesDepth(ctx, e.Redis, m.queues)
 		if err != nil {
 			return 0, err
 		}
@@ -463,26 +515,29 @@ func Family(ctx context.Context, e Env, o FamilyOptions) (*Result, error) {
 	return res, nil
 }
 
-// scanUnlink is SCAN MATCH with pipelined UNLINKs, the plain way.
+// scanUnlink is SCAN MATCH with pipelined UNLINKs, the plain way, on every
+// master of a cluster.
 func scanUnlink(ctx context.Context, rdb redis.UniversalClient, pattern string) (int64, error) {
-	var cursor uint64
 	var n int64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return n, err
-		}
-		if len(keys) > 0 {
-			d, err := rdb.Unlink(ctx, keys...).Result()
+	err := forEachMaster(ctx, rdb, func(ctx context.Context, c redis.UniversalClient) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
 			if err != nil {
-				return n, err
+				return err
+			}
+			// Through rdb: on a cluster it routes each slot's UNLINK.
+			d, err := unlinkBySlot(ctx, rdb, keys)
+			if err != nil {
+				return err
 			}
 			n += d
+			if cursor = next; cursor == 0 {
+				return nil
+			}
 		}
-		if cursor = next; cursor == 0 {
-			return n, nil
-		}
-	}
+	})
+	return n, err
 }
 
 // cleanup removes a run's leftover keys.

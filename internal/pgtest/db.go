@@ -32,8 +32,12 @@ type DB struct {
 func NewDB(t testing.TB) *DB {
 	t.Helper()
 	h := current(t)
-	s := h.server(t)
-	name := fmt.Sprintf("t_%s_%d", h.runID, h.dbSeq.Add(1))
+	return newDB(t, h.server(t), fmt.Sprintf("t_%s_%d", h.runID, h.dbSeq.Add(1)))
+}
+
+// newDB creates database name on s for t.
+func newDB(t testing.TB, s *server, name string) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {

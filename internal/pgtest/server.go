@@ -56,7 +56,10 @@ var serverSettings = []string{
 
 // server is the private postgres of one test binary.
 type server struct {
-	dir     string // temporary: data/, the socket and the log; removed by stop
+	bin     string   // directory of initdb and postgres
+	owner   *osUser  // the OS user postgres runs as; nil: this process's
+	extra   []string // settings after serverSettings (NewServer's)
+	dir     string   // temporary: data/, the socket and the log; removed by stop
 	dataDir string
 	port    int
 	cmd     *exec.Cmd
@@ -123,7 +126,7 @@ func isExecutable(path string) bool {
 }
 
 // startServer initdbs a fresh cluster and starts postgres on it.
-func startServer(ctx context.Context) (_ *server, err error) {
+func startServer(ctx context.Context, extra ...string) (_ *server, err error) {
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
@@ -159,7 +162,7 @@ func startServer(ctx context.Context) (_ *server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := launch(bin, dir, data, port, owner)
+		s, err := launch(bin, dir, data, port, owner, extra)
 		if err != nil {
 			return nil, err
 		}
@@ -177,11 +180,11 @@ func startServer(ctx context.Context) (_ *server, err error) {
 }
 
 // launch starts postgres without waiting for it to accept connections.
-func launch(bin, dir, data string, port int, owner *osUser) (*server, error) {
-	s := &server{dir: dir, dataDir: data, port: port, exited: make(chan struct{})}
+func launch(bin, dir, data string, port int, owner *osUser, extra []string) (*server, error) {
+	s := &server{bin: bin, owner: owner, extra: extra, dir: dir, dataDir: data, port: port, exited: make(chan struct{})}
 	args := []string{"-D", data, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir}
-	for _, kv := range serverSettings {
+	for _, kv := range slices.Concat(serverSettings, extra) {
 		args = append(args, "-c", kv)
 	}
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)

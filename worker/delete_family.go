@@ -556,7 +556,7 @@ func (w *Worker) continueScan(ctx context.Context, st *policyState, fam *keyspec
 		headers[eventHeader] = e
 	}
 	task := asynq.NewTaskWithHeaders(at.Type(), at.Payload(), headers)
-	info, err := w.aq.EnqueueContext(ctx, task, opts...)
+	info, err := w.enqueue(ctx, task, opts...)
 	if err != nil {
 		return "", err
 	}

@@ -689,7 +689,7 @@ func (e *deadEnv) retry(queue string, refs []deadRef, res *retryResult) {
 // requeue enqueues a task of the record again under its own ID;
 // fromRecord is false when asynq turned out to have the task after all.
 func (e *deadEnv) requeue(r deadRef) (fromRecord bool, err error) {
-	err = worker.RequeueDeadTask(e.ctx, e.aq, *r.rec)
+	err = worker.RequeueDeadTask(e.ctx, e.aq, e.rdb, *r.rec)
 	if !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return err == nil, err
 	}

@@ -3,6 +3,10 @@ GO          ?= go
 BIN         ?= bin/invalidator
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
+# Stamped into the binary by `make build`: `invalidator version` prints them.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT      ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS     ?= -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 
 .DEFAULT_GOAL := help
 
@@ -11,8 +15,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/invalidator
-	$(GO) build -o $(BIN) ./cmd/invalidator
+build: ## build bin/invalidator, stamped with VERSION (git describe) and COMMIT
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/invalidator
 
 .PHONY: demo
 demo: ## 20 s of the whole stack: embedded Redis, worker, dashboard, metrics, a workload (needs only Go)

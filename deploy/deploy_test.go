@@ -149,7 +149,7 @@ func TestDeployFiles(t *testing.T) {
 	}
 	docker := read("Dockerfile")
 	for _, want := range []string{
-		"FROM golang:1.26 AS build", "CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`,
+		"FROM golang:1.26 AS build", "CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w -X main.buildVersion=${VERSION}"`,
 		"FROM gcr.io/distroless/static-debian12:nonroot", "USER nonroot",
 		`ENTRYPOINT ["/invalidator"]`, `CMD ["worker"]`, "EXPOSE 9464",
 	} {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/internal/redisconn"
+	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -66,9 +67,16 @@ type Config struct {
 	// NewInlineMetrics. Default: nil, nothing counted.
 	InlineMetrics *InlineMetrics
 
-	// Logger receives the debug records of failed inline deletes. Default:
-	// none (a discarding logger).
+	// Logger receives the debug records of failed inline deletes and
+	// wake-up pushes. Default: none (a discarding logger).
 	Logger *slog.Logger
+
+	// NoWake stops the Client from waking idle workers. By default, after
+	// each enqueue it pushes a wake-up token for the task's queue, from a
+	// goroutine of its own so the call does not wait for it, and an idle
+	// worker starts the task at once instead of at its next safety poll
+	// (worker.Config.SafetyPoll). Default: false.
+	NoWake bool
 }
 
 func (cfg *Config) validate() error {
@@ -96,6 +104,7 @@ type Client struct {
 	b     *Builder              // validates and builds every task
 	co    *coalescer            // nil unless Config.Coalesce is set; shared with With
 	in    *inline               // nil unless Config.InlineDelete is set
+	wake  *wake.Pusher          // nil with Config.NoWake; shared with With
 }
 
 // New returns a Client that enqueues on the queue Redis rdb. The caller
@@ -130,13 +139,17 @@ func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
 		b:     NewBuilder(cfg),
 		in:    newInline(cfg),
 	}
+	if !cfg.NoWake {
+		c.wake = wake.NewPusher(rdb, cfg.Logger)
+	}
 	if cfg.Coalesce != nil {
 		c.co = newCoalescer(*cfg.Coalesce)
 	}
 	return c
 }
 
-// Close releases the connection if the Client opened it (NewFromURL).
+// Close waits for the wake-up pushes of earlier calls, and releases the
+// connection if the Client opened it (NewFromURL).
 // Clients derived with With share it, so close only the original.
 //
 // A coalescing Client first enqueues its pending batches and waits for them,
@@ -147,6 +160,7 @@ func (c *Client) Close() error {
 	if c.co != nil {
 		err = c.co.close()
 	}
+	c.wake.Wait()
 	if c.owned != nil {
 		err = errors.Join(err, c.owned.Close())
 	}
@@ -276,5 +290,6 @@ func (c *Client) Enqueue(ctx context.Context, m Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	c.wake.Wake(info.Queue, 1)
 	return info.ID, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/audit"
+	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -44,7 +45,11 @@ const (
 
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
-	// Queue is the Redis that holds the asynq queues. Required.
+	// Queue is the Redis that holds the asynq queues. Required. Unless
+	// PollOnly is set, Run's asynq server uses a client of its own made
+	// from Queue's options (a *redis.Client or *redis.ClusterClient), with
+	// the wake-up hook in it: hooks added to Queue (tracing, metrics) see
+	// the worker's own commands, but not asynq's dequeues, acks and leases.
 	Queue redis.UniversalClient
 
 	// Cache is the Redis the invalidations are applied to: the target a task
@@ -72,11 +77,28 @@ type Config struct {
 	// I/O bound, so this is well above the core count. Default: 32.
 	Concurrency int
 
-	// PollInterval is how long an idle worker waits before it polls the
-	// queues again (asynq's TaskCheckInterval). It bounds the lag at low
-	// load, and each poll is one Lua call on the queue Redis. Default: 5ms
-	// (see README, "Latency").
+	// PollInterval is how long the worker pauses before its next poll of
+	// the queues after a round that found them empty and was not followed
+	// by a wait for a wake-up (asynq's TaskCheckInterval): after a safety
+	// poll, a wake-up whose task another worker took, and always with
+	// PollOnly, where it bounds the lag at low load and each poll is one
+	// Lua call per queue on the queue Redis. Default: 5ms.
 	PollInterval time.Duration
+
+	// SafetyPoll is the longest an idle worker waits for a wake-up before
+	// it polls its queues anyway. Producers of this module (enqueue, the
+	// outbox relay, the worker's own follow-up tasks, `dead retry`) wake an
+	// idle worker when they enqueue, so their tasks start at once; tasks of
+	// other producers (asynqmon's "run", plain asynq clients) wait up to
+	// this long. Whole seconds, at least 1s. Default: 1s (see README,
+	// "Latency").
+	SafetyPoll time.Duration
+
+	// PollOnly turns wake-ups off: the worker polls its queues every
+	// PollInterval, as asynq does by itself. It is the mode a worker falls
+	// back to if the queue client is of a type it cannot copy. Default:
+	// false.
+	PollOnly bool
 
 	// RetryCheckInterval is how often due retries are moved back to their
 	// queue (asynq's DelayedTaskCheckInterval, 5s by default there). A retry
@@ -175,6 +197,9 @@ type Config struct {
 	// (5000).
 	AuditRate float64
 
+	// onWaiter, when set, is called by Run with its wake-up hook; for tests.
+	onWaiter func(*wake.Waiter)
+
 	// auditMinEvery is the shortest audit period the worker runs; tests
 	// lower it below keyspec.MinAuditEvery, which the policy file enforces.
 	auditMinEvery time.Duration
@@ -208,6 +233,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.SafetyPoll == 0 {
+		c.SafetyPoll = wake.DefaultSafetyPoll
 	}
 	if c.RetryCheckInterval == 0 {
 		c.RetryCheckInterval = DefaultRetryCheck
@@ -267,6 +295,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.PollInterval < 0:
 		return fmt.Errorf("worker: PollInterval %s is negative", c.PollInterval)
+	case c.SafetyPoll < 0:
+		return fmt.Errorf("worker: SafetyPoll %s is negative", c.SafetyPoll)
 	case c.RetryCheckInterval < 0:
 		return fmt.Errorf("worker: RetryCheckInterval %s is negative", c.RetryCheckInterval)
 	case c.ShutdownTimeout < 0:

@@ -18,6 +18,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/wake"
 )
 
 // The dead-letter record.
@@ -370,9 +372,11 @@ return out
 // RunArchivedTasks puts the archived tasks with these IDs back on their
 // queue, as asynq's Inspector.RunTask does, in batches; it reports for
 // each ID whether it did (false: asynq's archive does not hold it). The
-// tasks get one more attempt: asynq keeps their retry count.
-func RunArchivedTasks(ctx context.Context, rdb redis.UniversalClient, queue string, ids []string) ([]bool, error) {
-	done := make([]bool, 0, len(ids))
+// tasks get one more attempt: asynq keeps their retry count. Idle workers
+// are woken for them before it returns.
+func RunArchivedTasks(ctx context.Context, rdb redis.UniversalClient, queue string, ids []string) (done []bool, err error) {
+	done = make([]bool, 0, len(ids))
+	defer func() { wakeFor(ctx, rdb, queue, done) }()
 	keys := []string{asynqArchivedKey(queue), asynqPendingKey(queue)}
 	for chunk := range slices.Chunk(ids, deadBatch) {
 		args := make([]any, 0, len(chunk)+1)
@@ -391,14 +395,30 @@ func RunArchivedTasks(ctx context.Context, rdb redis.UniversalClient, queue stri
 	return done, nil
 }
 
+// wakeFor wakes idle workers for the tasks put back (done[i] true). It
+// waits for the push, since the CLI exits next; a failed push only leaves
+// the tasks to the workers' safety poll.
+func wakeFor(ctx context.Context, rdb redis.UniversalClient, queue string, done []bool) {
+	n := 0
+	for _, d := range done {
+		if d {
+			n++
+		}
+	}
+	if n > 0 {
+		_ = wake.Push(ctx, rdb, map[string]int{queue: n})
+	}
+}
+
 // RequeueDeadTask enqueues a task of the record again on its queue, under
-// its own task ID: a family delete then resumes from its checkpoint
+// its own task ID, and wakes an idle worker for it (through aq's Redis,
+// rdb): a family delete then resumes from its checkpoint
 // (invalidator:scan:{<id>}, or the one its continuation header names), and
 // `dead retry --force` marks that checkpoint. The ID never coalesces
 // invalidations: asynq refuses it (asynq.ErrTaskIDConflict) only while the
 // very same task is still in asynq, which the caller then handles. The
 // task gets its recorded retry budget afresh.
-func RequeueDeadTask(ctx context.Context, aq *asynq.Client, t DeadTask) error {
+func RequeueDeadTask(ctx context.Context, aq *asynq.Client, rdb redis.UniversalClient, t DeadTask) error {
 	if t.Undecodable != nil {
 		return fmt.Errorf("cannot re-enqueue: %w", t.Undecodable)
 	}
@@ -409,6 +429,7 @@ func RequeueDeadTask(ctx context.Context, aq *asynq.Client, t DeadTask) error {
 	if _, err := aq.EnqueueContext(ctx, asynq.NewTaskWithHeaders(t.Kind, t.Payload, t.Headers), opts...); err != nil {
 		return fmt.Errorf("re-enqueue task %s on queue %q: %w", t.ID, t.Queue, err)
 	}
+	wakeFor(ctx, rdb, t.Queue, []bool{true})
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/internal/redistest"
+	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
@@ -270,7 +271,9 @@ func TestDeadLetterRecordedBeforeArchive(t *testing.T) {
 		return false
 	})
 	faultOn(b.cache, argPrefix("unlink", "")) // the cache refuses every delete
-	b.start(t, nil)
+	// Polling keeps the asynq server on b.queue, where the hook above sees
+	// its archive script; with wake-ups it runs on a client of its own.
+	b.start(t, func(c *Config) { c.PollOnly = true })
 
 	failed := b.enqueueKeys(t, qStandard, "k1")
 	poisoned, err := b.aq.Enqueue(asynq.NewTask(tasks.KindDeleteKeys, []byte{0xde, 0xad}), asynq.Queue(qStandard), asynq.MaxRetry(5))
@@ -530,7 +533,7 @@ func TestDeadLetterUndecodableEntry(t *testing.T) {
 	require.Len(t, ts, 2)
 	require.ErrorContains(t, ts[0].Undecodable, "format version 99")
 	require.Error(t, ts[1].Undecodable)
-	err = RequeueDeadTask(ctx, asynq.NewClientFromRedisClient(rdb), ts[0])
+	err = RequeueDeadTask(ctx, asynq.NewClientFromRedisClient(rdb), rdb, ts[0])
 	require.ErrorContains(t, err, "cannot re-enqueue")
 }
 
@@ -542,14 +545,15 @@ func TestRequeueDeadTask(t *testing.T) {
 	aq := asynq.NewClientFromRedisClient(rdb)
 	dt := DeadTask{ID: "family-1", Queue: qStandard, Kind: tasks.KindDeleteFamily, Payload: []byte("p"),
 		Headers: map[string]string{scanHeader: "first"}, MaxRetry: 4, Timeout: 7 * time.Second}
-	require.NoError(t, RequeueDeadTask(ctx, aq, dt))
+	require.NoError(t, RequeueDeadTask(ctx, aq, rdb, dt))
+	require.EqualValues(t, 1, rdb.LLen(ctx, wake.Key(qStandard)).Val(), "an idle worker must be woken for it")
 	ti, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(qStandard, "family-1")
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStatePending, ti.State)
 	require.Equal(t, dt.Headers, ti.Headers)
 	require.Equal(t, 4, ti.MaxRetry)
 	require.Equal(t, 7*time.Second, ti.Timeout)
-	require.ErrorIs(t, RequeueDeadTask(ctx, aq, dt), asynq.ErrTaskIDConflict, "the same task twice")
+	require.ErrorIs(t, RequeueDeadTask(ctx, aq, rdb, dt), asynq.ErrTaskIDConflict, "the same task twice")
 }
 
 // On a Redis Cluster the record's scripts touch one slot: asynq's archive

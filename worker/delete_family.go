@@ -217,9 +217,9 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 		return nil
 	case errors.Is(err, errMaxKeys):
 		log.Error("family delete stopped at max_keys", append(attrs, "max_keys", fam.MaxKeys)...)
-		return poison(fmt.Errorf("%w: family %q (pattern %q) stopped after deleting %d keys, because the next SCAN page would take it past max_keys %d; "+
+		return halt(fmt.Errorf("%w: family %q (pattern %q) stopped after deleting %d keys, because the next SCAN page would take it past max_keys %d; "+
 			"its cursor is kept for %s. If that many keys is expected, resume it with 'invalidator dead retry --force %s'; otherwise check the parameters, or raise max_keys in the policy",
-			errMaxKeys, fam.Name, pattern, deleted.Load(), fam.MaxKeys, w.cfg.CheckpointTTL, taskID))
+			errMaxKeys, fam.Name, pattern, deleted.Load(), fam.MaxKeys, keyspec.HumanDuration(w.cfg.CheckpointTTL), taskID))
 	case err != nil:
 		return fmt.Errorf("delete family %q (pattern %q): %w", fam.Name, pattern, err)
 	}
@@ -556,7 +556,7 @@ func (w *Worker) continueScan(ctx context.Context, st *policyState, fam *keyspec
 		headers[eventHeader] = e
 	}
 	task := asynq.NewTaskWithHeaders(at.Type(), at.Payload(), headers)
-	info, err := w.aq.EnqueueContext(ctx, task, opts...)
+	info, err := w.enqueue(ctx, task, opts...)
 	if err != nil {
 		return "", err
 	}

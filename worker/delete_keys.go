@@ -66,7 +66,7 @@ func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class,
 			opts = append(opts, asynq.Timeout(class.Timeout))
 		}
 		task := asynq.NewTaskWithHeaders(tasks.KindDeleteKeys, payload, map[string]string{secondHeader: "1"})
-		if _, err := w.aq.EnqueueContext(ctx, task, opts...); err != nil {
+		if _, err := w.enqueue(ctx, task, opts...); err != nil {
 			return fmt.Errorf("schedule second delete of %d keys in %s: %w", len(chunk), class.SecondDelete, err)
 		}
 	}

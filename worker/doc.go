@@ -42,6 +42,14 @@
 // (heartbeat.go, rescue.go): seconds instead of a minute. The rescuer works
 // on asynq v0.26's own Redis keys; the tests fail if asynq changes them.
 //
+// An idle worker does not poll: Run's asynq server waits for a wake-up
+// (internal/wake) that the module's producers push per task, with a safety
+// poll of Config.SafetyPoll for tasks of other producers. asynq offers no
+// way to be woken, so this rests on a go-redis hook around asynq v0.26's
+// dequeue and forwarder scripts, on a client of the server's own made from
+// Config.Queue's options; TestWaiterWithAsynq fails if an asynq upgrade
+// changes what the hook relies on. Config.PollOnly turns it off.
+//
 // Example:
 //
 //	w, err := worker.New(worker.Config{

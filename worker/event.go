@@ -156,7 +156,7 @@ func (w *Worker) queueFamilyDelete(ctx context.Context, st *policyState, a keysp
 		opts = append(opts, asynq.Timeout(class.Timeout))
 	}
 	task := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, payload, map[string]string{eventHeader: t.Name})
-	info, err := w.aq.EnqueueContext(ctx, task, opts...)
+	info, err := w.enqueue(ctx, task, opts...)
 	if err != nil {
 		return "", err
 	}

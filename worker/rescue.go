@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/internal/wake"
 )
 
 // The rescuer reads and changes asynq's own keys (asynqkeys.go):
@@ -145,6 +147,7 @@ type sighting struct {
 // goroutine only.
 type rescuer struct {
 	rdb        redis.UniversalClient
+	wake       *wake.Pusher // wakes an idle worker for a task put back
 	hb         *heartbeat
 	log        *slog.Logger
 	metrics    *Metrics
@@ -168,6 +171,7 @@ type rescuer struct {
 func newRescuer(w *Worker, hb *heartbeat) *rescuer {
 	return &rescuer{
 		rdb:         w.cfg.Queue,
+		wake:        w.wake,
 		hb:          hb,
 		log:         w.log.With("component", "rescuer"),
 		metrics:     w.metrics,
@@ -594,6 +598,7 @@ func (r *rescuer) rescue(ctx context.Context, c candidate) (bool, error) {
 	}
 	switch {
 	case n > 0:
+		r.wake.Wake(q, 1)
 		r.metrics.rescued(q)
 		delete(r.unclaimed, c.ref)
 		msg := "rescued task of a crashed worker: back to its queue"

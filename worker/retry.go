@@ -20,6 +20,18 @@ func (e *poisonError) Is(target error) bool { return target == asynq.SkipRetry }
 
 func poison(err error) error { return &poisonError{cause: err} }
 
+// haltError marks a sound task that stopped on purpose and must wait for an
+// operator (a family delete at max_keys): archived at once like a poison
+// task, but its reason is its own words, not "poison task:", which means
+// the payload cannot be applied at all.
+type haltError struct{ cause error }
+
+func (e *haltError) Error() string        { return e.cause.Error() }
+func (e *haltError) Unwrap() error        { return e.cause }
+func (e *haltError) Is(target error) bool { return target == asynq.SkipRetry }
+
+func halt(err error) error { return &haltError{cause: err} }
+
 // IsPoison reports whether err marks a task that is archived without retry.
 func IsPoison(err error) bool { return errors.Is(err, asynq.SkipRetry) }
 

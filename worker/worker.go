@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/invalidator/invalidator/internal/redisconn"
+	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
@@ -32,6 +33,7 @@ type Worker struct {
 	rand    *lockedRand
 	limiter *rate.Limiter // nil: family scans unthrottled
 	aq      *asynq.Client // enqueues continuations of long family scans
+	wake    *wake.Pusher  // wakes idle workers for the tasks this one enqueues
 	now     func() time.Time
 
 	// inflight is the tasks ProcessTask runs, for the heartbeat (heartbeat.go).
@@ -54,6 +56,7 @@ func New(cfg Config) (*Worker, error) {
 		metrics: cfg.Metrics,
 		rand:    &lockedRand{r: cfg.Rand},
 		aq:      asynq.NewClientFromRedisClient(cfg.Queue),
+		wake:    wake.NewPusher(cfg.Queue, cfg.Logger.With("component", "wake")),
 		now:     time.Now,
 	}
 	w.inflight = newInflight()
@@ -149,7 +152,8 @@ func (st *policyState) defaultClass() *keyspec.Class {
 
 // ServerConfig returns the asynq.Config that Run uses: the worker's queues,
 // concurrency, polling interval, retry schedule and error logging. Callers
-// that run their own asynq.Server start from it.
+// that run their own asynq.Server start from it; such a server polls every
+// PollInterval, since the wake-ups are wired into Run's server only.
 func (w *Worker) ServerConfig() asynq.Config {
 	return asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
@@ -173,7 +177,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.checkTopology(ctx); err != nil {
 		return err
 	}
-	srv := asynq.NewServerFromRedisClient(w.cfg.Queue, w.ServerConfig())
+	qc, waiter, closeQC := w.serverClient()
+	defer closeQC()
+	srv := asynq.NewServerFromRedisClient(qc, w.ServerConfig())
 	// Heartbeats start before the first task and stop after the last one
 	// has finished or gone back to its queue (rescue.go).
 	fleet := w.startFleet(ctx)
@@ -183,16 +189,66 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	sweepDone := w.startDeadLetterSweep(ctx) // ends with ctx
 	auditsDone := w.startAudits(ctx)         // ends with ctx
-	w.log.Info("worker started", "queues", formatWeights(w.Queues()), "concurrency", w.cfg.Concurrency,
-		"poll_interval", w.cfg.PollInterval.String())
+	mode := []any{"poll_interval", w.cfg.PollInterval.String()}
+	if waiter != nil {
+		mode = []any{"wake", true, "safety_poll", waiter.SafetyPoll().String()}
+	}
+	w.log.Info("worker started", append([]any{"queues", formatWeights(w.Queues()), "concurrency", w.cfg.Concurrency}, mode...)...)
 	<-ctx.Done()
 	w.log.Info("worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
+	if waiter != nil {
+		// asynq's Shutdown waits for its dequeue loop, which may be
+		// blocked in a wait for a wake-up.
+		waiter.Stop()
+	}
 	srv.Shutdown()
 	sweepDone()
 	auditsDone()
 	fleet.stop(ctx)
+	w.wake.Wait()
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// serverClient returns the queue client for the asynq server: with wake-ups
+// on, a client of its own with a wake.Waiter hooked in (the hook blocks the
+// client's dequeue calls, and hooks cannot be removed, so the caller's
+// client is left alone), else Config.Queue. release frees what it made.
+func (w *Worker) serverClient() (qc redis.UniversalClient, waiter *wake.Waiter, release func()) {
+	if w.cfg.PollOnly {
+		return w.cfg.Queue, nil, func() {}
+	}
+	waiter, err := wake.NewWaiter(wake.WaiterConfig{
+		Queues:     slices.Sorted(maps.Keys(w.Queues())),
+		SafetyPoll: w.cfg.SafetyPoll,
+		Pusher:     w.wake,
+		// One forwarder per interval across the fleet: asynq's forwarder
+		// in every worker was most of an idle fleet's Redis load.
+		ForwardInterval: w.cfg.RetryCheckInterval,
+		Logger:          w.log.With("component", "wake"),
+	})
+	if err == nil {
+		qc, err = wake.Dedicated(w.cfg.Queue)
+	}
+	if err != nil {
+		w.log.Warn("wake-ups off: idle workers poll the queues every poll interval", "err", err.Error())
+		return w.cfg.Queue, nil, func() {}
+	}
+	waiter.Attach(qc)
+	if w.cfg.onWaiter != nil {
+		w.cfg.onWaiter(waiter)
+	}
+	return qc, waiter, func() { _ = qc.Close() }
+}
+
+// enqueue enqueues a follow-up task (second delete, event fan-out, scan
+// continuation) and wakes an idle worker for it.
+func (w *Worker) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	info, err := w.aq.EnqueueContext(ctx, t, opts...)
+	if err == nil {
+		w.wake.Wake(info.Queue, 1)
+	}
+	return info, err
 }
 
 // checkTopology refuses a plain client connected to one node of a Redis

@@ -28,6 +28,10 @@ func minArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error { return asUsage(cmd, cobra.MinimumNArgs(n)(cmd, args)) }
 }
 
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error { return asUsage(cmd, cobra.MaximumNArgs(n)(cmd, args)) }
+}
+
 // asUsage adds the command's usage line, which names the arguments that
 // cobra's message only counts.
 func asUsage(cmd *cobra.Command, err error) error {

@@ -23,6 +23,7 @@ type benchOpts struct {
 	workers      int
 	shards       int
 	pollInterval time.Duration
+	pollOnly     bool
 	asJSON       bool
 	cpuProfile   string
 }
@@ -46,6 +47,7 @@ the end. --shards N spreads the bench class over N shard queues.`,
 	f.IntVar(&o.workers, "workers", 0, "run N worker processes instead of one in-process worker")
 	f.IntVar(&o.shards, "shards", 1, fmt.Sprintf("split the bench class's queue into N shard queues (1 to %d), as a policy's shards: N does", keyspec.MaxShards))
 	f.DurationVar(&o.pollInterval, "poll-interval", 0, "worker poll interval (default: the worker's default)")
+	f.BoolVar(&o.pollOnly, "poll-only", false, "workers poll without wake-ups and producers push none (the old mode, for a before/after)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a report")
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (producers, in-process worker, baselines) to FILE")
 
@@ -170,6 +172,35 @@ invalidator_bench_<run>_outbox and drops them at the end.`,
 	obf.DurationVar(&ob.LagDuration, "lag-duration", 5*time.Second, "how long the lag phase sends (above 0)")
 	obf.IntVar(&ob.RelayRows, "relay-rows", 50000, "single-key rows the relay drains for its throughput")
 
+	var idle bench.IdleOptions
+	idleCmd := &cobra.Command{
+		Use:   "idle",
+		Short: "CPU of the queue Redis and of N idle worker processes, as % of one core",
+		Long: `Start --workers worker processes on three empty queues (like
+examples/policy.yaml), let them settle for --warmup, then measure over
+--duration the CPU the queue Redis spent (INFO cpu) and the CPU the worker
+processes spent (/proc, Linux only), each as a percentage of one core.
+Nothing else should use that Redis meanwhile. --poll-only measures the
+workers polling without wake-ups, as plain asynq does.`,
+		Example: "  invalidator bench idle --workers 64\n  invalidator bench idle --workers 64 --poll-only --json",
+		Args:    noArgs,
+		RunE: o.run(a, func() error {
+			switch {
+			case o.workers < 1:
+				return usagef("bench idle measures worker processes: --workers must be at least 1, got %d", o.workers)
+			case idle.Duration <= 0:
+				return usagef("--duration must be above 0, got %s", idle.Duration)
+			case idle.Warmup <= 0:
+				return usagef("--warmup must be above 0, got %s", idle.Warmup)
+			}
+			return nil
+		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
+			return bench.Idle(ctx, e, idle)
+		}),
+	}
+	idleCmd.Flags().DurationVar(&idle.Duration, "duration", 10*time.Second, "how long to measure (above 0)")
+	idleCmd.Flags().DurationVar(&idle.Warmup, "warmup", 3*time.Second, "how long the workers run before the measurement (above 0)")
+
 	var cd bench.CDCOptions
 	var cdcDSN string
 	cdcCmd := &cobra.Command{
@@ -217,7 +248,7 @@ The bench creates a table, publication and slot named invalidator_bench_<run>
 	cdf.DurationVar(&cd.LagDuration, "lag-duration", 5*time.Second, "how long each lag phase sends (above 0)")
 	cdf.IntVar(&cd.RelayRows, "relay-rows", 50000, "single-key rows the outbox relay drains for its throughput")
 
-	cmd.AddCommand(lagCmd, tpCmd, famCmd, obCmd, cdcCmd)
+	cmd.AddCommand(lagCmd, tpCmd, famCmd, obCmd, cdcCmd, idleCmd)
 	return group(cmd)
 }
 
@@ -281,7 +312,7 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 		}
 		defer rdb.Close()
 		e := bench.Env{Redis: rdb, URL: a.env(a.redisURL, envRedisURL, defaultRedisURL), Workers: o.workers, Shards: o.shards,
-			PollInterval: o.pollInterval, Progress: cmd.ErrOrStderr()}
+			PollInterval: o.pollInterval, PollOnly: o.pollOnly, Progress: cmd.ErrOrStderr()}
 		if o.cpuProfile != "" {
 			f, err := os.Create(o.cpuProfile)
 			if err != nil {
@@ -313,6 +344,11 @@ func printResult(w io.Writer, r *bench.Result) error {
 	switch r.Scenario {
 	case "outbox":
 		return printOutbox(w, r)
+	case "idle":
+		fmt.Fprintf(w, "scenario    idle %v\n", r.Params)
+		fmt.Fprintf(w, "queue redis %.1f%% of one core\n", *r.RedisCPUPercent)
+		fmt.Fprintf(w, "workers     %.1f%% of one core, all %v together\n", *r.WorkersCPUPercent, r.Params["workers"])
+		return nil
 	case "cdc":
 		fmt.Fprintf(w, "scenario    cdc %v\n", r.Params)
 		fmt.Fprintf(w, "cdc         %d row changes, commit to enqueued task: %.0f changes/s (%.2fs)\n", r.Keys, r.CDCChangesPerS, r.Seconds)

@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,6 +112,39 @@ families:
 	for _, want := range []string{bad + ":3:", bad + ":6:", bad + ":10:"} {
 		require.Contains(t, r.stdout, want)
 	}
+
+	// --json: stdout is one JSON object, with the same problems, and the
+	// exit code is the same.
+	r = invoke(t, nil, "", "policy", "lint", "--json", bad)
+	require.Equal(t, exitFailure, r.code, r.stderr)
+	rep := oneJSON[lintReport](t, r.stdout)
+	require.False(t, rep.OK)
+	require.Len(t, rep.Errors, len(lines))
+	gotLines := map[int]bool{}
+	for _, e := range rep.Errors {
+		require.Equal(t, bad, e.File)
+		require.NotEmpty(t, e.Message)
+		gotLines[e.Line] = true
+	}
+	require.Subset(t, slices.Collect(maps.Keys(gotLines)), []int{3, 6, 10})
+
+	r = invoke(t, nil, "", "policy", "lint", "--json", good)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	rep = oneJSON[lintReport](t, r.stdout)
+	require.True(t, rep.OK)
+	require.Equal(t, 2, rep.Families)
+	require.Empty(t, rep.Errors)
+
+	// FILE defaults to the policy of INVALIDATOR_POLICY, as --policy does
+	// for every other command.
+	r = invoke(t, map[string]string{envPolicy: good}, "", "policy", "lint")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stdout, good+": ok")
+	r = invoke(t, map[string]string{envPolicy: good}, "", "policy", "doc")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	r = invoke(t, nil, "", "policy", "lint")
+	require.Equal(t, exitUsage, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stderr, envPolicy)
 }
 
 func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
@@ -168,11 +203,11 @@ func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
 
 	r = invoke(t, env, "", "dead", "list")
 	require.Equal(t, exitOK, r.code)
-	require.Contains(t, r.stdout, ids[0])
+	require.Contains(t, r.stdout, ids[0][:shortIDLen])
 
 	r = invoke(t, env, "", "dead", "retry", ids[0])
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks put back")
+	require.Contains(t, r.stdout, "1 task put back")
 	ti, err = insp.GetTaskInfo("invalidator-standard", ids[0])
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStatePending, ti.State)
@@ -187,12 +222,12 @@ func TestEnqueueQueuesAndDeadLetter(t *testing.T) {
 	require.Contains(t, r.stderr, "--yes")
 	r = invoke(t, env, "", "dead", "purge", "--all", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks purged")
+	require.Contains(t, r.stdout, "1 task purged")
 
 	require.NoError(t, insp.ArchiveTask("invalidator-standard", ids[0]))
 	r = invoke(t, env, "", "dead", "retry", "--all", "--queue", "invalidator-standard")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 tasks put back")
+	require.Contains(t, r.stdout, "1 task put back")
 	r = invoke(t, env, "", "dead", "list", "--queue", "nope")
 	require.Equal(t, exitUsage, r.code)
 }

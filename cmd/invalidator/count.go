@@ -34,6 +34,9 @@ type familyCount struct {
 	Others map[string]int64
 	// Undeclared lists the family's parameters without a declaration.
 	Undeclared []string
+	// MaxKeys is the family's cap on one delete (0: none): a count above
+	// it means the real run stops there and is dead-lettered.
+	MaxKeys int
 }
 
 // countFamilyDelete counts, on every master, the keys a pattern delete of
@@ -43,7 +46,7 @@ type familyCount struct {
 func countFamilyDelete(ctx context.Context, c redis.UniversalClient, p *keyspec.Policy, fam *keyspec.Family,
 	params map[string]string, m *keyspec.Matcher,
 ) (*familyCount, error) {
-	fc := &familyCount{Family: fam.Name, Pattern: m.Pattern(), Filtered: m.Filters(), Others: map[string]int64{}}
+	fc := &familyCount{Family: fam.Name, Pattern: m.Pattern(), Filtered: m.Filters(), Others: map[string]int64{}, MaxKeys: fam.MaxKeys}
 	for _, name := range fam.Template.Params() {
 		if _, declared := fam.Param(name); !declared {
 			fc.Undeclared = append(fc.Undeclared, name)
@@ -145,6 +148,12 @@ func (fc *familyCount) describe(where string) string {
 		}
 	}
 	b.WriteString("\n")
+	if fc.MaxKeys > 0 && fc.Matched > int64(fc.MaxKeys) {
+		// A dry run that only counted would hide that the real run stops.
+		fmt.Fprintf(&b, "max_keys %d of family %s would stop this delete: the worker stops before it passes %d keys and dead-letters the task, "+
+			"keeping its cursor. If %d keys is expected, finish it with 'invalidator dead retry --force ID'; otherwise check the parameters, or raise max_keys in the policy\n",
+			fc.MaxKeys, fc.Family, fc.MaxKeys, fc.Matched)
+	}
 	return b.String()
 }
 

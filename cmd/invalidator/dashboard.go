@@ -148,7 +148,10 @@ func dashboardAccessError(err error) error {
 // file, never its content.
 func (a *app) dashboardPassword(flagFile string) (string, error) {
 	file := a.env(flagFile, envDashboardPasswordFile, "")
-	if flagFile == "" && file != "" && a.getenv(envDashboardPassword) != "" {
+	// The flag may hold the file env var's value (see applyEnv): both env
+	// vars set is the conflict, whatever the flag says.
+	fromEnv := flagFile == "" || flagFile == a.getenv(envDashboardPasswordFile)
+	if fromEnv && file != "" && a.getenv(envDashboardPassword) != "" {
 		return "", usagef("both %s and %s are set: keep one", envDashboardPassword, envDashboardPasswordFile)
 	}
 	if file == "" {

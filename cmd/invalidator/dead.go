@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -59,7 +58,7 @@ retried or purged. These commands see both, one row per task.
 Invalidations are idempotent, so retrying one is always safe.`,
 	}
 	cmd.PersistentFlags().StringVar(&queue, "queue", "", "only this queue (default: every queue)")
-	cmd.AddCommand(newDeadListCmd(a, &queue), newDeadRetryCmd(a, &queue), newDeadPurgeCmd(a, &queue))
+	cmd.AddCommand(newDeadListCmd(a, &queue), newDeadShowCmd(a, &queue), newDeadRetryCmd(a, &queue), newDeadPurgeCmd(a, &queue))
 	return group(cmd)
 }
 
@@ -173,17 +172,11 @@ func timePtr(t time.Time) *time.Time {
 func (d *queueDead) rows() []deadTask {
 	rows := make([]deadTask, 0, len(d.archived)+len(d.late)+len(d.trimmed))
 	for _, ti := range d.archived {
-		rec, inRecord := d.record[ti.ID]
-		r := deadTask{ID: ti.ID, Queue: d.queue, Kind: ti.Type, Reason: ti.LastErr, FailedAt: timePtr(ti.LastFailedAt),
-			Retried: ti.Retried, Summary: tasks.Describe(ti.Type, ti.Payload), InArchive: true, InRecord: inRecord}
-		if inRecord {
-			r.ArchivedAt = timePtr(rec.ArchivedAt)
+		var rec *worker.DeadTask
+		if r, ok := d.record[ti.ID]; ok {
+			rec = &r
 		}
-		if r.Reason == "" {
-			// asynq keeps no reason for a task an operator archived.
-			r.Reason = worker.ReasonArchivedByOperator
-		}
-		rows = append(rows, r)
+		rows = append(rows, archivedRow(d.queue, ti, rec))
 	}
 	for _, t := range d.late {
 		rows = append(rows, recordRow(t, true))
@@ -192,6 +185,47 @@ func (d *queueDead) rows() []deadTask {
 		rows = append(rows, recordRow(t, false))
 	}
 	return rows
+}
+
+// archivedRow is the row of a task in asynq's archive; rec is its record
+// entry, nil when the record has none.
+func archivedRow(queue string, ti *asynq.TaskInfo, rec *worker.DeadTask) deadTask {
+	r := deadTask{ID: ti.ID, Queue: queue, Kind: ti.Type, Reason: ti.LastErr, FailedAt: timePtr(ti.LastFailedAt),
+		Retried: ti.Retried, Summary: tasks.Describe(ti.Type, ti.Payload), InArchive: true, InRecord: rec != nil}
+	if rec != nil {
+		r.ArchivedAt = timePtr(rec.ArchivedAt)
+	}
+	if r.Reason == "" {
+		// asynq keeps no reason for a task an operator archived.
+		r.Reason = worker.ReasonArchivedByOperator
+	}
+	return r
+}
+
+// keys are the keys of a key delete, nil for other kinds or a payload
+// that does not decode.
+func (r deadRef) keys() []string {
+	kind, payload := "", []byte(nil)
+	switch {
+	case r.archived != nil:
+		kind, payload = r.archived.Type, r.archived.Payload
+	case r.rec != nil:
+		kind, payload = r.rec.Kind, r.rec.Payload
+	}
+	if t, err := tasks.Unmarshal(kind, payload); err == nil {
+		if dk, ok := t.(tasks.DeleteKeys); ok {
+			return dk.Keys
+		}
+	}
+	return nil
+}
+
+// row is the row of one dead task found by ID.
+func (r deadRef) row() deadTask {
+	if r.archived != nil {
+		return archivedRow(r.queue, r.archived, r.rec)
+	}
+	return recordRow(*r.rec, false)
 }
 
 func recordRow(t worker.DeadTask, inArchive bool) deadTask {
@@ -216,7 +250,12 @@ normally; "record" for a task asynq trimmed from its archive (beyond 9,999
 per queue, or older than 90 days), which dead retry and dead purge handle like
 the others; "archive" for a task archived by an operator or by asynq itself
 that a worker has not copied into the record yet (it does within seconds).
-FAILED AT is "-" for a task that never failed (an operator archived it).`,
+FAILED AT (UTC) is "-" for a task that never failed (an operator archived it).
+
+The table keeps to 120 columns: IDs are shown by their shortest unique prefix
+(at least 8 characters), which retry, purge and show accept; each task's reason
+is on a line of its own below it. 'invalidator dead show ID' prints one task
+in full.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e, done, err := a.openDead(cmd, *queue)
@@ -242,22 +281,12 @@ FAILED AT is "-" for a task that never failed (an operator archived it).`,
 				_, err := fmt.Fprintln(out, "the dead letter is empty")
 				return err
 			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tQUEUE\tKIND\tFAILED AT\tKEPT IN\tREASON\tSUMMARY")
-			for _, r := range rows {
-				failedAt := "-"
-				if r.FailedAt != nil {
-					failedAt = r.FailedAt.UTC().Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Queue, r.Kind, failedAt, keptIn(r),
-					oneLine(r.Reason, 100), oneLine(r.Summary, 60))
-			}
-			if err := tw.Flush(); err != nil {
+			if err := writeDeadTable(out, rows); err != nil {
 				return err
 			}
 			if onlyRecord > 0 {
-				_, err = fmt.Fprintf(out, "\n%d of %d tasks are kept only in invalidator's record: asynq trimmed them from its archive (or they were deleted there).\n",
-					onlyRecord, len(rows))
+				_, err = fmt.Fprintf(out, "\n%d of %s %s kept only in invalidator's record: asynq trimmed %s from its archive (or %s deleted there).\n",
+					onlyRecord, tasksN(len(rows)), plural(onlyRecord, "is", "are"), plural(onlyRecord, "it", "them"), plural(onlyRecord, "it was", "they were"))
 			}
 			return err
 		},
@@ -265,6 +294,136 @@ FAILED AT is "-" for a task that never failed (an operator archived it).`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }
+
+// deadListWidth is the width dead list keeps to.
+const deadListWidth = 120
+
+// shortIDLen is the shortest ID prefix dead list shows; minIDPrefix the
+// shortest that retry, purge and show resolve (shorter ones would match by
+// accident too often for a purge).
+const (
+	shortIDLen  = 8
+	minIDPrefix = 4
+)
+
+// writeDeadTable writes rows as a table of at most deadListWidth columns:
+// one line per task, then its reason, indented and wrapped, on at most
+// three lines. Only the summary and a very long reason are cut; dead show
+// prints them whole.
+func writeDeadTable(w io.Writer, rows []deadTask) error {
+	ids := shortIDs(rows)
+	header := []string{"ID", "QUEUE", "KIND", "FAILED AT (UTC)", "KEPT IN", "SUMMARY"}
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		failedAt := "-"
+		if r.FailedAt != nil {
+			failedAt = r.FailedAt.UTC().Format("2006-01-02 15:04")
+		}
+		cells[i] = []string{ids[r.ID], r.Queue, r.Kind, failedAt, keptIn(r), r.Summary}
+	}
+	const gap = 2
+	widths := make([]int, len(header))
+	for c, h := range header {
+		widths[c] = len([]rune(h))
+		for _, row := range cells {
+			widths[c] = max(widths[c], len([]rune(row[c])))
+		}
+	}
+	last := len(header) - 1
+	used := 0
+	for c := range last {
+		used += widths[c] + gap
+	}
+	widths[last] = max(deadListWidth-used, len(header[last]))
+	line := func(row []string) string {
+		var b strings.Builder
+		for c, v := range row {
+			if c == last {
+				b.WriteString(oneLine(v, widths[c]))
+				break
+			}
+			b.WriteString(v)
+			b.WriteString(strings.Repeat(" ", widths[c]-len([]rune(v))+gap))
+		}
+		return strings.TrimRight(b.String(), " ")
+	}
+	var b strings.Builder
+	b.WriteString(line(header) + "\n")
+	const indent = "    reason: "
+	for i, r := range rows {
+		b.WriteString(line(cells[i]) + "\n")
+		for j, l := range wrap(r.Reason, deadListWidth-len(indent), 3) {
+			if j == 0 {
+				b.WriteString(indent + l + "\n")
+			} else {
+				b.WriteString(strings.Repeat(" ", len(indent)) + l + "\n")
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// shortIDs maps each row's ID to its shortest prefix of at least
+// shortIDLen characters that no other row's ID shares.
+func shortIDs(rows []deadTask) map[string]string {
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		n := min(shortIDLen, len(r.ID))
+		for ; n < len(r.ID); n++ {
+			unique := true
+			for _, o := range rows {
+				if o.ID != r.ID && strings.HasPrefix(o.ID, r.ID[:n]) {
+					unique = false
+					break
+				}
+			}
+			if unique {
+				break
+			}
+		}
+		out[r.ID] = r.ID[:n]
+	}
+	return out
+}
+
+// wrap splits s into lines of at most width runes at spaces (a longer word
+// is cut), and keeps at most maxLines, the last ending in "…" if cut.
+func wrap(s string, width, maxLines int) []string {
+	var lines []string
+	var cur []rune
+	for _, word := range strings.Fields(s) {
+		w := []rune(word)
+		for len(w) > 0 {
+			switch {
+			case len(cur) == 0 && len(w) <= width:
+				cur, w = w, nil
+			case len(cur) > 0 && len(cur)+1+len(w) <= width:
+				cur = append(append(cur, ' '), w...)
+				w = nil
+			case len(cur) > 0:
+				lines, cur = append(lines, string(cur)), nil
+			default: // a word longer than a line
+				lines, w = append(lines, string(w[:width])), w[width:]
+			}
+		}
+	}
+	if len(cur) > 0 {
+		lines = append(lines, string(cur))
+	}
+	if len(lines) > maxLines {
+		lines = lines[:maxLines]
+		r := []rune(lines[maxLines-1])
+		if len(r) >= width {
+			r = r[:width-1]
+		}
+		lines[maxLines-1] = string(r) + "…"
+	}
+	return lines
+}
+
+// tasksN is "1 task", "2 tasks".
+func tasksN(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "task", "tasks")) }
 
 func keptIn(r deadTask) string {
 	switch {
@@ -283,6 +442,62 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+func newDeadShowCmd(a *app, queue *string) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Print one dead-lettered task in full",
+		Long: `Print one dead-lettered task in full: its reason and summary uncut, where it
+is kept, when it failed and was archived. ID may be a unique prefix of at
+least 4 characters, as dead list shows it.`,
+		Example: `  invalidator dead show 6f1c0c1e
+  invalidator dead show 6f1c0c1e --json`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, done, err := a.openDead(cmd, *queue)
+			if err != nil {
+				return err
+			}
+			defer done()
+			r, err := e.lookup(args[0])
+			if err != nil {
+				return err
+			}
+			row := r.row()
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(row)
+			}
+			at := func(t *time.Time) string {
+				if t == nil {
+					return "-"
+				}
+				return t.UTC().Format(time.RFC3339)
+			}
+			var b strings.Builder
+			for _, f := range [][2]string{
+				{"ID", row.ID}, {"Queue", row.Queue}, {"Kind", row.Kind}, {"Kept in", keptIn(row)},
+				{"Failed at", at(row.FailedAt)}, {"Archived at", at(row.ArchivedAt)},
+				{"Retried", fmt.Sprint(row.Retried)}, {"Summary", row.Summary}, {"Reason", row.Reason},
+			} {
+				fmt.Fprintf(&b, "%-12s %s\n", f[0]+":", f[1])
+			}
+			// The summary names the first keys only; here is every one,
+			// quoted, since a key is bytes.
+			if keys := r.keys(); len(keys) > 0 {
+				fmt.Fprintf(&b, "Keys:\n")
+				for _, k := range keys {
+					fmt.Fprintf(&b, "  %q\n", k)
+				}
+			}
+			_, err = io.WriteString(out, b.String())
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object, as one row of dead list --json")
+	return cmd
 }
 
 // selection is what retry and purge act on: IDs or --all.
@@ -344,9 +559,42 @@ func (e *deadEnv) find(id string) (deadRef, error) {
 		}
 	}
 	if ti == nil {
-		return deadRef{}, fmt.Errorf("task %s is in no queue's dead letter", id)
+		return deadRef{}, fmt.Errorf("task %s: %w", id, errNotDead)
 	}
 	return deadRef{queue: ti.Queue, id: id, archived: ti}, nil
+}
+
+// errNotDead is a task ID (or prefix) that no queue's dead letter holds.
+var errNotDead = errors.New("is in no queue's dead letter")
+
+// lookup is find for a full task ID or a unique prefix of one (at least
+// minIDPrefix characters), as dead list shows them.
+func (e *deadEnv) lookup(id string) (deadRef, error) {
+	r, err := e.find(id)
+	if !errors.Is(err, errNotDead) || len(id) < minIDPrefix {
+		return r, err
+	}
+	var matches []string
+	for _, q := range e.queues {
+		d, err := e.read(q)
+		if err != nil {
+			return deadRef{}, err
+		}
+		for _, row := range d.rows() {
+			if strings.HasPrefix(row.ID, id) && !slices.Contains(matches, row.ID) {
+				matches = append(matches, row.ID)
+			}
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return deadRef{}, err
+	case 1:
+		return e.find(matches[0])
+	}
+	slices.Sort(matches)
+	return deadRef{}, usagef("task ID prefix %s is ambiguous: it starts %s (%s); give more of the ID",
+		id, tasksN(len(matches)), strings.Join(matches, ", "))
 }
 
 // refs are the queue's dead tasks, one per task.
@@ -441,7 +689,7 @@ func (e *deadEnv) retry(queue string, refs []deadRef, res *retryResult) {
 // requeue enqueues a task of the record again under its own ID;
 // fromRecord is false when asynq turned out to have the task after all.
 func (e *deadEnv) requeue(r deadRef) (fromRecord bool, err error) {
-	err = worker.RequeueDeadTask(e.ctx, e.aq, *r.rec)
+	err = worker.RequeueDeadTask(e.ctx, e.aq, e.rdb, *r.rec)
 	if !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return err == nil, err
 	}
@@ -512,7 +760,7 @@ its retry resumes the scan where it stopped.`,
 				}
 			} else {
 				for _, id := range args {
-					r, err := e.find(id)
+					r, err := e.lookup(id)
 					if err != nil {
 						errs = append(errs, err)
 						continue
@@ -532,14 +780,22 @@ its retry resumes the scan where it stopped.`,
 				refs = forced
 			}
 			res := e.retryAll(refs)
-			msg := fmt.Sprintf("%d tasks put back to run", res.n)
-			if res.fromRecord > 0 {
-				msg += fmt.Sprintf(" (%d of them enqueued again from invalidator's record: asynq had trimmed them)", res.fromRecord)
+			errs = append(errs, res.errs...)
+			msg := tasksN(res.n) + " put back to run"
+			switch {
+			case res.fromRecord == 1 && res.n == 1:
+				msg += " (enqueued again from invalidator's record: asynq had trimmed it)"
+			case res.fromRecord > 0:
+				msg += fmt.Sprintf(" (%d of them enqueued again from invalidator's record: asynq had trimmed %s)",
+					res.fromRecord, plural(res.fromRecord, "it", "them"))
 			}
-			if _, err := fmt.Fprintln(cmd.OutOrStdout(), msg); err != nil {
-				errs = append(errs, err)
+			// Nothing done and an error: the error says it all.
+			if res.n > 0 || len(errs) == 0 {
+				if _, err := fmt.Fprintln(cmd.OutOrStdout(), msg); err != nil {
+					errs = append(errs, err)
+				}
 			}
-			return joinDeadErrors(append(errs, res.errs...))
+			return joinDeadErrors(errs)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every dead-lettered task (of --queue, or of every queue)")
@@ -594,7 +850,7 @@ elsewhere it needs --yes.`,
 				return err
 			}
 			defer done()
-			what := fmt.Sprintf("%d dead-lettered tasks", len(args))
+			what := tasksN(len(args)) + " of the dead letter"
 			if all {
 				what = "every dead-lettered task in " + strings.Join(e.queues, ", ")
 			}
@@ -623,10 +879,13 @@ elsewhere it needs --yes.`,
 					n++
 				}
 			}
-			if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%d tasks purged\n", n); err != nil {
-				errs = append(errs, err)
+			// Nothing done and an error: the error says it all.
+			if n > 0 || len(errs) == 0 {
+				if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%s purged\n", tasksN(n)); err != nil {
+					errs = append(errs, err)
+				}
 			}
-			return errors.Join(errs...)
+			return joinDeadErrors(errs)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every dead-lettered task (of --queue, or of every queue)")
@@ -660,10 +919,11 @@ func (e *deadEnv) purgeQueue(queue string) (int, error) {
 
 // purgeOne deletes one task from asynq's archive and from the record.
 func (e *deadEnv) purgeOne(id string) error {
-	r, err := e.find(id)
+	r, err := e.lookup(id)
 	if err != nil {
 		return err
 	}
+	id = r.id
 	if r.archived != nil {
 		if err := e.insp.DeleteTask(r.queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return fmt.Errorf("task %s in queue %q: %w", id, r.queue, err)

@@ -115,7 +115,7 @@ families:
 
 			r := invoke(t, env, "", "dead", "retry", "--force", stopped.ID)
 			require.Equal(t, exitOK, r.code, r.stderr)
-			require.Contains(t, r.stdout, "1 tasks put back")
+			require.Contains(t, r.stdout, "1 task put back")
 
 			for deadline := time.Now().Add(20 * time.Second); existing(t, db.Client, family...) > 0; time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -179,7 +180,7 @@ func TestDeadLetterBeyondAsynqArchive(t *testing.T) {
 
 	// One by ID, the rest with --all.
 	out := c.run(t, "dead", "retry", ids[0])
-	require.Contains(t, out, "1 tasks put back to run (1 of them enqueued again")
+	require.Contains(t, out, "1 task put back to run (enqueued again")
 	ti, err := c.insp.GetTaskInfo(deadQueue, ids[0])
 	if err == nil { // it may have run and gone already
 		require.Equal(t, ids[0], ti.ID)
@@ -194,7 +195,7 @@ func TestDeadLetterBeyondAsynqArchive(t *testing.T) {
 	// Purge: by ID a trimmed one, then --all.
 	ids = c.kill(t, "p0", "p1", "p2")
 	c.trim(t, ids[0], ids[1])
-	require.Contains(t, c.run(t, "dead", "purge", "--yes", ids[0]), "1 tasks purged")
+	require.Contains(t, c.run(t, "dead", "purge", "--yes", ids[0]), "1 task purged")
 	require.Contains(t, c.run(t, "dead", "purge", "--yes", "--all"), "2 tasks purged")
 	require.Zero(t, c.recordSize(t))
 	info, err := c.insp.GetQueueInfo(deadQueue)
@@ -232,7 +233,7 @@ func TestDeadRetryForceTrimmedFamilyDelete(t *testing.T) {
 	c.trim(t, id)
 
 	out := c.run(t, "dead", "retry", "--force", id)
-	require.Contains(t, out, "1 tasks put back to run (1 of them enqueued again")
+	require.Contains(t, out, "1 task put back to run (enqueued again")
 	require.Eventually(t, func() bool { return c.db.Client.Exists(ctx, keys...).Val() == 0 },
 		15*time.Second, 2*time.Millisecond, "the forced family delete did not finish")
 	require.Equal(t, "1", c.db.Client.HGet(ctx, "invalidator:scan:{"+id+"}", "_force").Val(),
@@ -263,5 +264,99 @@ func TestDeadListOperatorArchive(t *testing.T) {
 	r = invoke(t, env, "", "dead", "list")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.NotContains(t, r.stdout, "0001-01-01")
-	require.Regexp(t, id+`\s+invalidator-standard\s+invalidate:keys\s+-\s+archive\s+archived by an operator`, r.stdout)
+	require.Regexp(t, id[:shortIDLen]+`\s+invalidator-standard\s+invalidate:keys\s+-\s+archive\s+.*\n\s+reason: archived by an operator`, r.stdout)
+}
+
+// dead list keeps to 120 columns without cutting the reason; dead show
+// prints one task in full; retry, purge and show take an ID prefix as the
+// list shows it; counts read "1 task", and a purge that did nothing says
+// only why.
+func TestDeadListShowAndPrefixes(t *testing.T) {
+	t.Parallel()
+	c := deadSetup(t)
+	long := "k:" + strings.Repeat("very-long-key-segment/", 8)
+	ids := c.kill(t, long, "k1", "k2")
+	rows := c.list(t)
+	require.Len(t, rows, 3)
+
+	table := c.run(t, "dead", "list")
+	for _, l := range strings.Split(strings.TrimRight(table, "\n"), "\n") {
+		require.LessOrEqual(t, utf8.RuneCountInString(l), deadListWidth, "line wider than %d columns: %q", deadListWidth, l)
+	}
+	flat := strings.Join(strings.Fields(table), " ")
+	for _, r := range rows {
+		require.Contains(t, flat, strings.Join(strings.Fields(r.Reason), " "), "reason cut in the table:\n%s", table)
+		require.Contains(t, table, r.ID[:shortIDLen])
+	}
+
+	prefix := ids[0][:shortIDLen]
+	out := c.run(t, "dead", "show", prefix)
+	require.Contains(t, out, ids[0])
+	require.Contains(t, out, long, "the summary is cut in dead show")
+	var shown deadTask
+	require.NoError(t, json.Unmarshal([]byte(c.run(t, "dead", "show", prefix, "--json")), &shown))
+	for _, r := range rows {
+		if r.ID == ids[0] {
+			require.Equal(t, r, shown)
+		}
+	}
+
+	require.Equal(t, "1 task put back to run\n", c.run(t, "dead", "retry", ids[1][:shortIDLen]))
+	require.Equal(t, "1 task purged\n", c.run(t, "dead", "purge", "--yes", ids[2][:shortIDLen]))
+
+	r := invoke(t, c.env, "", "dead", "purge", "--yes", "ffffffff-0000-0000-0000-000000000000")
+	require.Equal(t, exitFailure, r.code, r.stderr)
+	require.Empty(t, r.stdout, "a purge that purged nothing printed a count before its error")
+	require.Contains(t, r.stderr, "is in no queue's dead letter")
+	r = invoke(t, c.env, "", "dead", "show", "abc")
+	require.Equal(t, exitFailure, r.code, r.stderr)
+	require.Contains(t, r.stderr, "is in no queue's dead letter")
+}
+
+func TestShortIDsAreUniquePrefixes(t *testing.T) {
+	t.Parallel()
+	rows := []deadTask{{ID: "abcdefgh-1111"}, {ID: "abcdefgh-2222"}, {ID: "12345678-3333"}, {ID: "short"}}
+	require.Equal(t, map[string]string{"abcdefgh-1111": "abcdefgh-1", "abcdefgh-2222": "abcdefgh-2",
+		"12345678-3333": "12345678", "short": "short"}, shortIDs(rows))
+}
+
+func TestWrapKeepsWordsAndCuts(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{"aaa bbb", "ccc"}, wrap("aaa  bbb\nccc", 7, 3))
+	require.Equal(t, []string{"abcd", "efgh", "ij"}, wrap("abcdefghij", 4, 3))
+	require.Equal(t, []string{"abcd", "efg…"}, wrap("abcdefghij", 4, 2))
+	require.Empty(t, wrap("", 10, 3))
+}
+
+// A dry run above the family's max_keys says that the real run would stop
+// there; the real run's dead-letter reason says max_keys in its own words,
+// not "poison task:", which means an undecodable payload.
+func TestDryRunWarnsOfMaxKeysStop(t *testing.T) {
+	t.Parallel()
+	c := deadSetup(t)
+	ctx := context.Background()
+	const maxKeys = 10 // deadPolicy's item family
+	var keys []string
+	for i := range 3 * maxKeys {
+		keys = append(keys, fmt.Sprintf("item:%d", i))
+		require.NoError(t, c.db.Client.Set(ctx, keys[i], 1, 0).Err())
+	}
+	out := c.run(t, "enqueue", "family", "item", "--dry-run")
+	require.Contains(t, out, fmt.Sprintf("%d keys match", len(keys)))
+	require.Contains(t, out, fmt.Sprintf("max_keys %d of family item would stop this delete", maxKeys))
+
+	id := strings.TrimSpace(c.run(t, "enqueue", "family", "item", "--yes"))
+	require.Eventually(t, func() bool {
+		_, ok, err := worker.ReadDeadTask(ctx, c.db.Client, deadQueue, id)
+		require.NoError(t, err)
+		return ok
+	}, 15*time.Second, 2*time.Millisecond)
+	var shown deadTask
+	require.NoError(t, json.Unmarshal([]byte(c.run(t, "dead", "show", id, "--json")), &shown))
+	require.True(t, strings.HasPrefix(shown.Reason, "max_keys reached: "), shown.Reason)
+	require.NotContains(t, shown.Reason, "poison")
+	require.NotRegexp(t, `\d+h0m0s`, shown.Reason, "a Go-formatted duration in the reason")
+
+	// Under the cap, no warning.
+	require.NotContains(t, c.run(t, "enqueue", "family", "item", "id=1", "--dry-run"), "max_keys")
 }

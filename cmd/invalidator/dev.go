@@ -19,6 +19,7 @@ import (
 	"github.com/invalidator/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/internal/devstack"
 	"github.com/invalidator/invalidator/internal/health"
+	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -44,6 +45,7 @@ type devOpts struct {
 	auditEvery    time.Duration
 	auditRecheck  time.Duration
 	dropInvals    float64
+	redisPort     int
 }
 
 func (o *devOpts) validate() error {
@@ -68,6 +70,10 @@ func (o *devOpts) validate() error {
 		return usagef("--drop-invalidations needs --workload: it is the simulated application that forgets")
 	case o.dropInvals > 0 && o.sourceDSN != "":
 		return usagef("--drop-invalidations works without --source-dsn only: the outbox commits the invalidation with the write, so it cannot be forgotten")
+	case o.asJSON && !o.workload:
+		return usagef("--json prints the workload's summary: it needs --workload")
+	case o.redisPort < 0 || o.redisPort > 65535:
+		return usagef("--redis-port must be a TCP port from 1 to 65535 (0: a free port), got %d", o.redisPort)
 	case o.sourceDSN != "" && !o.workload:
 		return usagef("--source-dsn needs --workload: it is where the simulated application keeps its rows")
 	}
@@ -107,7 +113,7 @@ like a write path that lacks one: the audit finds what it leaves cached.
 if any read was stale, the thing invalidator exists to prevent, or if an
 audit found an inconsistent key (with --drop-invalidations: the bug shown).`,
 		Example: `  invalidator dev --workload --duration 20s     # what 'make demo' runs
-  invalidator dev                                # the stack only: enqueue from another shell
+  invalidator dev --redis-port 6390               # the stack only, its Redis on a fixed port: enqueue from another shell
   invalidator dev --redis redis://127.0.0.1:6379 --workload
   invalidator dev --workload --source-dsn postgres://postgres@127.0.0.1:5432/dev
   invalidator dev --workload --duration 20s --drop-invalidations 0.02   # a write path that forgets: the audit finds it`,
@@ -128,7 +134,8 @@ audit found an inconsistent key (with --drop-invalidations: the bug shown).`,
 	f.IntVar(&o.readers, "readers", 16, "workload readers")
 	f.Float64Var(&o.writeRate, "write-rate", 50, "workload writes per second")
 	f.DurationVar(&o.lagBound, "lag-bound", time.Second, "a read counts as stale when it returns data older than a write completed this long before it began")
-	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object")
+	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object on stdout; the addresses and status lines go to stderr")
+	f.IntVar(&o.redisPort, "redis-port", 0, "port of the embedded Redis on 127.0.0.1 (0: a free port); not with --redis")
 	f.StringVar(&o.sourceDSN, "source-dsn", "", "with --workload: keep the rows in this PostgreSQL and publish through the outbox (env "+envDevDSN+")")
 	f.DurationVar(&o.auditEvery, "audit-every", 3*time.Second, "with --workload: audit the cache against the source this often (0: no audit)")
 	f.DurationVar(&o.auditRecheck, "audit-recheck", 0, "how long a difference must last for the audit to count it; keep it above the invalidation lag (0: --lag-bound)")
@@ -163,6 +170,12 @@ func openDevDB(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
+	// What --json prints on stdout is one JSON document; what a person
+	// reads while it runs goes to stderr then.
+	say := out
+	if o.asJSON {
+		say = cmd.ErrOrStderr()
+	}
 	var db *pgxpool.Pool
 	if dsn := a.env(o.sourceDSN, envDevDSN, ""); dsn != "" && o.workload {
 		var err error
@@ -182,19 +195,26 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	}
 
 	var rdb redis.UniversalClient
-	redisDesc := ""
+	redisDesc, redisURL := "", ""
 	if a.redisURL != "" || a.getenv(envRedisURL) != "" {
+		if o.redisPort != 0 {
+			return usagef("--redis-port pins the embedded Redis; with --redis there is none")
+		}
 		if rdb, err = a.queueRedis(ctx); err != nil {
 			return err
 		}
-		redisDesc = "the Redis of --redis"
+		// The URL may hold a password: shown redacted, so the hint
+		// below names the server, and the user adds the password.
+		redisURL = redisconn.Redact(a.env(a.redisURL, envRedisURL, defaultRedisURL))
+		redisDesc = redisURL + " (of --redis)"
 	} else {
-		emb, err := devstack.StartEmbedded()
+		emb, err := devstack.StartEmbeddedOn(o.redisPort)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
 		rdb = emb.Client()
+		redisURL = emb.URL()
 		redisDesc = emb.URL() + " (embedded, in memory; try: invalidator queues --redis " + emb.URL() + ")"
 	}
 	defer rdb.Close()
@@ -233,18 +253,20 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	go func() { dashDone <- dashboard.Serve(sctx, dashLn, dash, a.log) }()
 	bound, waitMetrics := serveMetricsOn(sctx, metricsLn, reg, health.PingAll(map[string]redis.UniversalClient{"queue Redis": rdb, "cache Redis": rdb}), a.log)
 
-	fmt.Fprintf(out, "invalidator dev\n  redis      %s\n  policy     %s (%d families, %d events)\n  dashboard  %s\n  metrics    http://%s/metrics  (health: /healthz, /readyz)\n",
+	fmt.Fprintf(say, "invalidator dev\n  redis      %s\n  policy     %s (%d families, %d events)\n  dashboard  %s\n  metrics    http://%s/metrics  (health: /healthz, /readyz)\n",
 		redisDesc, policy.Source, len(policy.Families), len(policy.Events), dashboard.URL(dashLn.Addr()), bound)
 	if !o.workload {
-		fmt.Fprintln(out, "  no --workload: enqueue from another shell, e.g. invalidator enqueue event product.updated id=7 --policy "+policy.Source)
+		// The whole command: without --redis it would write to the
+		// default Redis, not to this stack's.
+		fmt.Fprintf(say, "  no --workload: enqueue from another shell, e.g.\n    invalidator enqueue event product.updated id=7 --redis %s --policy %s\n", redisURL, policy.Source)
 	} else {
-		fmt.Fprintln(out, "  workload   readers use cacheaside leases; the worker runs without second deletes, so the final check sees the leases alone")
+		fmt.Fprintln(say, "  workload   readers use cacheaside leases; the worker runs without second deletes, so the final check sees the leases alone")
 		if db != nil {
-			fmt.Fprintln(out, "  source     PostgreSQL of --source-dsn; each write publishes through the outbox in its own transaction, relayed in this process")
+			fmt.Fprintln(say, "  source     PostgreSQL of --source-dsn; each write publishes through the outbox in its own transaction, relayed in this process")
 		}
 	}
 	if o.duration == 0 {
-		fmt.Fprintln(out, "Ctrl-C stops.")
+		fmt.Fprintln(say, "Ctrl-C stops.")
 	}
 
 	// The worker outlives the workload: after the load it drains the
@@ -276,7 +298,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 			Writers: o.writers, Readers: o.readers, WriteRate: o.writeRate, LagBound: o.lagBound, DB: db,
 			AuditEvery: o.auditEvery, AuditRecheck: o.auditRecheck, DropInvalidations: o.dropInvals,
 			Logger:    a.log.With("subsystem", "workload"),
-			Status:    func(s devstack.Status) { fmt.Fprintln(out, s) },
+			Status:    func(s devstack.Status) { fmt.Fprintln(say, s) },
 			Interrupt: cmd.Context(),
 		})
 	} else {
@@ -354,7 +376,7 @@ func (a *app) devPolicy() (*keyspec.Policy, error) {
 	}
 	p, err := keyspec.Load(path)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+		return nil, &usageError{policyLoadError(err)}
 	}
 	return p, nil
 }

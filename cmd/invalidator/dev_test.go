@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -21,12 +24,12 @@ func TestDevWorkload(t *testing.T) {
 	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--workload", "--duration", "2s", "--json",
 		"--lag-bound", "30s", "--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	// With --json, the addresses and status lines are on stderr, and
+	// stdout is the summary alone.
 	for _, want := range []string{"embedded, in memory", "dashboard  http://127.0.0.1:", "/monitoring/", "metrics    http://127.0.0.1:", "stale reads 0"} {
-		require.Contains(t, r.stdout, want)
+		require.Contains(t, r.stderr, want)
 	}
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	var sum devstack.Summary
-	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &sum), r.stdout)
+	sum := devSummary(t, r)
 	require.Positive(t, sum.Writes)
 	require.Positive(t, sum.Reads)
 	require.Zero(t, sum.StaleReads)
@@ -42,10 +45,8 @@ func TestDevWorkloadOutbox(t *testing.T) {
 	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--workload", "--duration", "2s", "--json",
 		"--lag-bound", "30s", "--source-dsn", pg.DSN, "--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
-	require.Contains(t, r.stdout, "source     PostgreSQL of --source-dsn")
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	var sum devstack.Summary
-	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &sum), r.stdout)
+	require.Contains(t, r.stderr, "source     PostgreSQL of --source-dsn")
+	sum := devSummary(t, r)
 	require.Positive(t, sum.Writes)
 	require.Positive(t, sum.Invalidations, "the relayed invalidations were applied")
 	require.Zero(t, sum.StaleReads)
@@ -62,13 +63,51 @@ func TestDevRefusesExposedAddresses(t *testing.T) {
 	require.Contains(t, r.stderr, "not loopback")
 }
 
-// devSummary parses the --json summary, the last line of stdout.
+// devSummary parses the --json summary, which must be all of stdout: one
+// JSON document and nothing else.
 func devSummary(t *testing.T, r result) devstack.Summary {
 	t.Helper()
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	var sum devstack.Summary
-	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &sum), r.stdout)
-	return sum
+	return oneJSON[devstack.Summary](t, r.stdout)
+}
+
+// oneJSON decodes stdout, which must be exactly one JSON document.
+func oneJSON[T any](t *testing.T, stdout string) T {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	var v T
+	require.NoError(t, dec.Decode(&v), "stdout is not one JSON document:\n%s", stdout)
+	_, err := dec.Token()
+	require.ErrorIs(t, err, io.EOF, "stdout holds more than one JSON document:\n%s", stdout)
+	return v
+}
+
+// Without --workload, dev prints the whole command to try, with its
+// Redis's URL: a hint without --redis would write to the default Redis on
+// 6379, not to the dev stack. --redis-port pins the embedded Redis.
+func TestDevHintNamesItsRedis(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--duration", "1s", "--redis-port", fmt.Sprint(port),
+		"--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	require.Contains(t, r.stdout, "invalidator enqueue event product.updated id=7 --redis "+url+" --policy "+examplePolicy)
+
+	r = invoke(t, map[string]string{envPolicy: examplePolicy, envRedisURL: "redis://127.0.0.1:1/0"}, "", "dev", "--redis-port", "6390")
+	require.Equal(t, exitUsage, r.code, r.stdout+r.stderr)
+	r = invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--json")
+	require.Equal(t, exitUsage, r.code, r.stdout+r.stderr)
+	require.Contains(t, r.stderr, "needs --workload")
+}
+
+// freePort is a loopback TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
 }
 
 // The demo's audits find nothing while writes and invalidations run: an
@@ -81,7 +120,7 @@ func TestDevWorkloadAuditClean(t *testing.T) {
 	r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", "dev", "--workload", "--duration", "5s", "--json",
 		"--lag-bound", "30s", "--audit-every", "1s", "--audit-recheck", "10s", "--dashboard-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	require.Equal(t, exitOK, r.code, r.stdout+r.stderr)
-	require.Contains(t, r.stdout, "audit sampled")
+	require.Contains(t, r.stderr, "audit sampled")
 	sum := devSummary(t, r)
 	require.Positive(t, sum.Writes)
 	require.NotNil(t, sum.Audit, r.stdout)
@@ -121,4 +160,12 @@ func TestDevDropInvalidationsUsage(t *testing.T) {
 		r := invoke(t, map[string]string{envPolicy: examplePolicy}, "", append([]string{"dev", "--duration", "1s"}, args...)...)
 		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stdout+r.stderr)
 	}
+}
+
+// An error says "load policy" once.
+func TestPolicyErrorSaysItOnce(t *testing.T) {
+	t.Parallel()
+	r := invoke(t, map[string]string{envPolicy: "/nonexistent/policy.yaml"}, "", "enqueue", "keys", "a")
+	require.Equal(t, exitUsage, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "load policy"), r.stderr)
 }

@@ -24,14 +24,14 @@ func newPolicyCmd(a *app) *cobra.Command {
 		Use:   "policy",
 		Short: "Work with the policy file (classes, key families and events)",
 	}
-	cmd.AddCommand(newPolicyLintCmd(), newPolicyDocCmd(), newPolicyExplainCmd(a))
+	cmd.AddCommand(newPolicyLintCmd(a), newPolicyDocCmd(a), newPolicyExplainCmd(a))
 	return group(cmd)
 }
 
-func newPolicyLintCmd() *cobra.Command {
-	var strict bool
+func newPolicyLintCmd(a *app) *cobra.Command {
+	var strict, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "lint FILE",
+		Use:   "lint [FILE]",
 		Short: "Check a policy file and report every problem with its line",
 		Long: `Check a policy file. Every problem is reported as FILE:LINE:COLUMN: FIELD: what
 is wrong, not just the first. Besides the syntax and every field, it finds:
@@ -52,60 +52,132 @@ to keep a delete to its family). For each table of the tables section
 (invalidator cdc) it checks that the event exists and that every event
 attribute is given by a column, and notes the REPLICA IDENTITY the table
 needs for deletes. Exit code 1 when there are errors (or
-warnings, with --strict).`,
-		Example: "  invalidator policy lint examples/policy.yaml",
-		Args:    exactArgs(1),
+warnings, with --strict).
+
+FILE defaults to --policy (env ` + envPolicy + `). With --json, stdout is one
+JSON object: {"file", "ok", "errors": [...], "warnings": [...], "classes",
+"families", "events"}, each problem as {"file", "line", "column", "field",
+"message"}.`,
+		Example: `  invalidator policy lint examples/policy.yaml
+  INVALIDATOR_POLICY=examples/policy.yaml invalidator policy lint --json`,
+		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			p, err := keyspec.Load(args[0])
-			var verrs keyspec.ValidationErrors
-			if errors.As(err, &verrs) {
-				for _, e := range verrs {
-					fmt.Fprintln(out, e.Error())
-				}
-				return fmt.Errorf("%s: %d problems", args[0], len(verrs))
-			}
+			file, err := a.policyArg(args)
 			if err != nil {
 				return err
 			}
-			for _, line := range shardLines(p) {
-				fmt.Fprintln(out, line)
+			out := cmd.OutOrStdout()
+			rep := lintReport{File: file, Errors: []lintProblem{}, Warnings: []lintProblem{}}
+			p, err := keyspec.Load(file)
+			var verrs keyspec.ValidationErrors
+			switch {
+			case errors.As(err, &verrs):
+				for _, e := range verrs {
+					rep.Errors = append(rep.Errors, problemOf(e))
+				}
+			case err != nil:
+				return err
+			default:
+				for _, w := range p.Warnings() {
+					rep.Warnings = append(rep.Warnings, problemOf(w))
+				}
+				rep.Classes, rep.Families, rep.Events = len(p.Classes), len(p.Families), len(p.Events)
 			}
-			warns := p.Warnings()
-			for _, w := range warns {
-				fmt.Fprintf(out, "%s (warning)\n", w.Error())
+			rep.OK = len(rep.Errors) == 0 && !(strict && len(rep.Warnings) > 0)
+			if asJSON {
+				if err := json.NewEncoder(out).Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range verrs {
+					fmt.Fprintln(out, e.Error())
+				}
+				if p != nil {
+					for _, line := range shardLines(p) {
+						fmt.Fprintln(out, line)
+					}
+					for _, w := range p.Warnings() {
+						fmt.Fprintf(out, "%s (warning)\n", w.Error())
+					}
+					for _, n := range p.TableNotes() {
+						fmt.Fprintf(out, "%s (note)\n", n)
+					}
+				}
 			}
-			for _, n := range p.TableNotes() {
-				fmt.Fprintf(out, "%s (note)\n", n)
-			}
-			if strict && len(warns) > 0 {
-				return fmt.Errorf("%s: %d warnings (--strict)", args[0], len(warns))
+			switch {
+			case len(rep.Errors) > 0:
+				return fmt.Errorf("%s: %d %s", file, len(rep.Errors), plural(len(rep.Errors), "problem", "problems"))
+			case !rep.OK:
+				return fmt.Errorf("%s: %d %s (--strict)", file, len(rep.Warnings), plural(len(rep.Warnings), "warning", "warnings"))
+			case asJSON:
+				return nil
 			}
 			_, err = fmt.Fprintf(out, "%s: ok (%d classes, %d families, %d events, %d warnings)\n",
-				args[0], len(p.Classes), len(p.Families), len(p.Events), len(warns))
+				file, len(p.Classes), len(p.Families), len(p.Events), len(rep.Warnings))
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
 }
 
-func newPolicyDocCmd() *cobra.Command {
+// lintReport is what policy lint --json prints.
+type lintReport struct {
+	File     string        `json:"file"`
+	OK       bool          `json:"ok"`
+	Errors   []lintProblem `json:"errors"`
+	Warnings []lintProblem `json:"warnings"`
+	Classes  int           `json:"classes"`
+	Families int           `json:"families"`
+	Events   int           `json:"events"`
+}
+
+// lintProblem is one error or warning of policy lint --json.
+type lintProblem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func problemOf(e keyspec.ValidationError) lintProblem {
+	return lintProblem{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Msg}
+}
+
+// policyArg is the policy file a command names, else --policy or its
+// env var: a user who set INVALIDATOR_POLICY need not type it again.
+func (a *app) policyArg(args []string) (string, error) {
+	if len(args) == 1 {
+		return args[0], nil
+	}
+	if path := a.env(a.policy, envPolicy, ""); path != "" {
+		return path, nil
+	}
+	return "", usagef("no policy file: give FILE, --policy FILE or %s", envPolicy)
+}
+
+func newPolicyDocCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "doc FILE",
+		Use:   "doc [FILE]",
 		Short: "Print the policy as Markdown tables: families, events and classes",
 		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
 (template, class, TTL, strategy, mode, owner, the events that invalidate
 it, and its audit: how often, how many keys, how compared), one of events (owner, attributes and what each invalidates), and one of
 classes. It is the shared policy file rendered for humans.`,
 		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
-		Args:    exactArgs(1),
+		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := keyspec.Load(args[0])
+			file, err := a.policyArg(args)
+			if err != nil {
+				return err
+			}
+			p, err := keyspec.Load(file)
 			if err != nil {
 				return &usageError{err}
 			}
-			return writePolicyDoc(cmd.OutOrStdout(), args[0], p)
+			return writePolicyDoc(cmd.OutOrStdout(), file, p)
 		},
 	}
 }
@@ -150,7 +222,7 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		c := p.Classes[name]
 		second := "—"
 		if c.SecondDelete > 0 {
-			second = "after " + c.SecondDelete.String()
+			second = "after " + keyspec.HumanDuration(c.SecondDelete)
 		}
 		def := ""
 		if name == p.DefaultClass {
@@ -160,8 +232,9 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 		if c.Shards > 1 {
 			queue = fmt.Sprintf("%s, %d shards: %s", queue, c.Shards, md(strings.Join(c.Queues(), ", ")))
 		}
+		h := keyspec.HumanDuration
 		fmt.Fprintf(&b, "| %s%s | %s | %s | %d | %d | %s | %s..%s | %s |\n", md(name), def, ttlText(c.TTL, c.Jitter),
-			queue, c.Weight, c.MaxRetry, c.Timeout, c.BackoffBase, c.BackoffMax, second)
+			queue, c.Weight, c.MaxRetry, h(c.Timeout), h(c.BackoffBase), h(c.BackoffMax), second)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -197,7 +270,7 @@ func auditText(a *keyspec.Audit) (every, sample, compare string) {
 	}
 	every = "on demand"
 	if a.Every > 0 {
-		every = a.Every.String()
+		every = keyspec.HumanDuration(a.Every)
 	}
 	sample = strconv.Itoa(a.Sample)
 	if a.Sample == 0 {
@@ -242,9 +315,9 @@ func ttlText(ttl time.Duration, jitter float64) string {
 		return "none"
 	}
 	if jitter == 0 {
-		return ttl.String()
+		return keyspec.HumanDuration(ttl)
 	}
-	return fmt.Sprintf("%s ±%g%%", ttl, jitter*100)
+	return fmt.Sprintf("%s ±%g %%", keyspec.HumanDuration(ttl), jitter*100)
 }
 
 // md escapes the characters that would break a Markdown table cell.

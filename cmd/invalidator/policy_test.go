@@ -18,15 +18,16 @@ func TestPolicyDoc(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	for _, want := range []string{
 		"## Families",
-		"| product\\_price | `product:{sku}:price:{currency}` | critical | 30s ±5% | delete | enforce | pricing-team | price.changed, product.updated | — | — | — |",
-		"| catalog | `catalog` | standard | 5m0s ±20% | version | enforce | catalog-team | category.changed, product.updated | — | — | — |",
+		"| product\\_price | `product:{sku}:price:{currency}` | critical | 30s ±5 % | delete | enforce | pricing-team | price.changed, product.updated | — | — | — |",
+		"| catalog | `catalog` | standard | 5min ±20 % | version | enforce | catalog-team | category.changed, product.updated | — | — | — |",
 		"## Events",
 		"pattern delete product\\_page (page = \\*)",
 		"## Freshness classes",
-		"| critical | 1m0s ±10% | invalidator-critical | 6 | 25 | 10s | 100ms..30s | after 1s |",
+		"| critical | 1min ±10 % | invalidator-critical | 6 | 25 | 10s | 100ms..30s | after 1s |",
 	} {
 		require.Contains(t, r.stdout, want)
 	}
+	require.NotRegexp(t, `\d+[hm]0s`, r.stdout, "Go-formatted durations (1h0m0s) in the document")
 	// One table row per family, event and class.
 	require.Equal(t, 10+8+3, strings.Count(r.stdout, "\n| ")-6, r.stdout) // less each table's header and rule
 }
@@ -45,7 +46,7 @@ func TestPolicyDocAuditColumns(t *testing.T) {
 	r := invoke(t, nil, "", "policy", "doc", writePolicy(t, body))
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "| audit every | audit sample | audit compare |")
-	require.Contains(t, r.stdout, "| product | `product:{id}` | critical | none | delete | enforce | — | — | 1h0m0s | 500 | json (price) |")
+	require.Contains(t, r.stdout, "| product | `product:{id}` | critical | none | delete | enforce | — | — | 1h | 500 | json (price) |")
 	require.Contains(t, r.stdout, "| page | `page:{id}` | standard | none | delete | enforce | — | — | on demand | 100 (default) | bytes |")
 	require.Contains(t, r.stdout, "| plain | `plain:{id}` | standard | none | delete | enforce | — | — | — | — | — |")
 }

@@ -127,7 +127,7 @@ func TestProcess(t *testing.T) {
 		ti, err := insp.GetTaskInfo("invalidator-standard", info.ID)
 		return err == nil && ti.State == asynq.TaskStateArchived
 	}, 10*time.Second, 5*time.Millisecond)
-	require.Contains(t, cli("dead", "list"), info.ID)
+	require.Contains(t, cli("dead", "list"), info.ID[:shortIDLen])
 
 	// A dead-lettered invalidation put back with `dead retry --all` runs.
 	require.NoError(t, db.Client.Set(ctx, "revived", 1, 0).Err())

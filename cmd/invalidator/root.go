@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +44,28 @@ type streams struct {
 	out, err io.Writer
 }
 
+// lockedWriter serializes the writes of several goroutines to one stream.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+// fileOf is the *os.File behind w, if any: a terminal check must see
+// through lockedWriter.
+func fileOf(w io.Writer) (*os.File, bool) {
+	if l, ok := w.(*lockedWriter); ok {
+		w = l.w
+	}
+	f, ok := w.(*os.File)
+	return f, ok
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // usageError is a mistake in how the command was called.
 type usageError struct{ err error }
 
@@ -72,6 +95,9 @@ type app struct {
 func run(ctx context.Context, args []string, s streams, getenv func(string) string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The logger and a command's progress lines (dev's status, on stderr
+	// with --json) write from different goroutines: one line at a time.
+	s.out, s.err = &lockedWriter{w: s.out}, &lockedWriter{w: s.err}
 	a := &app{streams: s, getenv: getenv}
 	root := newRootCmd(a)
 	root.SetArgs(args)
@@ -137,8 +163,13 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		if cmd.Name() == "dev" {
 			def = "warn" // its status lines are the display; logs would bury them
 		}
+		// Flags from their env vars first: --log-level's among them.
+		envErr := a.applyEnv(cmd)
 		log, err := a.newLogger(def)
 		a.log = log
+		if envErr != nil {
+			return envErr
+		}
 		return err
 	}
 	f := root.PersistentFlags()
@@ -162,7 +193,9 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newRelayCmd(a),
 		newAuditCmd(a),
 		newCDCCmd(a),
+		newVersionCmd(),
 	)
+	bindEnv(root)
 	return root
 }
 
@@ -254,7 +287,18 @@ func (a *app) loadPolicy() (*keyspec.Policy, error) {
 	}
 	p, err := keyspec.Load(path)
 	if err != nil {
-		return nil, &usageError{fmt.Errorf("load policy: %w", err)}
+		return nil, &usageError{policyLoadError(err)}
 	}
 	return p, nil
+}
+
+// policyLoadError says that the policy did not load. keyspec.Load already
+// says so when the file cannot be read; only its validation errors, which
+// begin with the file's position, need the prefix.
+func policyLoadError(err error) error {
+	var verrs keyspec.ValidationErrors
+	if errors.As(err, &verrs) {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	return err
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -43,7 +42,7 @@ func (a *app) waitFamilyDelete(cmd *cobra.Command, o *enqueueOpts, id string) er
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	errw := cmd.ErrOrStderr()
-	f, isFile := errw.(*os.File)
+	f, isFile := fileOf(errw)
 	tty := isFile && isTerminal(f)
 	start := time.Now()
 	lastLine, lost := time.Time{}, time.Time{}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/internal/health"
+	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
@@ -29,6 +30,8 @@ type workerOpts struct {
 	cacheURL        string
 	concurrency     int
 	pollInterval    time.Duration
+	safetyPoll      time.Duration
+	pollOnly        bool
 	shutdownTimeout time.Duration
 	retryCheck      time.Duration
 	scanCount       int
@@ -56,6 +59,8 @@ func (o *workerOpts) validate() error {
 		return usagef("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.pollInterval <= 0:
 		return usagef("--poll-interval must be positive, got %s", o.pollInterval)
+	case o.safetyPoll < time.Second:
+		return usagef("--safety-poll must be at least 1s (BLPOP counts whole seconds), got %s", o.safetyPoll)
 	case o.retryCheck <= 0:
 		return usagef("--retry-check-interval must be positive, got %s", o.retryCheck)
 	case o.shutdownTimeout <= 0:
@@ -195,6 +200,8 @@ this worker runs no audits.`,
 				Metrics:            metrics,
 				Concurrency:        o.concurrency,
 				PollInterval:       o.pollInterval,
+				SafetyPoll:         o.safetyPoll,
+				PollOnly:           o.pollOnly,
 				RetryCheckInterval: o.retryCheck,
 				ShutdownTimeout:    o.shutdownTimeout,
 				ScanCount:          o.scanCount,
@@ -241,7 +248,9 @@ this worker runs no audits.`,
 	f := cmd.Flags()
 	f.StringVar(&o.cacheURL, "cache-redis", "", "cache Redis URL, if not the queue Redis (env "+envCacheRedisURL+")")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "tasks processed at once")
-	f.DurationVar(&o.pollInterval, "poll-interval", worker.DefaultPollInterval, "wait between polls of idle queues; bounds the lag at low load")
+	f.DurationVar(&o.pollInterval, "poll-interval", worker.DefaultPollInterval, "pause before polling the queues again after an empty round that did not wait for a wake-up (every round with --poll-only)")
+	f.DurationVar(&o.safetyPoll, "safety-poll", wake.DefaultSafetyPoll, "longest wait of an idle worker for a wake-up before it polls anyway (tasks of producers that do not wake: asynqmon, plain asynq clients); whole seconds")
+	f.BoolVar(&o.pollOnly, "poll-only", false, "no wake-ups: poll idle queues every --poll-interval, as plain asynq does")
 	f.DurationVar(&o.retryCheck, "retry-check-interval", worker.DefaultRetryCheck, "how often due retries go back to their queue")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")
 	f.IntVar(&o.scanCount, "scan-count", worker.DefaultScanCount, "COUNT hint of each SCAN in family deletes")

@@ -49,6 +49,11 @@ type Env struct {
 	// PollInterval of the workers. Default: worker.DefaultPollInterval.
 	PollInterval time.Duration
 
+	// PollOnly runs the workers without wake-ups (worker.Config.PollOnly)
+	// and the producers without pushing them (enqueue.Config.NoWake): the
+	// polling asynq does by itself, for a before/after in one session.
+	PollOnly bool
+
 	// Progress receives one line a second while a scenario runs; nil for
 	// none.
 	Progress io.Writer
@@ -78,6 +83,12 @@ type Result struct {
 	// scenario itself (baselines excluded), from INFO cpu: next to Seconds
 	// it tells whether Redis was the bottleneck.
 	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
+
+	// RedisCPUPercent and WorkersCPUPercent are the idle scenario's: the
+	// CPU the queue Redis and all worker processes together spent while
+	// the workers were idle, as a percentage of one core.
+	RedisCPUPercent   *float64 `json:"redis_cpu_percent,omitempty"`
+	WorkersCPUPercent *float64 `json:"workers_cpu_percent,omitempty"`
 
 	// Baselines are keys/s of the baselines, measured in the same run.
 	// In the outbox scenario: transactions/s of the transaction alone, at 1
@@ -175,7 +186,7 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 		if log == nil {
 			log = slog.New(slog.NewTextHandler(io.Discard, nil))
 		}
-		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: log, PollInterval: poll})
+		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: log, PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {
 			return nil, err
 		}
@@ -184,15 +195,22 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 		go func() { done <- w.Run(wctx) }()
 		return func() { cancel(); <-done }, nil
 	}
+	_, stop, err := e.startProcs(policyFile, poll)
+	return stop, err
+}
+
+// startProcs starts Env.Workers worker processes with the policy file and
+// returns them and a function that stops them and waits.
+func (e Env) startProcs(policyFile string, poll time.Duration) ([]*exec.Cmd, func(), error) {
 	exe := e.Exe
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find the invalidator binary for worker processes: %w", err)
+			return nil, nil, fmt.Errorf("find the invalidator binary for worker processes: %w", err)
 		}
 	}
 	if e.URL == "" {
-		return nil, errors.New("worker processes need the Redis URL")
+		return nil, nil, errors.New("worker processes need the Redis URL")
 	}
 	var procs []*exec.Cmd
 	stop := func() {
@@ -204,16 +222,19 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 		}
 	}
 	for range e.Workers {
-		c := exec.Command(exe, "worker", "--redis", e.URL, "--policy", policyFile,
-			"--poll-interval", poll.String(), "--log-level", "error")
+		args := []string{"worker", "--redis", e.URL, "--policy", policyFile, "--poll-interval", poll.String(), "--log-level", "error"}
+		if e.PollOnly {
+			args = append(args, "--poll-only")
+		}
+		c := exec.Command(exe, args...)
 		c.Stderr = os.Stderr
 		if err := c.Start(); err != nil {
 			stop()
-			return nil, fmt.Errorf("start worker process: %w", err)
+			return nil, nil, fmt.Errorf("start worker process: %w", err)
 		}
 		procs = append(procs, c)
 	}
-	return stop, nil
+	return procs, stop, nil
 }
 
 // writePolicy writes the bench policy for worker processes.

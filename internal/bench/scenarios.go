@@ -78,7 +78,7 @@ func (e Env) startWith(ctx context.Context, coalesce time.Duration, inline bool)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := enqueue.Config{Policy: p}
+	cfg := enqueue.Config{Policy: p, NoWake: e.PollOnly}
 	if inline {
 		cfg.InlineDelete = e.Redis
 	}
@@ -114,7 +114,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		o.Duration = 10 * time.Second
 	}
 	n := int(float64(o.Rate) * o.Duration.Seconds())
-	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete, "shards": max(e.Shards, 1)}}
+	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
 		return nil, err

@@ -153,7 +153,13 @@ func New(cfg Config) (http.Handler, error) {
 		ReadOnly:         !cfg.AllowWrites,
 	})
 	mux := http.NewServeMux()
-	mux.Handle(RootPath+"/", mon)
+	var api http.Handler = mon
+	if !cfg.ShowPayloads {
+		// Errors name keys and values too ("Last Error"): hidden like
+		// the payloads they come from.
+		api = redactErrors(mon)
+	}
+	mux.Handle(RootPath+"/", api)
 	mux.Handle("GET /{$}", http.RedirectHandler(RootPath+"/", http.StatusFound))
 
 	h := guard(mux, cfg.AllowWrites, log)

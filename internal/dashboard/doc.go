@@ -17,9 +17,9 @@
 //     the browser does not send them to the rebinding page's origin.
 //   - It is read-only by default: asynqmon's ReadOnly mode plus our own
 //     guard, which refuses every method but GET and HEAD. With AllowWrites,
-//     writes under RootPath/api/ must carry an Origin (or Referer) naming the
-//     dashboard's own host, so another site cannot make the operator's
-//     browser post a delete (CSRF).
+//     writes under RootPath/api/ pass net/http's CrossOriginProtection
+//     (Sec-Fetch-Site, else Origin, must say the dashboard's own origin), so
+//     another site cannot make the operator's browser post a delete (CSRF).
 //   - Payloads are redacted: the UI shows a task's kind, key count and first
 //     key, its family and parameter names, or its event name and attribute
 //     names, never the other keys or the parameter or attribute values, and

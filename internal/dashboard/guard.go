@@ -1,12 +1,10 @@
 package dashboard
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -84,12 +82,18 @@ func localURL(r *http.Request, addr string) string {
 
 // guard enforces the write policy. GET and HEAD always pass. Anything else
 // is refused outside the API, refused inside it when writes are off, and
-// must come from a same-origin page when they are on: basic auth
+// must not come from another site's page when they are on: basic auth
 // credentials are sent by the browser automatically, so without the check
 // any site the operator visits could post a delete.
 //
+// The cross-origin check is net/http's CrossOriginProtection: a browser
+// says where a request comes from (Sec-Fetch-Site, else Origin, which every
+// current browser sends with a POST), and a request that says neither is
+// not from a browser, so not a forged one (curl with the credentials, say).
+//
 // asynqmon's own ReadOnly option is set too; this guard does not rely on it.
 func guard(next http.Handler, allowWrites bool, log *slog.Logger) http.Handler {
+	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api := strings.HasPrefix(r.URL.Path, apiPrefix)
 		if api {
@@ -112,35 +116,12 @@ func guard(next http.Handler, allowWrites bool, log *slog.Logger) http.Handler {
 				http.StatusMethodNotAllowed)
 			return
 		}
-		if err := sameOrigin(r); err != nil {
+		if err := cop.Check(r); err != nil {
 			log.Warn("refused write: cross-origin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", err)
-			http.Error(w, "403 forbidden: "+err.Error(), http.StatusForbidden)
+			http.Error(w, "403 forbidden: a cross-origin write (CSRF protection); writes must come from the dashboard page itself", http.StatusForbidden)
 			return
 		}
 		log.Info("write through the dashboard", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		next.ServeHTTP(w, r)
 	})
-}
-
-// sameOrigin reports whether r was sent by a page of this dashboard: its
-// Origin header, or its Referer when a browser sent no Origin, must name the
-// host the request was sent to. A request with neither is refused: browsers
-// always send one of them with a write from our UI.
-func sameOrigin(r *http.Request) error {
-	from := r.Header.Get("Origin")
-	header := "Origin"
-	if from == "" {
-		from, header = r.Header.Get("Referer"), "Referer"
-	}
-	if from == "" {
-		return errors.New("write requests need an Origin or Referer header naming this dashboard (CSRF protection)")
-	}
-	u, err := url.Parse(from)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return errors.New(header + " header is not an http(s) origin (CSRF protection)")
-	}
-	if !strings.EqualFold(u.Host, r.Host) {
-		return errors.New(header + " does not match the dashboard's host (CSRF protection); writes must come from the dashboard page itself")
-	}
-	return nil
 }

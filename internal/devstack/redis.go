@@ -18,9 +18,14 @@ type Embedded struct {
 }
 
 // StartEmbedded starts an embedded Redis on a free loopback port.
-func StartEmbedded() (*Embedded, error) {
+func StartEmbedded() (*Embedded, error) { return StartEmbeddedOn(0) }
+
+// StartEmbeddedOn starts an embedded Redis on 127.0.0.1:port (0: a free
+// port), so that commands typed in another shell can keep one URL across
+// runs.
+func StartEmbeddedOn(port int) (*Embedded, error) {
 	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+	if err := m.StartAddr(net.JoinHostPort("127.0.0.1", fmt.Sprint(port))); err != nil {
 		return nil, fmt.Errorf("start embedded redis: %w", err)
 	}
 	return &Embedded{m: m}, nil

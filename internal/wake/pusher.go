@@ -1,0 +1,210 @@
+package wake
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// keyPrefix starts every wake list. The lists of all queues share the
+// {wake} hash tag, so on a Redis Cluster they sit in one slot and one
+// BLPOP covers every queue a worker serves. The price is that all wake-up
+// traffic lands on one master even when the queues themselves are spread
+// over the cluster (sharded classes). It is one LPUSH, LTRIM and EXPIRE
+// per flush per queue, pipelined and merged under load, far below the cost
+// of the enqueue itself; a tag per queue would need one blocked connection
+// per slot in every worker instead.
+const keyPrefix = "invalidator:{wake}:"
+
+// Key is the wake list of a queue.
+func Key(queue string) string { return keyPrefix + queue }
+
+// queueOf returns the queue of a wake list key.
+func queueOf(key string) (string, bool) {
+	if len(key) <= len(keyPrefix) || key[:len(keyPrefix)] != keyPrefix {
+		return "", false
+	}
+	return key[len(keyPrefix):], true
+}
+
+// MaxTokens caps a wake list. A worker process needs one token to wake: it
+// then takes tasks without waiting until its queues are empty again. So the
+// cap only needs to exceed the idle workers a burst should wake; tokens left
+// after their tasks were taken each cost one idle worker one extra dequeue
+// round, so the cap also bounds that waste after a burst.
+const MaxTokens = 256
+
+// tokenTTL expires a wake list nobody pops (no waking worker serves the
+// queue): a token older than this wakes nobody usefully.
+const tokenTTL = 10 * time.Minute
+
+// pushTimeout bounds one background push; a failed push only delays the
+// task to the workers' safety poll.
+const pushTimeout = 2 * time.Second
+
+// Push adds tokens to the wake lists: counts maps a queue to the tasks just
+// made ready in it. It is one pipeline of an LPUSH of up to MaxTokens
+// tokens and an EXPIRE per queue, and an LTRIM to MaxTokens afterwards for
+// a list that grew past it.
+func Push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int) error {
+	return push(ctx, rdb, counts, func(string) bool { return true })
+}
+
+// push is Push, with an EXPIRE only for the queues expire picks.
+func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int, expire func(queue string) bool) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	queues := slices.Sorted(maps.Keys(counts))
+	lens := make(map[string]*redis.IntCmd, len(queues))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, q := range queues {
+			n := min(counts[q], MaxTokens)
+			if n <= 0 {
+				continue
+			}
+			tokens := make([]any, n)
+			for i := range tokens {
+				tokens[i] = "1"
+			}
+			lens[q] = p.LPush(ctx, Key(q), tokens...)
+			if expire(q) {
+				p.Expire(ctx, Key(q), tokenTTL)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("push wake-up tokens: %w", err)
+	}
+	var over []string
+	for _, q := range queues {
+		if c := lens[q]; c != nil && c.Val() > MaxTokens {
+			over = append(over, q)
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	// A second round trip only past the cap: a steady flow into busy
+	// workers, whose tokens nobody pops until the workers go idle.
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, q := range over {
+			p.LTrim(ctx, Key(q), 0, MaxTokens-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim wake-up lists: %w", err)
+	}
+	return nil
+}
+
+// Pusher pushes wake-up tokens in the background, so a producer's call
+// returns as soon as its task is enqueued. It holds no goroutine while
+// idle: Wake starts one, which pushes everything gathered so far in one
+// pipeline, then what gathered meanwhile, and ends when nothing is left.
+// A nil *Pusher does nothing. It is safe for concurrent use.
+type Pusher struct {
+	rdb redis.UniversalClient
+	log *slog.Logger
+
+	mu      sync.Mutex     // guards pending and running
+	idle    *sync.Cond     // on mu; broadcast when running turns false
+	pending map[string]int // queue -> tokens not yet pushed
+	running bool           // a flush goroutine is running
+
+	// expired is when each queue's list last got its EXPIRE; only the
+	// flush goroutine (one at a time) uses it.
+	expired map[string]time.Time
+
+	failures atomic.Int64
+}
+
+// NewPusher returns a Pusher on the queue Redis rdb. log receives failed
+// pushes at debug level; nil discards them.
+func NewPusher(rdb redis.UniversalClient, log *slog.Logger) *Pusher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pusher{rdb: rdb, log: log, pending: make(map[string]int), expired: make(map[string]time.Time)}
+	p.idle = sync.NewCond(&p.mu)
+	return p
+}
+
+// Wake asks for n tokens on queue's wake list: n tasks were just made
+// ready there. It does not wait for Redis.
+func (p *Pusher) Wake(queue string, n int) {
+	if p == nil || n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.pending[queue] += n
+	start := !p.running
+	p.running = true
+	p.mu.Unlock()
+	if start {
+		go p.flush()
+	}
+}
+
+func (p *Pusher) flush() {
+	for {
+		p.mu.Lock()
+		if len(p.pending) == 0 {
+			p.running = false
+			p.idle.Broadcast()
+			p.mu.Unlock()
+			return
+		}
+		batch := p.pending
+		p.pending = make(map[string]int, len(batch))
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+		// The TTL only clears lists nobody pops: refreshing it once every
+		// tenth of it is enough, and saves a command per push.
+		now := time.Now()
+		expire := func(q string) bool {
+			if now.Sub(p.expired[q]) < tokenTTL/10 {
+				return false
+			}
+			p.expired[q] = now
+			return true
+		}
+		if err := push(ctx, p.rdb, batch, expire); err != nil {
+			// Not an error for the caller: the task is enqueued, and the
+			// workers' safety poll finds it.
+			p.failures.Add(1)
+			p.log.Debug("wake-up push failed; the task waits for the workers' safety poll", "err", err.Error())
+		}
+		cancel()
+	}
+}
+
+// Wait returns when every token asked for so far has been pushed (or its
+// push failed). Call it before closing the Redis client.
+func (p *Pusher) Wait() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	for p.running {
+		p.idle.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// Failures is the number of failed background pushes so far.
+func (p *Pusher) Failures() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.failures.Load()
+}

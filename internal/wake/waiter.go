@@ -1,0 +1,470 @@
+package wake
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultSafetyPoll is how long an idle worker waits for a wake-up before
+// it polls its queues anyway, for tasks no wake-up announces (foreign
+// producers, a lost push).
+const DefaultSafetyPoll = time.Second
+
+// WaiterConfig configures a Waiter.
+type WaiterConfig struct {
+	// Queues are the asynq queues the server serves. Required.
+	Queues []string
+
+	// SafetyPoll is the longest a round of empty queues waits for a
+	// wake-up; BLPOP counts whole seconds, so it is rounded down to them,
+	// and at least 1s. Default: DefaultSafetyPoll.
+	SafetyPoll time.Duration
+
+	// Pusher receives the wake-ups for the tasks asynq's forwarder moves to
+	// pending (due retries, scheduled tasks). Default: nil, none; those
+	// tasks then start at the next safety poll.
+	Pusher *Pusher
+
+	// ForwardInterval is asynq's DelayedTaskCheckInterval. When set, one
+	// worker per interval, across the fleet of workers serving the same
+	// queues, runs asynq's forwarder scripts; the others' forwarder ticks
+	// cost one small script every few intervals instead of two scripts per queue at every one. A due retry still
+	// waits at most about one interval. Default: 0, every worker forwards
+	// at every tick, as asynq does.
+	ForwardInterval time.Duration
+
+	// Logger receives the one error logged if asynq's scripts are not the
+	// ones this package knows. Default: discard.
+	Logger *slog.Logger
+}
+
+// Stats counts what a Waiter saw; tests use them to prove the hook is
+// live, so an asynq upgrade cannot turn it into silent polling.
+type Stats struct {
+	Dequeues   int64 // asynq dequeue script calls seen
+	EmptyRound int64 // rounds in which every served queue was empty
+	Woken      int64 // waits ended by a token of a served queue
+	Handed     int64 // of those, the woken queue had a task, returned to asynq
+	Stale      int64 // of those, the woken queue had none: the wait went on
+	Timeouts   int64 // waits that reached the safety poll
+	Forwarded  int64 // tasks asynq's forwarder moved to pending, announced
+	FwdSkipped int64 // forwarder script calls skipped: another worker's turn
+	Foreign    int64 // calls shaped like asynq's scripts with other script text
+}
+
+// Waiter is the go-redis hook that makes an idle asynq server wait for a
+// wake-up instead of polling (see the package doc). Add it to a client of
+// its own, used only by the asynq server, with Attach.
+type Waiter struct {
+	rdb     redis.UniversalClient
+	served  map[string]bool
+	keys    []string // the wake lists of the served queues, then stopKey
+	stopKey string
+	timeout time.Duration
+	pusher  *Pusher
+	log     *slog.Logger
+	id      string // this Waiter's value in the forward lock
+
+	fwdInterval time.Duration
+	fwdKey      string     // the forward lock of this set of queues
+	fwdMu       sync.Mutex // guards fwdAt and fwdMine
+	fwdNext     time.Time  // when this worker asks for the forward lock next
+	fwdMine     bool       // it got it the last time it asked
+
+	mu      sync.Mutex      // guards empty and stopped
+	empty   map[string]bool // served queues found empty since the last task or wait
+	stopped bool
+
+	dequeues, emptyRounds, woken, handed, stale, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
+	warnOnce                                                                              sync.Once
+}
+
+// NewWaiter returns a Waiter for the served queues; Attach it to the
+// asynq server's client.
+func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("wake: WaiterConfig.Queues is empty")
+	}
+	if cfg.SafetyPoll < 0 {
+		return nil, fmt.Errorf("wake: SafetyPoll %s is negative", cfg.SafetyPoll)
+	}
+	timeout := cfg.SafetyPoll
+	if timeout == 0 {
+		timeout = DefaultSafetyPoll
+	}
+	timeout = max(time.Second, timeout.Truncate(time.Second))
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := make([]byte, 8)
+	_, _ = crand.Read(id)
+	w := &Waiter{
+		served:      make(map[string]bool, len(cfg.Queues)),
+		id:          hex.EncodeToString(id),
+		stopKey:     keyPrefix + "@stop:" + hex.EncodeToString(id),
+		fwdInterval: cfg.ForwardInterval,
+		timeout:     timeout,
+		pusher:      cfg.Pusher,
+		log:         log,
+		empty:       make(map[string]bool, len(cfg.Queues)),
+	}
+	for _, q := range cfg.Queues {
+		if !w.served[q] {
+			w.served[q] = true
+			w.keys = append(w.keys, Key(q))
+		}
+	}
+	w.keys = append(w.keys, w.stopKey)
+	// Workers with the same queues share a forward lock; a worker with
+	// other queues forwards its own.
+	qs := slices.Sorted(maps.Keys(w.served))
+	sum := sha1.Sum([]byte(strings.Join(qs, "\x00")))
+	w.fwdKey = keyPrefix + "@forward:" + hex.EncodeToString(sum[:8])
+	return w, nil
+}
+
+// Attach adds w to rdb's hooks; rdb is then the client w blocks on and
+// runs the dequeue script with. Give it a client of its own (Dedicated):
+// hooks cannot be removed, and w blocks that client's callers.
+func (w *Waiter) Attach(rdb redis.UniversalClient) {
+	w.rdb = rdb
+	rdb.AddHook(w)
+}
+
+// SafetyPoll is the wait's bound after rounding.
+func (w *Waiter) SafetyPoll() time.Duration { return w.timeout }
+
+// Stop ends a wait in progress at once and makes later rounds poll, so
+// asynq's Shutdown, which waits for its dequeue loop, is not held up by
+// the safety poll. Call it before the asynq server's Shutdown.
+func (w *Waiter) Stop() {
+	w.mu.Lock()
+	already := w.stopped
+	w.stopped = true
+	w.mu.Unlock()
+	if already || w.rdb == nil {
+		return
+	}
+	// The stop list is this Waiter's own: the token wakes no other worker.
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	if w.fwdInterval > 0 {
+		_ = forwardLockScript.Run(ctx, w.rdb, []string{w.fwdKey}, w.id, 0).Err()
+	}
+	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, w.stopKey, "stop")
+		p.Expire(ctx, w.stopKey, time.Minute) // nobody pops it if no wait was in progress
+		return nil
+	})
+}
+
+// Stats returns the counts so far.
+func (w *Waiter) Stats() Stats {
+	return Stats{
+		Dequeues: w.dequeues.Load(), EmptyRound: w.emptyRounds.Load(), Woken: w.woken.Load(),
+		Handed: w.handed.Load(), Stale: w.stale.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), FwdSkipped: w.fwdSkipped.Load(),
+		Foreign: w.foreign.Load(),
+	}
+}
+
+// DialHook implements redis.Hook.
+func (w *Waiter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook; asynq never pipelines the
+// scripts a Waiter looks for.
+func (w *Waiter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook.
+func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isInternal(ctx) {
+			return next(ctx, cmd)
+		}
+		c, ok := classify(cmd.Args())
+		switch {
+		case !ok:
+			return next(ctx, cmd)
+		case !c.known:
+			w.foreign.Add(1)
+			w.warnOnce.Do(func() {
+				w.log.Error("asynq's dequeue or forward script is not the one this worker knows (asynq upgraded?); "+
+					"idle workers fall back to polling every safety poll", "sha", c.sha)
+			})
+			return next(ctx, cmd)
+		}
+		if c.forward && w.served[c.queue] && !w.forwardTurn() {
+			// Another worker of the fleet forwards this interval: as if
+			// nothing were due.
+			w.fwdSkipped.Add(1)
+			cmd.(*redis.Cmd).SetVal(int64(0))
+			return nil
+		}
+		err := next(ctx, cmd)
+		if c.forward {
+			if n, ierr := cmd.(*redis.Cmd).Int64(); err == nil && ierr == nil && n > 0 && w.served[c.queue] {
+				w.forwarded.Add(n)
+				w.pusher.Wake(c.queue, int(n))
+			}
+			return err
+		}
+		return w.afterDequeue(cmd, c, err)
+	}
+}
+
+// forwardLockScript takes, keeps or releases the forward lock of a set of
+// queues. The holder renews its own lock, so it never loses it to a tick
+// that comes a little early, and a Redis whose clock does not run (the
+// embedded test double) still lets the one worker forward.
+//
+// KEYS[1] -> invalidator:{wake}:@forward:<hash of the served queues>
+// ARGV[1] -> this Waiter's id
+// ARGV[2] -> lock TTL in ms; 0 releases the lock if this Waiter holds it
+// Output: 1 if this Waiter holds the lock now, else 0.
+var forwardLockScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' then
+  if cur == ARGV[1] then redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// forwardTurn reports whether this worker runs asynq's forwarder scripts
+// in this tick. The holder of the fleet's forward lock renews it at every
+// tick (the calls of one tick come within a few milliseconds) for 9/10 of
+// the interval, so it keeps it while it lives, and a stopping holder
+// releases it: no due task waits much more than one interval. A worker
+// that did not get it asks again only after 2 to 6 intervals: a fleet of N
+// costs the queue Redis about N/4 small scripts per interval, not 2 scripts
+// per queue per worker. If the holder dies, another takes over within a
+// few intervals. A failed call forwards, as asynq would.
+func (w *Waiter) forwardTurn() bool {
+	if w.fwdInterval <= 0 {
+		return true
+	}
+	w.fwdMu.Lock()
+	defer w.fwdMu.Unlock()
+	now := time.Now()
+	if now.Before(w.fwdNext) {
+		return w.fwdMine
+	}
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	got, err := forwardLockScript.Run(ctx, w.rdb, []string{w.fwdKey}, w.id, (w.fwdInterval * 9 / 10).Milliseconds()).Int()
+	w.fwdMine = err != nil || got == 1
+	if w.fwdMine {
+		w.fwdNext = now.Add(w.fwdInterval / 2)
+	} else {
+		w.fwdNext = now.Add(2*w.fwdInterval + rand.N(4*w.fwdInterval))
+		w.fwdMine = false
+	}
+	return w.fwdMine
+}
+
+// afterDequeue runs after asynq's dequeue script for one queue. When it
+// was the last served queue found empty this round, it waits for a
+// wake-up and returns a woken queue's task in place of the empty result.
+func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
+	w.dequeues.Add(1)
+	if !w.served[c.queue] {
+		return err
+	}
+	w.mu.Lock()
+	switch {
+	case err == nil:
+		clear(w.empty) // a task: the next round starts afresh
+		w.mu.Unlock()
+		return nil
+	case !errors.Is(err, redis.Nil):
+		w.mu.Unlock()
+		return err
+	}
+	w.empty[c.queue] = true
+	if len(w.empty) < len(w.served) || w.stopped {
+		w.mu.Unlock()
+		return err
+	}
+	clear(w.empty)
+	w.mu.Unlock()
+	w.emptyRounds.Add(1)
+	msg, ok := w.wait(c.leaseArg)
+	if !ok {
+		return err // asynq sleeps its TaskCheckInterval and polls a round
+	}
+	rc := cmd.(*redis.Cmd)
+	rc.SetErr(nil)
+	rc.SetVal(msg)
+	return nil
+}
+
+// wait blocks for a token of a served queue, for at most the safety poll,
+// then dequeues from that queue with asynq's own script and lease expiry
+// (leaseArg, asynq's ARGV[1] of the empty call), so the lease in Redis is
+// the one asynq keeps for the task. A token whose task is gone (taken by a
+// worker that was busy and dequeued without waiting, or by another worker)
+// is dropped and the wait goes on: under a steady flow the lists fill with
+// such tokens, and handing "empty" back to asynq would cost its poll
+// interval's sleep each time. It reports false for the safety poll, a
+// stop, or an error.
+func (w *Waiter) wait(leaseArg any) (string, bool) {
+	ctx := internal(context.Background())
+	deadline := time.Now().Add(w.timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			w.timeouts.Add(1)
+			return "", false
+		}
+		// BLPOP counts whole seconds: round up, at most a second late.
+		kv, err := w.rdb.BLPop(ctx, (left + time.Second - 1).Truncate(time.Second), w.keys...).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			w.timeouts.Add(1)
+			return "", false
+		case err != nil:
+			// Redis down or the wait cut short: asynq's next round sees
+			// the error too and logs it.
+			var ne net.Error
+			if !errors.As(err, &ne) {
+				w.log.Debug("wake-up wait failed", "err", err.Error())
+			}
+			return "", false
+		}
+		q, ok := queueOf(kv[0])
+		if !ok || !w.served[q] {
+			return "", false // the stop token
+		}
+		w.woken.Add(1)
+		res, err := dequeueScript.Run(ctx, w.rdb, dequeueKeys(q), leaseArg, taskKeyPrefix(q)).Text()
+		switch {
+		case err == nil:
+			w.handed.Add(1)
+			return res, true
+		case !errors.Is(err, redis.Nil):
+			return "", false
+		}
+		w.stale.Add(1)
+	}
+}
+
+func asynqKey(q, name string) string { return "asynq:{" + q + "}:" + name }
+func taskKeyPrefix(q string) string  { return asynqKey(q, "t:") }
+
+func dequeueKeys(q string) []string {
+	return []string{asynqKey(q, "pending"), asynqKey(q, "paused"), asynqKey(q, "active"), asynqKey(q, "lease")}
+}
+
+// call is a recognised script call.
+type call struct {
+	queue    string
+	forward  bool // forwardScript, else dequeueScript
+	known    bool // the script is the known one (by SHA-1)
+	sha      string
+	leaseArg any // dequeue's ARGV[1]
+}
+
+var (
+	dequeueSHA = dequeueScript.Hash()
+	forwardSHA = forwardScript.Hash()
+)
+
+// classify recognises asynq's dequeue and forward script calls by command
+// and keys: EVAL or EVALSHA, then the keys asynq v0.26 passes.
+func classify(args []any) (call, bool) {
+	if len(args) < 3 {
+		return call{}, false
+	}
+	name, _ := args[0].(string)
+	if !strings.EqualFold(name, "evalsha") && !strings.EqualFold(name, "eval") {
+		return call{}, false
+	}
+	script, _ := args[1].(string)
+	numKeys, ok := args[2].(int)
+	if !ok || numKeys < 0 || len(args) < 3+numKeys {
+		return call{}, false
+	}
+	keys := make([]string, numKeys)
+	for i := range keys {
+		if keys[i], ok = args[3+i].(string); !ok {
+			return call{}, false
+		}
+	}
+	argv := args[3+numKeys:]
+	sha := script
+	if strings.EqualFold(name, "eval") {
+		sum := sha1.Sum([]byte(script))
+		sha = hex.EncodeToString(sum[:])
+	}
+	switch {
+	case numKeys == 4 && len(argv) == 2:
+		q, ok := queueOfKey(keys[0], "pending")
+		if !ok || keys[1] != asynqKey(q, "paused") || keys[2] != asynqKey(q, "active") || keys[3] != asynqKey(q, "lease") {
+			return call{}, false
+		}
+		return call{queue: q, known: sha == dequeueSHA, sha: sha, leaseArg: argv[0]}, true
+	case numKeys == 2 && len(argv) == 4:
+		q, ok := queueOfKey(keys[1], "pending")
+		if !ok || (keys[0] != asynqKey(q, "scheduled") && keys[0] != asynqKey(q, "retry")) {
+			return call{}, false
+		}
+		return call{queue: q, forward: true, known: sha == forwardSHA, sha: sha}, true
+	}
+	return call{}, false
+}
+
+// queueOfKey returns q of a key asynq:{q}:<name>.
+func queueOfKey(key, name string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "asynq:{")
+	if !ok {
+		return "", false
+	}
+	q, ok := strings.CutSuffix(rest, "}:"+name)
+	return q, ok && q != ""
+}
+
+// internalKey marks the Waiter's own calls, which it must not intercept.
+type internalKey struct{}
+
+func internal(ctx context.Context) context.Context {
+	return context.WithValue(ctx, internalKey{}, true)
+}
+func isInternal(ctx context.Context) bool { return ctx.Value(internalKey{}) != nil }
+
+// Dedicated returns a new client with rdb's options, for the asynq server
+// and its Waiter: the hook and the blocked connection stay off the
+// caller's client. It supports the clients redisconn opens (*redis.Client,
+// including Sentinel failover clients, and *redis.ClusterClient); for other
+// types it returns an error, and the caller polls.
+func Dedicated(rdb redis.UniversalClient) (redis.UniversalClient, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		return redis.NewClient(&o), nil
+	case *redis.ClusterClient:
+		o := *c.Options()
+		return redis.NewClusterClient(&o), nil
+	}
+	return nil, fmt.Errorf("wake: cannot make a client of its own from a %T; idle workers poll instead", rdb)
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/invalidator/invalidator/internal/slot"
 )
@@ -207,4 +208,33 @@ func checkShards(p *Policy) []string {
 			slices.Compact(counts), sum, maxWeightSum))
 	}
 	return msgs
+}
+
+// IsShardQueue reports whether name is a shard queue of queue for some shard
+// count from 2 to MaxShards, that is "queue.<i>.<salt>" with the salt
+// ShardQueues picks. A worker uses it to find retired shard queues, those of
+// a class's earlier shard count, whose tasks must still run; checking the
+// salt keeps it from serving a queue that only looks like a shard.
+func IsShardQueue(queue, name string) bool {
+	rest, ok := strings.CutPrefix(name, queue+".")
+	if !ok {
+		return false
+	}
+	is, salt, ok := strings.Cut(rest, ".")
+	if !ok {
+		return false
+	}
+	i, err := strconv.Atoi(is)
+	if err != nil || i < 0 || i >= MaxShards || strconv.Itoa(i) != is {
+		return false
+	}
+	if s, err := strconv.Atoi(salt); err != nil || s < 0 || strconv.Itoa(s) != salt {
+		return false
+	}
+	for n := max(i+1, 2); n <= MaxShards; n++ {
+		if shardQueue(queue, i, n) == name {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package keyspec
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,4 +120,59 @@ func TestShardsRefused(t *testing.T) {
 		verrs := parseErrors(t, "version: 1\n"+tc.src)
 		require.Contains(t, verrs.Error(), tc.want, tc.src)
 	}
+}
+
+// IsShardQueue recognises exactly the names ShardQueues gives, for any
+// shard count, so a worker serves old shard queues and nothing else.
+func TestIsShardQueue(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"invalidator-critical", "a.b:c"} {
+		valid := map[string]bool{}
+		for n := 2; n <= MaxShards; n++ {
+			for _, name := range ShardQueues(q, n) {
+				valid[name] = true
+				require.True(t, IsShardQueue(q, name), name)
+				require.False(t, IsShardQueue(q+"x", name), name)
+			}
+		}
+		require.False(t, IsShardQueue(q, q))
+		// A name of the right shape whose salt no shard count picks.
+		found := false
+		for salt := 0; salt < 10000 && !found; salt++ {
+			name := fmt.Sprintf("%s.0.%d", q, salt)
+			if !valid[name] {
+				require.False(t, IsShardQueue(q, name), name)
+				found = true
+			}
+		}
+		require.True(t, found)
+		for name := range valid {
+			i := strings.LastIndexByte(name, '.')
+			require.False(t, IsShardQueue(q, name[:i]+".0"+name[i+1:]), "leading zero")
+			require.False(t, IsShardQueue(q, name+"x"))
+			break
+		}
+		for _, bad := range []string{q + ".", q + "..", q + ".0", q + ".x.1", q + ".-1.1", q + ".0.-1", q + ".0.1.2"} {
+			require.False(t, IsShardQueue(q, bad), bad)
+		}
+	}
+}
+
+// IsShardQueue reads queue names from Redis; whatever it accepts must be a
+// name ShardQueues gives.
+func FuzzIsShardQueue(f *testing.F) {
+	f.Add("q", "q.0.1")
+	f.Add("invalidator-critical", "invalidator-critical.1.11")
+	f.Add("a.b", "a.b.0.00")
+	f.Fuzz(func(t *testing.T, q, name string) {
+		if !IsShardQueue(q, name) {
+			return
+		}
+		for n := 2; n <= MaxShards; n++ {
+			if slices.Contains(ShardQueues(q, n), name) {
+				return
+			}
+		}
+		t.Fatalf("IsShardQueue(%q, %q) but no shard count names it", q, name)
+	})
 }

@@ -60,7 +60,7 @@ func New(cfg Config) (*Worker, error) {
 		now:     time.Now,
 	}
 	w.inflight = newInflight()
-	w.state.Store(newPolicyState(cfg.Policy))
+	w.state.Store(newPolicyState(cfg.Policy, nil))
 	w.batchers = map[string]*batcher{"": newBatcher(cfg.Cache, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)}
 	for name, c := range cfg.Targets {
 		w.batchers[name] = newBatcher(c, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)
@@ -76,9 +76,15 @@ func New(cfg Config) (*Worker, error) {
 }
 
 // Queues returns the asynq queues this worker serves, with their weights
-// from the policy's classes.
+// from the policy's classes, and the retired shard queues Run found, at
+// weight 1 (retired.go).
 func (w *Worker) Queues() map[string]int {
-	return w.state.Load().policy.QueueWeights()
+	st := w.state.Load()
+	qs := st.policy.QueueWeights()
+	for _, q := range st.retired {
+		qs[q] = max(qs[q], 1)
+	}
+	return qs
 }
 
 // Policy returns the policy the worker currently applies.
@@ -98,7 +104,9 @@ func (w *Worker) SetPolicy(p *keyspec.Policy) error {
 		return fmt.Errorf("%w: the policy changes the served queues or their weights (%s → %s); restart the worker to apply it",
 			ErrRestartRequired, formatWeights(old), formatWeights(now))
 	}
-	w.state.Store(newPolicyState(p))
+	// Same served queues, so the same class queues: the retired shard
+	// queues found at start stay retired shards of the new policy's classes.
+	w.state.Store(newPolicyState(p, w.state.Load().retired))
 	return nil
 }
 
@@ -119,10 +127,16 @@ func formatWeights(w map[string]int) string {
 type policyState struct {
 	policy  *keyspec.Policy
 	classOf map[string]*keyspec.Class // queue -> class, for backoff and second deletes
+	retired []string                  // retired shard queues served too (retired.go)
 }
 
-func newPolicyState(p *keyspec.Policy) *policyState {
-	st := &policyState{policy: p, classOf: make(map[string]*keyspec.Class)}
+func newPolicyState(p *keyspec.Policy, retired []string) *policyState {
+	st := &policyState{policy: p, classOf: make(map[string]*keyspec.Class), retired: retired}
+	for _, q := range retired {
+		if c := retiredClass(p, q); c != nil {
+			st.classOf[q] = c
+		}
+	}
 	// Classes sharing a queue: the first by name sets its backoff.
 	for _, name := range slices.Sorted(maps.Keys(p.Classes)) {
 		c := p.Classes[name]
@@ -175,6 +189,9 @@ func (w *Worker) ServerConfig() asynq.Config {
 // finish, and the rest go back to their queue for another worker.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.checkTopology(ctx); err != nil {
+		return err
+	}
+	if err := w.serveRetiredShards(); err != nil {
 		return err
 	}
 	qc, waiter, closeQC := w.serverClient()

@@ -98,8 +98,11 @@ func TestHundredThousandRowTransactionInBoundedMemory(t *testing.T) {
 		return len(got) >= rows
 	}, 2*time.Minute, 100*time.Millisecond)
 	require.Len(t, got, rows)
+	// At least once: a reader that reconnects under load replays the
+	// transaction from the last confirmed position, so a key may be queued
+	// twice; none may be missing.
 	for _, k := range want {
-		require.Equal(t, 1, got[k], k)
+		require.GreaterOrEqual(t, got[k], 1, k)
 	}
 	require.LessOrEqual(t, peak.Load(), int64(bound), "events held at once")
 	require.Positive(t, peak.Load())

@@ -90,7 +90,7 @@ type Config struct {
 	// outbox relay, the worker's own follow-up tasks, `dead retry`) wake an
 	// idle worker when they enqueue, so their tasks start at once; tasks of
 	// other producers (asynqmon's "run", plain asynq clients) wait up to
-	// this long. Whole seconds, at least 1s. Default: 1s (see README,
+	// this long. Whole seconds, 1s to wake.MaxSafetyPoll (10s). Default: 1s (see README,
 	// "Latency").
 	SafetyPoll time.Duration
 
@@ -295,8 +295,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
 	case c.PollInterval < 0:
 		return fmt.Errorf("worker: PollInterval %s is negative", c.PollInterval)
-	case c.SafetyPoll < 0:
-		return fmt.Errorf("worker: SafetyPoll %s is negative", c.SafetyPoll)
+	case c.SafetyPoll < 0 || c.SafetyPoll > wake.MaxSafetyPoll:
+		return fmt.Errorf("worker: SafetyPoll %s is outside 0..%s (a woken task keeps the lease asynq set before the wait, and asynq's lease is 30 s)", c.SafetyPoll, wake.MaxSafetyPoll)
 	case c.RetryCheckInterval < 0:
 		return fmt.Errorf("worker: RetryCheckInterval %s is negative", c.RetryCheckInterval)
 	case c.ShutdownTimeout < 0:

@@ -19,13 +19,14 @@ import (
 	"github.com/invalidator/invalidator/tasks"
 )
 
-// hugeSafetyPoll is far longer than any wait below: a task that starts
-// before it was started by a wake-up, not by a poll.
-const hugeSafetyPoll = 60 * time.Second
+// hugeSafetyPoll is the longest safety poll there is, far longer than a
+// wake-up takes: a task that starts well before it was started by a
+// wake-up, not by a poll.
+const hugeSafetyPoll = wake.MaxSafetyPoll
 
 // wakeBound is how long a test waits for a woken task, well inside
 // hugeSafetyPoll; only a broken wake-up gets near it.
-const wakeBound = 20 * time.Second
+const wakeBound = hugeSafetyPoll / 2
 
 type wakeBundle struct {
 	rdb    redis.UniversalClient
@@ -171,4 +172,17 @@ func TestWaiterDrainsStaleTokens(t *testing.T) {
 	require.NoError(t, err)
 	requireGoneWithin(t, b.rdb, key)
 	require.Positive(t, b.waiter.Load().Stats().Handed)
+}
+
+// A woken task keeps the lease asynq set before the wait; a safety poll
+// near asynq's 30 s lease would hand tasks over with an expired lease,
+// never acked and run again, so longer ones are refused.
+func TestSafetyPollIsBoundedByTheLease(t *testing.T) {
+	t.Parallel()
+	p, err := keyspec.Parse("p.yaml", []byte("version: 1\ndefault_class: s\nclasses:\n  s: {ttl: 1m, queue: q}\n"))
+	require.NoError(t, err)
+	_, err = New(Config{Queue: redistest.Client(t), Policy: p, SafetyPoll: wake.MaxSafetyPoll + time.Second})
+	require.ErrorContains(t, err, "SafetyPoll")
+	_, err = wake.NewWaiter(wake.WaiterConfig{Queues: []string{"q"}, SafetyPoll: 30 * time.Second})
+	require.Error(t, err)
 }

@@ -59,8 +59,8 @@ func (o *workerOpts) validate() error {
 		return usagef("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.pollInterval <= 0:
 		return usagef("--poll-interval must be positive, got %s", o.pollInterval)
-	case o.safetyPoll < time.Second:
-		return usagef("--safety-poll must be at least 1s (BLPOP counts whole seconds), got %s", o.safetyPoll)
+	case o.safetyPoll < time.Second || o.safetyPoll > wake.MaxSafetyPoll:
+		return usagef("--safety-poll must be between 1s (BLPOP counts whole seconds) and %s (a woken task keeps the lease asynq set before the wait), got %s", wake.MaxSafetyPoll, o.safetyPoll)
 	case o.retryCheck <= 0:
 		return usagef("--retry-check-interval must be positive, got %s", o.retryCheck)
 	case o.shutdownTimeout <= 0:
@@ -249,7 +249,7 @@ this worker runs no audits.`,
 	f.StringVar(&o.cacheURL, "cache-redis", "", "cache Redis URL, if not the queue Redis (env "+envCacheRedisURL+")")
 	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "tasks processed at once")
 	f.DurationVar(&o.pollInterval, "poll-interval", worker.DefaultPollInterval, "pause before polling the queues again after an empty round that did not wait for a wake-up (every round with --poll-only)")
-	f.DurationVar(&o.safetyPoll, "safety-poll", wake.DefaultSafetyPoll, "longest wait of an idle worker for a wake-up before it polls anyway (tasks of producers that do not wake: asynqmon, plain asynq clients); whole seconds")
+	f.DurationVar(&o.safetyPoll, "safety-poll", wake.DefaultSafetyPoll, "longest wait of an idle worker for a wake-up before it polls anyway (tasks of producers that do not wake: asynqmon, plain asynq clients); whole seconds, 1s to 10s")
 	f.BoolVar(&o.pollOnly, "poll-only", false, "no wake-ups: poll idle queues every --poll-interval, as plain asynq does")
 	f.DurationVar(&o.retryCheck, "retry-check-interval", worker.DefaultRetryCheck, "how often due retries go back to their queue")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")

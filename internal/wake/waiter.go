@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +23,24 @@ import (
 // it polls its queues anyway, for tasks no wake-up announces (foreign
 // producers, a lost push).
 const DefaultSafetyPoll = time.Second
+
+// MaxSafetyPoll bounds SafetyPoll. The task a wait hands over is dequeued
+// with the lease asynq computed before the wait (asynq keeps that expiry
+// for the task), and asynq's lease is 30 s: a task handed over with an
+// expired lease is never acked and runs again. A wait of at most 10 s
+// (plus BLPOP's rounding) leaves the task most of its lease.
+const MaxSafetyPoll = 10 * time.Second
+
+// minLeaseLeft is the least lease a handed-over task must still have; a
+// wait that ran longer (a slow Redis) returns "empty" instead, and asynq's
+// next round dequeues the task with a fresh lease.
+const minLeaseLeft = 15 * time.Second
+
+// failedWaitPause is how long a worker polls instead of waiting after a
+// wait failed (the wake lists' Redis node unreachable): a dead {wake} node
+// must not hold every idle worker's dequeue loop in BLPOP while the
+// queues' own nodes are healthy.
+const failedWaitPause = 30 * time.Second
 
 // WaiterConfig configures a Waiter.
 type WaiterConfig struct {
@@ -86,9 +103,11 @@ type Waiter struct {
 	fwdNext     time.Time  // when this worker asks for the forward lock next
 	fwdMine     bool       // it got it the last time it asked
 
-	mu      sync.Mutex      // guards empty and stopped
+	mu      sync.Mutex      // guards empty, stopped and pollUntil
 	empty   map[string]bool // served queues found empty since the last task or wait
 	stopped bool
+	// pollUntil: after a failed wait, rounds poll until then.
+	pollUntil time.Time
 
 	dequeues, emptyRounds, woken, handed, stale, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
 	warnOnce                                                                              sync.Once
@@ -100,8 +119,8 @@ func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
 	if len(cfg.Queues) == 0 {
 		return nil, errors.New("wake: WaiterConfig.Queues is empty")
 	}
-	if cfg.SafetyPoll < 0 {
-		return nil, fmt.Errorf("wake: SafetyPoll %s is negative", cfg.SafetyPoll)
+	if cfg.SafetyPoll < 0 || cfg.SafetyPoll > MaxSafetyPoll {
+		return nil, fmt.Errorf("wake: SafetyPoll %s is outside 0..%s (asynq's 30 s lease must outlast a wait)", cfg.SafetyPoll, MaxSafetyPoll)
 	}
 	timeout := cfg.SafetyPoll
 	if timeout == 0 {
@@ -131,10 +150,12 @@ func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
 		}
 	}
 	w.keys = append(w.keys, w.stopKey)
-	// Workers with the same queues share a forward lock; a worker with
-	// other queues forwards its own.
+	// Workers with the same queues and the same forward interval share a
+	// forward lock; a worker with other queues, or another interval,
+	// forwards on its own, so one slow member cannot hold due retries
+	// back for a fleet with a shorter interval.
 	qs := slices.Sorted(maps.Keys(w.served))
-	sum := sha1.Sum([]byte(strings.Join(qs, "\x00")))
+	sum := sha1.Sum([]byte(strings.Join(qs, "\x00") + "\x00" + cfg.ForwardInterval.String()))
 	w.fwdKey = keyPrefix + "@forward:" + hex.EncodeToString(sum[:8])
 	return w, nil
 }
@@ -302,7 +323,7 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 		return err
 	}
 	w.empty[c.queue] = true
-	if len(w.empty) < len(w.served) || w.stopped {
+	if len(w.empty) < len(w.served) || w.stopped || time.Now().Before(w.pollUntil) {
 		w.mu.Unlock()
 		return err
 	}
@@ -329,8 +350,8 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 // interval's sleep each time. It reports false for the safety poll, a
 // stop, or an error.
 func (w *Waiter) wait(leaseArg any) (string, bool) {
-	ctx := internal(context.Background())
 	deadline := time.Now().Add(w.timeout)
+	lease, _ := leaseArg.(int64)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -338,18 +359,19 @@ func (w *Waiter) wait(leaseArg any) (string, bool) {
 			return "", false
 		}
 		// BLPOP counts whole seconds: round up, at most a second late.
-		kv, err := w.rdb.BLPop(ctx, (left + time.Second - 1).Truncate(time.Second), w.keys...).Result()
+		// The context bounds the call too (the dedicated client honours
+		// context deadlines), so an unreachable node costs one wait, not
+		// go-redis's BLPOP timeout plus 10 s.
+		block := (left + time.Second - 1).Truncate(time.Second)
+		ctx, cancel := context.WithTimeout(internal(context.Background()), block+500*time.Millisecond)
+		kv, err := w.rdb.BLPop(ctx, block, w.keys...).Result()
+		cancel()
 		switch {
 		case errors.Is(err, redis.Nil):
 			w.timeouts.Add(1)
 			return "", false
 		case err != nil:
-			// Redis down or the wait cut short: asynq's next round sees
-			// the error too and logs it.
-			var ne net.Error
-			if !errors.As(err, &ne) {
-				w.log.Debug("wake-up wait failed", "err", err.Error())
-			}
+			w.failed(err)
 			return "", false
 		}
 		q, ok := queueOf(kv[0])
@@ -357,7 +379,16 @@ func (w *Waiter) wait(leaseArg any) (string, bool) {
 			return "", false // the stop token
 		}
 		w.woken.Add(1)
+		if lease > 0 && time.Until(time.Unix(lease, 0)) < minLeaseLeft {
+			// asynq's lease for this round is mostly spent: let its next
+			// round take the task with a fresh one. The token is gone,
+			// so the round must not wait again: it polls once.
+			w.timeouts.Add(1)
+			return "", false
+		}
+		ctx, cancel = context.WithTimeout(internal(context.Background()), 5*time.Second)
 		res, err := dequeueScript.Run(ctx, w.rdb, dequeueKeys(q), leaseArg, taskKeyPrefix(q)).Text()
+		cancel()
 		switch {
 		case err == nil:
 			w.handed.Add(1)
@@ -366,6 +397,18 @@ func (w *Waiter) wait(leaseArg any) (string, bool) {
 			return "", false
 		}
 		w.stale.Add(1)
+	}
+}
+
+// failed records a failed wait: the rounds of the next failedWaitPause
+// poll instead of waiting.
+func (w *Waiter) failed(err error) {
+	w.mu.Lock()
+	stopped := w.stopped
+	w.pollUntil = time.Now().Add(failedWaitPause)
+	w.mu.Unlock()
+	if !stopped {
+		w.log.Warn("waiting for a wake-up failed; idle workers poll for a while", "err", err.Error(), "for", failedWaitPause.String())
 	}
 }
 
@@ -461,9 +504,11 @@ func Dedicated(rdb redis.UniversalClient) (redis.UniversalClient, error) {
 	switch c := rdb.(type) {
 	case *redis.Client:
 		o := *c.Options()
+		o.ContextTimeoutEnabled = true // the wait's deadline must reach the socket
 		return redis.NewClient(&o), nil
 	case *redis.ClusterClient:
 		o := *c.Options()
+		o.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(&o), nil
 	}
 	return nil, fmt.Errorf("wake: cannot make a client of its own from a %T; idle workers poll instead", rdb)

@@ -203,7 +203,9 @@ func (b *Builder) message(t tasks.Task, class *keyspec.Class) (Message, error) {
 	b.opts.apply(&m)
 	// A sharded class's queue (its own or an override naming it) becomes
 	// the shard the task's shard key picks; a shard named outright stays.
-	m.Queue = b.policy.QueueFor(m.Queue, tasks.ShardKey(t))
+	if c := b.policy.ShardedClass(m.Queue); c != nil {
+		m.Queue = c.QueueFor(tasks.ShardKey(t))
+	}
 	return m, nil
 }
 

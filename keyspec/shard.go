@@ -113,14 +113,24 @@ func (c *Class) QueueFor(shardKey string) string {
 // shardKey (see Class.QueueFor), else queue itself. This is what a queue
 // override (enqueue.Queue) resolves through.
 func (p *Policy) QueueFor(queue, shardKey string) string {
+	if c := p.ShardedClass(queue); c != nil {
+		return c.QueueFor(shardKey)
+	}
+	return queue
+}
+
+// ShardedClass returns a sharded class whose Queue is queue, or nil. A
+// producer asks it before it computes a task's shard key, which costs
+// allocations for bumps and events, so unsharded queues pay nothing.
+func (p *Policy) ShardedClass(queue string) *Class {
 	// Classes sharing a queue have the same shards (checkShards), so any
 	// of them answers.
 	for _, c := range p.Classes {
 		if c.Queue == queue && c.Shards > 1 {
-			return c.QueueFor(shardKey)
+			return c
 		}
 	}
-	return queue
+	return nil
 }
 
 // shardWeights spreads each class's weight over its queues: a class of

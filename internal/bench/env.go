@@ -92,13 +92,17 @@ type Result struct {
 
 	// Baselines are keys/s of the baselines, measured in the same run.
 	// In the outbox scenario: transactions/s of the transaction alone, at 1
-	// and 8 goroutines (tx_per_s_alone_1, tx_per_s_alone_8).
-	Baselines map[string]float64 `json:"baselines"`
+	// and 8 goroutines (tx_per_s_alone_1, tx_per_s_alone_8). None in the
+	// lag scenario, whose rate is fixed: see LagBaselines.
+	Baselines map[string]float64 `json:"baselines,omitempty"`
+	// LagBaselines are the lag scenario's baselines, measured in the same
+	// run at the same rate: direct_del and naive_asynq.
+	LagBaselines map[string]LagFigures `json:"lag_baselines,omitempty"`
 	// Ratios are KeysPerSec / baseline, per baseline. In the outbox
 	// scenario: µs per transaction of one variant over another's, at the
 	// same goroutines (outbox_vs_alone_1, enqueue_after_commit_vs_alone_1,
 	// outbox_vs_enqueue_after_commit_1, and the same with _8).
-	Ratios map[string]float64 `json:"ratios"`
+	Ratios map[string]float64 `json:"ratios,omitempty"`
 
 	// The outbox scenario's transaction costs. TxUsPerTx is µs per
 	// transaction by variant and goroutines (alone_1, outbox_1,
@@ -161,6 +165,14 @@ func (e Env) policy() (*keyspec.Policy, error) {
 	return keyspec.Parse("bench-policy.yaml", []byte(policyYAML(e.Shards)))
 }
 
+// logger is Env.Logger, or one that discards.
+func (e Env) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
 func (e Env) progressf(format string, args ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", args...)
@@ -182,11 +194,7 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 		poll = worker.DefaultPollInterval
 	}
 	if e.Workers <= 0 {
-		log := e.Logger
-		if log == nil {
-			log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		}
-		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: log, PollInterval: poll, PollOnly: e.PollOnly})
+		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {
 			return nil, err
 		}

@@ -11,13 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -194,14 +194,11 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 		poll = worker.DefaultPollInterval
 	}
 	if e.Workers <= 0 {
-		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
+		stop, err := sim.StartWorker(ctx, worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {
 			return nil, err
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- w.Run(wctx) }()
-		return func() { cancel(); <-done }, nil
+		return func() { _ = stop() }, nil
 	}
 	_, stop, err := e.startProcs(policyFile, poll)
 	return stop, err
@@ -290,14 +287,11 @@ func redisCPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
 	return total, err
 }
 
-// percentiles returns the p50, p90, p99 and max of ds in milliseconds.
+// percentiles returns the p50, p90, p99 and max of ds in milliseconds
+// (sim's nearest-rank quantiles, which dev and check-freshness use too).
 func percentiles(ds []time.Duration) (p50, p90, p99, maxMs float64) {
-	if len(ds) == 0 {
-		return 0, 0, 0, 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	at := func(q float64) float64 { return ms(ds[int(q*float64(len(ds)-1))]) }
-	return at(0.5), at(0.9), at(0.99), ms(ds[len(ds)-1])
+	q := sim.Percentiles(ds, 0.5, 0.9, 0.99, 1)
+	return ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3])
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -56,7 +56,7 @@ func (s *slowWorker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 type taskLog struct {
 	mu    sync.Mutex
 	tasks map[string]*taskTimes // by task ID; guarded by mu
-	lag   *sim.Histogram            // write complete -> invalidation applied
+	lag   *sim.Histogram        // write complete -> invalidation applied
 }
 
 type taskTimes struct {

@@ -105,16 +105,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		},
 		metrics: reg,
 	}
-	all := []string{hotRow}
 	for i := range cfg.Rows {
 		r.rows = append(r.rows, "row-"+strconv.Itoa(i))
 	}
-	all = append(all, r.rows...)
 	races := make([]string, cfg.ForcedRaces)
 	for i := range races {
 		races[i] = "race-" + strconv.Itoa(i)
 	}
-	all = append(all, races...)
 	r.hist = sim.NewHistory(0) // every version: a run is short
 
 	w, err := worker.New(worker.Config{Queue: cfg.Queue, Cache: cfg.Cache, Policy: policy, Logger: cfg.Logger})

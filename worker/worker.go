@@ -454,7 +454,20 @@ func (l *lockedRand) Float64() float64 {
 type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+
+// Info: asynq's info lines retell the worker's own lifecycle in asynq's
+// words ("Starting processing", "Waiting for all workers to finish...",
+// "Exiting"), between the worker's own "worker started" and "worker
+// stopped", so they go to debug. The one about a task, an unfinished task
+// pushed back to its queue at shutdown, stays at info.
+func (a asynqLogger) Info(args ...any) {
+	msg := fmt.Sprint(args...)
+	if strings.HasPrefix(msg, "Pushed task") {
+		a.l.Info(msg)
+		return
+	}
+	a.l.Debug(msg)
+}
 func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 

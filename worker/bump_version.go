@@ -90,7 +90,7 @@ func (w *Worker) applyBumpVersion(ctx context.Context, st *policyState, t tasks.
 	if err != nil {
 		return err
 	}
-	return w.bump(ctx, cache, fam, key, "", log)
+	return w.bump(ctx, cache.client, fam, key, "", log)
 }
 
 // bump advances the version at key, or in shadow and off mode only says it

@@ -114,12 +114,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	}
 
 	start := time.Now()
-	if cc, ok := cache.(*redis.ClusterClient); ok {
+	if cc, ok := cache.client.(*redis.ClusterClient); ok {
 		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 			return scanNode(ctx, clusterNode{node}, node.Options().Addr)
 		})
 	} else {
-		err = scanNode(ctx, cache, "standalone")
+		err = scanNode(ctx, cache.client, "standalone")
 	}
 	verb := "deleted"
 	if dryRun {

@@ -177,10 +177,8 @@ func runID() string {
 // startWorkers starts the workers of Env and returns a stop function that
 // waits for them.
 func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile string) (func(), error) {
+	// 0 is the worker's default, in process and on the command line alike.
 	poll := e.PollInterval
-	if poll == 0 {
-		poll = worker.DefaultPollInterval
-	}
 	if e.Workers <= 0 {
 		log := e.Logger
 		if log == nil {

@@ -199,10 +199,8 @@ func runID() string {
 // startWorkers starts the workers of Env and returns a stop function that
 // waits for them.
 func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile string) (func(), error) {
+	// 0 is the worker's default, in process and on the command line alike.
 	poll := e.PollInterval
-	if poll == 0 {
-		poll = worker.DefaultPollInterval
-	}
 	if e.Workers <= 0 {
 		stop, err := sim.StartWorker(ctx, worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {

@@ -36,7 +36,12 @@ type RelayConfig struct {
 	Outbox Config
 	// DB is the application's database, where the outbox table lives.
 	// Required. The relay uses one pool connection per round, plus one
-	// connection of its own (same settings) for LISTEN.
+	// connection of its own (same settings) for LISTEN. Give it a pool of
+	// its own (as `invalidator relay` and `worker --outbox-dsn` do), or
+	// one with connections to spare: a round first waits for a
+	// connection, and on a pool the application's transactions hold, for
+	// a new server process, all of which adds to the commit -> key gone
+	// lag.
 	DB *pgxpool.Pool
 	// Queue is the queue Redis the tasks go to. Required.
 	Queue redis.UniversalClient

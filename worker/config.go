@@ -90,8 +90,10 @@ type Config struct {
 	// outbox relay, the worker's own follow-up tasks, `dead retry`) wake an
 	// idle worker when they enqueue, so their tasks start at once; tasks of
 	// other producers (asynqmon's "run", plain asynq clients) wait up to
-	// this long. Whole seconds, 1s to wake.MaxSafetyPoll (10s). Default: 1s (see README,
-	// "Latency").
+	// this long while the fleet's poll holder is idle: one idle worker of
+	// the fleet polls per safety poll, the others wait 2 to 4 of them
+	// (about five when the holder is busy or gone). Whole seconds, 1s to
+	// wake.MaxSafetyPoll (10s). Default: 1s (see README, "Latency").
 	SafetyPoll time.Duration
 
 	// PollOnly turns wake-ups off: the worker polls its queues every

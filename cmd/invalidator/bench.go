@@ -361,8 +361,18 @@ func printResult(w io.Writer, r *bench.Result) error {
 	}
 	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)
 	fmt.Fprintf(w, "keys        %d in %.2fs\n", r.Keys, r.Seconds)
+	if r.Tasks > 0 {
+		fmt.Fprintf(w, "tasks       %d (%.1f keys a task)\n", r.Tasks, float64(r.Keys)/float64(r.Tasks))
+	}
 	fmt.Fprintf(w, "throughput  %.0f keys/s\n", r.KeysPerSec)
 	fmt.Fprintf(w, "redis cpu   %.2fs busy in %.2fs (%.0f%% of one core)\n", r.RedisCPUSeconds, r.Seconds, 100*r.RedisCPUSeconds/r.Seconds)
+	if r.Keys > 0 {
+		fmt.Fprintf(w, "cpu per key redis %.2fµs", 1e6*r.RedisCPUSeconds/float64(r.Keys))
+		if r.ClientCPUSeconds > 0 {
+			fmt.Fprintf(w, ", this process %.2fµs", 1e6*r.ClientCPUSeconds/float64(r.Keys))
+		}
+		fmt.Fprintln(w)
+	}
 	if r.Scenario == "lag" {
 		fmt.Fprintf(w, "lag         p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n", r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
 		fmt.Fprintf(w, "enqueue     p99 %.3fms per call\n", r.EnqueueP99Ms)

@@ -62,9 +62,14 @@ func TestThroughput(t *testing.T) {
 	r, err := bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 4, KeysPerCall: 7, Keys: 3000})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 3000)
+	// 429 calls of 7 keys, one task each: the count comes from asynq's
+	// counters of the bench's queue.
+	require.EqualValues(t, 429, r.Tasks)
 	r, err = bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 8, Keys: 2000, Coalesce: time.Millisecond})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 2000)
+	require.True(t, r.Tasks > 0 && r.Tasks <= 2000, "coalesced calls share tasks: %d tasks for 2000 keys", r.Tasks)
+	require.GreaterOrEqual(t, r.ClientCPUSeconds, 0.0)
 }
 
 func TestFamily(t *testing.T) {

@@ -84,6 +84,16 @@ type Result struct {
 	// it tells whether Redis was the bottleneck.
 	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
 
+	// ClientCPUSeconds is the CPU time this process spent during the
+	// throughput scenario: the producers, and the worker unless it runs
+	// as --workers processes (Linux only; 0 elsewhere). Per key, it and
+	// RedisCPUSeconds move less with the machine's load than keys/s do.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+
+	// Tasks is how many tasks the workers processed in the throughput
+	// scenario (asynq's counters): Keys/Tasks is what coalescing merged.
+	Tasks int64 `json:"tasks,omitempty"`
+
 	// RedisCPUPercent and WorkersCPUPercent are the idle scenario's: the
 	// CPU the queue Redis and all worker processes together spent while
 	// the workers were idle, as a percentage of one core.

@@ -212,6 +212,8 @@ type mark struct {
 	queues   []string // the bench class's queues
 	archived int64    // tasks in their dead letters
 	cpu      float64  // redis-server CPU seconds
+	self     float64  // this process's CPU seconds; -1: unknown
+	tasks    int64    // tasks processed from the queues, all time
 }
 
 func (e Env) mark(ctx context.Context) (mark, error) {
@@ -224,8 +226,36 @@ func (e Env) mark(ctx context.Context) (mark, error) {
 	if err != nil {
 		return mark{}, err
 	}
+	tasks, err := processed(ctx, e.Redis, queues)
+	if err != nil {
+		return mark{}, err
+	}
 	cpu, err := redisCPU(ctx, e.Redis)
-	return mark{queues: queues, archived: archived, cpu: cpu}, err
+	return mark{queues: queues, archived: archived, cpu: cpu, self: selfCPU(), tasks: tasks}, err
+}
+
+// processed sums asynq's all-time processed counters of the queues: tasks
+// per key tells how much coalescing and batching merged.
+func processed(ctx context.Context, rdb redis.UniversalClient, queues []string) (int64, error) {
+	var n int64
+	for _, q := range queues {
+		v, err := rdb.Get(ctx, "asynq:{"+q+"}:processed").Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, fmt.Errorf("queue %s: processed count: %w", q, err)
+		}
+		n += v
+	}
+	return n, nil
+}
+
+// clientCPUSince is this process's CPU seconds since m (the producers, and
+// the worker when it runs in this process), or 0 if unknown.
+func clientCPUSince(m mark) float64 {
+	now := selfCPU()
+	if m.self < 0 || now < 0 {
+		return 0
+	}
+	return now - m.self
 }
 
 // cpuSince is redis-server's CPU seconds since m.
@@ -340,6 +370,12 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if res.RedisCPUSeconds, err = e.drain(ctx, before); err != nil {
 		return nil, err
 	}
+	res.ClientCPUSeconds = clientCPUSince(before)
+	tasks, err := processed(ctx, e.Redis, before.queues)
+	if err != nil {
+		return nil, err
+	}
+	res.Tasks = tasks - before.tasks
 	res.Seconds = time.Since(start).Seconds()
 	if left, err := countExisting(ctx, e.Redis, o.Keys, key); err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d keys were not deleted", left))

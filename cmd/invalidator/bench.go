@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
 	"github.com/invalidator/invalidator/keyspec"
 )
 

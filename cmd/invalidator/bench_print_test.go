@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
 )
 
 // The report is for a person: settings as words, no Go map, and in the lag

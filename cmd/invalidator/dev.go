@@ -16,8 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
-	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/devstack"
 	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"

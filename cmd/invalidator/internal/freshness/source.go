@@ -3,7 +3,7 @@ package freshness
 import (
 	"context"
 
-	"github.com/invalidator/invalidator/internal/sim"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 )
 
 // Source is the source of truth: rows identified by name, each at a version

@@ -51,7 +51,7 @@ func (h holdEnqueue) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func TestEndOfRunCommitStillPublishes(t *testing.T) {
 	t.Parallel()
 	db := redistest.NewDB(t)
-	policy, err := keyspec.Load("../../examples/policy.yaml")
+	policy, err := keyspec.Load("../../../../examples/policy.yaml")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	m, err := worker.NewMetrics(reg)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/invalidator/invalidator/internal/sim"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/tasks"
 	"github.com/invalidator/invalidator/worker"
 )

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/freshness"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/freshness"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/tasks"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
 	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )

@@ -77,7 +77,7 @@ func TestWorkload(t *testing.T) {
 
 func runWorkload(t *testing.T, rdb redis.UniversalClient, db *pgxpool.Pool) {
 	t.Helper()
-	policy, err := keyspec.Load("../../examples/policy.yaml")
+	policy, err := keyspec.Load("../../../../examples/policy.yaml")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	m, err := worker.NewMetrics(reg)
@@ -126,7 +126,7 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 func TestFinalCheckCatchesStaleValue(t *testing.T) {
 	t.Parallel()
 	db := redistest.NewDB(t)
-	policy, err := keyspec.Load("../../examples/policy.yaml")
+	policy, err := keyspec.Load("../../../../examples/policy.yaml")
 	require.NoError(t, err)
 	cfg := Config{Queue: db.Client, Cache: db.Client, Policy: policy, Logger: quiet()}
 	cfg.withDefaults()

@@ -17,7 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/tasks"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/queuestats"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/worker"
 )

@@ -15,7 +15,7 @@ import (
 // readers' loader returns, and reports an id outside the run as not found.
 func TestAuditSource(t *testing.T) {
 	t.Parallel()
-	policy, err := keyspec.Load("../../examples/policy.yaml")
+	policy, err := keyspec.Load("../../../../examples/policy.yaml")
 	require.NoError(t, err)
 	cfg := Config{Cache: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Policy: policy}
 	cfg.withDefaults()
@@ -49,7 +49,7 @@ func TestAuditSource(t *testing.T) {
 // Settings the workload refuses before it starts.
 func TestWorkloadRefusesDropSettings(t *testing.T) {
 	t.Parallel()
-	policy, err := keyspec.Load("../../examples/policy.yaml")
+	policy, err := keyspec.Load("../../../../examples/policy.yaml")
 	require.NoError(t, err)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	for _, cfg := range []Config{

@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/invalidator/invalidator/internal/sim"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )

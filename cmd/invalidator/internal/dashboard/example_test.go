@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/tasks"
 )
 

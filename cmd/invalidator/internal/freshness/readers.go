@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/cacheaside"
-	"github.com/invalidator/invalidator/internal/sim"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 )
 
 // Reader kinds, as named in reports.

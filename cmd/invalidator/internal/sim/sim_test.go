@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/sim"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 )
 
 // The definition of staleness, on a hand-made history.

@@ -50,8 +50,9 @@ no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
 to keep a delete to its family). For each table of the tables section
 (invalidator cdc) it checks that the event exists and that every event
-attribute is given by a column, and notes the REPLICA IDENTITY the table
-needs for deletes. Exit code 1 when there are errors (or
+attribute is given by a column, notes the REPLICA IDENTITY the table
+needs for deletes, and warns about a family of its event that a TRUNCATE
+cannot invalidate (a template that starts with a parameter). Exit code 1 when there are errors (or
 warnings, with --strict).
 
 FILE defaults to --policy (env ` + envPolicy + `). With --json, stdout is one

@@ -122,7 +122,8 @@ func TestPrometheusRules(t *testing.T) {
 	}
 	// The alerts the issue asks for.
 	for _, want := range []string{"InvalidatorLagP99High", "InvalidatorDeadLetters", "InvalidatorQueueGrowing",
-		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterRecordFailing",
+		"InvalidatorDeadLetterNearArchiveCap", "InvalidatorDeadLetterBeyondArchive", "InvalidatorDeadLetterRecordFailing",
+		"InvalidatorVersionAheadOfClock",
 		"InvalidatorOutboxOldestRowOld", "InvalidatorOutboxGrowing", "InvalidatorOutboxRelayErrors",
 		"InvalidatorOutboxRowsQuarantined", "InvalidatorAuditInconsistent",
 		"InvalidatorCDCSlotRetainsWAL", "InvalidatorCDCLagging", "InvalidatorCDCNoActiveReader", "InvalidatorCDCDown"} {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -551,6 +552,7 @@ type deadSweeper struct {
 	token    string
 	interval time.Duration
 	held     map[string]bool      // queues whose lock this worker holds
+	nextAsk  map[string]time.Time // queue -> when to ask for another worker's lock again
 	newest   map[string]float64   // queue -> newest archive time swept
 	fullAt   map[string]time.Time // queue -> last sweep of the whole archive
 }
@@ -564,7 +566,7 @@ func (w *Worker) startDeadLetterSweep(ctx context.Context) (wait func()) {
 	s := &deadSweeper{
 		w: w, log: w.log.With("component", "dead-letter-sweep"), insp: asynq.NewInspectorFromRedisClient(w.cfg.Queue),
 		token: rand.Text(), interval: w.cfg.DeadLetterSweep,
-		held: map[string]bool{}, newest: map[string]float64{}, fullAt: map[string]time.Time{},
+		held: map[string]bool{}, newest: map[string]float64{}, fullAt: map[string]time.Time{}, nextAsk: map[string]time.Time{},
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.run(ctx) })
@@ -577,9 +579,13 @@ func (s *deadSweeper) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		for _, q := range slices.Sorted(maps.Keys(s.w.Queues())) {
+			if !s.askDue(q, time.Now()) {
+				continue
+			}
 			if err := s.sweep(ctx, q); err != nil && ctx.Err() == nil {
 				s.log.Warn("dead-letter sweep failed; next try in "+s.interval.String(), "queue", q, "err", err)
 			}
+			s.asked(q, time.Now())
 		}
 		select {
 		case <-ctx.Done():
@@ -587,6 +593,28 @@ func (s *deadSweeper) run(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// askDue reports whether the sweep of queue runs this tick: always while
+// this worker holds the queue's lock (it renews it at every sweep), and
+// for a lock another worker holds only once its back-off has passed.
+func (s *deadSweeper) askDue(queue string, now time.Time) bool {
+	return s.held[queue] || !now.Before(s.nextAsk[queue])
+}
+
+// asked sets the back-off of a queue whose lock another worker holds: half
+// a lock TTL to a whole one. Asking at every tick made each idle worker of
+// a fleet run a script per queue every DeadLetterSweep (at 64 workers and
+// three queues, about 100 a second on the queue Redis, for a lock only one
+// of them holds). The holder renews it at each sweep; if it dies, the lock
+// lapses within a TTL and another worker takes over within one more.
+func (s *deadSweeper) asked(queue string, now time.Time) {
+	if s.held[queue] {
+		delete(s.nextAsk, queue)
+		return
+	}
+	ttl := s.lockTTL()
+	s.nextAsk[queue] = now.Add(ttl/2 + mrand.N(ttl/2))
 }
 
 // lockTTL outlives a few missed sweeps, so a slow sweep keeps its lock,

@@ -586,3 +586,35 @@ func TestDeadLetterOnCluster(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 }
+
+// A worker that lost the sweeper lock of a queue to another asks for it
+// again only after half a lock TTL to a whole one, not at every tick: at
+// every tick, each idle worker of a fleet ran a lock script per queue every
+// DeadLetterSweep, about 100 a second on the queue Redis at 64 workers and
+// three queues, for a lock one of them holds. The holder sweeps at every
+// tick.
+func TestDeadLetterSweepLockBackOff(t *testing.T) {
+	t.Parallel()
+	b := deadSetup(t)
+	ctx := context.Background()
+	p, err := keyspec.Parse("dead.yaml", []byte(deadPolicy))
+	require.NoError(t, err)
+	w, err := New(Config{Queue: b.queue, Policy: p, Logger: quiet(), DeadLetterSweep: time.Hour})
+	require.NoError(t, err)
+	sweeper := func(token string) *deadSweeper {
+		return &deadSweeper{w: w, log: quiet(), insp: b.insp, token: token, interval: time.Second,
+			held: map[string]bool{}, newest: map[string]float64{}, fullAt: map[string]time.Time{}, nextAsk: map[string]time.Time{}}
+	}
+	one, two := sweeper("one"), sweeper("two")
+	now := time.Now()
+	for _, s := range []*deadSweeper{one, two} {
+		require.True(t, s.askDue(qStandard, now), "the first sweep asks for the lock")
+		require.NoError(t, s.sweep(ctx, qStandard))
+		s.asked(qStandard, now)
+	}
+	require.True(t, one.askDue(qStandard, now.Add(time.Second)), "the holder sweeps at every tick")
+	ttl := two.lockTTL()
+	require.False(t, two.askDue(qStandard, now.Add(time.Second)), "the other worker asked again at the next tick")
+	require.False(t, two.askDue(qStandard, now.Add(ttl/2-time.Millisecond)))
+	require.True(t, two.askDue(qStandard, now.Add(ttl)), "the other worker must ask again within a lock TTL, to take over from a dead holder")
+}

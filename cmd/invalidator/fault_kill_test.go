@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,6 +149,13 @@ func (k *killRun) run(run int, killRescuer bool) time.Duration {
 	require.Equal(t, held, strings.Count(logs, "rescued task of a crashed worker"), logs)
 	require.Contains(t, logs, "worker_id="+victimID)
 	require.Equal(t, 1, strings.Count(logs, "worker stopped sending heartbeats"), logs)
+	// And counted: the survivor rescued them (it is the rescuer, or took
+	// the role over) and ran them again.
+	base := metricsURL(t, survivor)
+	queueLabel := map[string]string{"queue": "invalidator-standard"}
+	require.Equal(t, held, scrapeMetric(t, base, "invalidator_tasks_rescued_total", queueLabel), "tasks_rescued_total")
+	require.Equal(t, held, scrapeMetric(t, base, "invalidator_tasks_redelivered_total", queueLabel), "tasks_redelivered_total")
+	require.Equal(t, 1, scrapeMetric(t, base, "invalidator_dead_workers_total", nil), "dead_workers_total")
 	insp := asynq.NewInspectorFromRedisClient(k.queue)
 	require.Eventually(t, func() bool {
 		qi, err := insp.GetQueueInfo("invalidator-standard")
@@ -162,7 +171,7 @@ func (k *killRun) run(run int, killRescuer bool) time.Duration {
 
 func (k *killRun) startWorker() *proc {
 	t := k.t
-	p := startProc(t, k.bin, k.env, "worker")
+	p := startProc(t, k.bin, k.env, "worker", "--metrics-addr", "127.0.0.1:0")
 	require.Eventually(t, func() bool { return strings.Contains(p.logs.String(), "worker started") },
 		30*time.Second, 10*time.Millisecond, "logs:\n%s", p.logs)
 	require.Eventually(t, func() bool { return k.workerID(p.pid()) != "" }, 10*time.Second, 10*time.Millisecond)
@@ -241,11 +250,11 @@ func (k *killRun) existing(keys []string) int {
 func TestWorkerRescueFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"--heartbeat-interval", "0s"},
+		{"--heartbeat-interval", "-1s"},
 		{"--heartbeat-timeout", "-1s"},
 		{"--heartbeat-timeout", "900ms"}, // below 2 × the default 500ms interval
 		{"--heartbeat-interval", "1s", "--heartbeat-timeout", "1500ms"},
-		{"--max-rescues", "0"},
+		{"--max-rescues", "-1"},
 	} {
 		r := invoke(t, nil, "", append([]string{"worker", "--redis", "redis://127.0.0.1:1/0"}, args...)...)
 		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
@@ -256,4 +265,37 @@ func TestWorkerRescueFlags(t *testing.T) {
 	for _, flag := range []string{"--heartbeat-interval", "--heartbeat-timeout", "--max-rescues", "--rescue"} {
 		require.Contains(t, r.stdout, flag)
 	}
+}
+
+// scrapeMetric reads a process's /metrics and sums the samples of name
+// whose labels include labels (nil: every sample of name). A series not
+// exported yet (a counter vector before its first increment) reads 0.
+func scrapeMetric(t *testing.T, base, name string, labels map[string]string) int {
+	t.Helper()
+	code, body := httpGet(t, base+"/metrics")
+	require.Equal(t, http.StatusOK, code, body)
+	total := 0.0
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue // a comment, or another metric with this prefix
+		}
+		series, value, ok := strings.Cut(rest, " ")
+		if rest[0] == '{' {
+			end := strings.Index(rest, "} ")
+			require.Positive(t, end, line)
+			series, value = rest[:end+1], rest[end+2:]
+		}
+		require.True(t, ok || rest[0] == '{', line)
+		match := true
+		for k, v := range labels {
+			match = match && strings.Contains(series, k+`="`+v+`"`)
+		}
+		if match {
+			f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			require.NoError(t, err, line)
+			total += f
+		}
+	}
+	return int(total)
 }

@@ -3,11 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/invalidator/invalidator/worker"
 )
 
 // Baseline names.
@@ -37,7 +40,7 @@ func baselines(ctx context.Context, e Env, n int) (map[string]float64, error) {
 		return nil, err
 	}
 	e.progressf("baseline %s: up to %d tasks", BaselineNaiveAsynq, small)
-	if out[BaselineNaiveAsynq], err = naiveAsynq(ctx, e.Redis, small, key); err != nil {
+	if out[BaselineNaiveAsynq], err = naiveAsynq(ctx, e.Redis, e.logger(), small, key); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -90,7 +93,7 @@ func delPerKey(ctx context.Context, rdb redis.UniversalClient, n int, key func(i
 // naiveAsynq is asynq used plainly: one task per key, default server
 // settings (1 s TaskCheckInterval, concurrency = cores), a handler that
 // DELs its key.
-func naiveAsynq(ctx context.Context, rdb redis.UniversalClient, n int, key func(int) string) (float64, error) {
+func naiveAsynq(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger, n int, key func(int) string) (float64, error) {
 	if err := fill(ctx, rdb, n, key); err != nil {
 		return 0, err
 	}
@@ -98,7 +101,10 @@ func naiveAsynq(ctx context.Context, rdb redis.UniversalClient, n int, key func(
 	var left atomic.Int64
 	left.Store(int64(n))
 	finished := make(chan struct{})
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{queue: 1}, LogLevel: asynq.ErrorLevel})
+	// Default settings but for the queue and the logger: asynq's own log
+	// lines would otherwise land in the report.
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{queue: 1},
+		Logger: worker.AsynqLogger(log), LogLevel: asynq.ErrorLevel})
 	err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if err := rdb.Del(ctx, string(t.Payload())).Err(); err != nil {
 			return err

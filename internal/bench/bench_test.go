@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -48,12 +49,31 @@ func TestLag(t *testing.T) {
 	e := bench.Env{Redis: keyspaceClient(t), PollInterval: time.Millisecond}
 	r, err := bench.Lag(context.Background(), e, bench.LagOptions{Rate: 400, Duration: 500 * time.Millisecond})
 	require.NoError(t, err)
-	requireSane(t, r, "lag", 200)
-	require.Positive(t, r.LagP50Ms)
-	require.LessOrEqual(t, r.LagP50Ms, r.LagP90Ms)
-	require.LessOrEqual(t, r.LagP90Ms, r.LagP99Ms)
-	require.LessOrEqual(t, r.LagP99Ms, r.LagMaxMs)
+	require.Equal(t, "lag", r.Scenario)
+	require.Equal(t, int64(200), r.Keys)
+	require.Positive(t, r.Seconds)
+	require.Positive(t, r.RedisCPUSeconds, "redis-server did work during the scenario")
+	requireOrderedLag(t, bench.LagFigures{P50Ms: r.LagP50Ms, P90Ms: r.LagP90Ms, P99Ms: r.LagP99Ms, MaxMs: r.LagMaxMs}, "lag")
 	require.Positive(t, r.EnqueueP99Ms)
+	// Its baselines are lags at the same rate; throughput ones would mean
+	// nothing at a fixed rate.
+	require.Empty(t, r.Baselines)
+	require.Empty(t, r.Ratios)
+	require.Len(t, r.LagBaselines, 2)
+	for _, name := range []string{bench.BaselineDirectDel, bench.BaselineNaiveAsynq} {
+		requireOrderedLag(t, r.LagBaselines[name], name)
+	}
+	queues, err := asynq.NewInspectorFromRedisClient(e.Redis).Queues()
+	require.NoError(t, err)
+	require.Empty(t, queues, "the scenario and its baselines delete their queues")
+}
+
+func requireOrderedLag(t *testing.T, f bench.LagFigures, name string) {
+	t.Helper()
+	require.Positive(t, f.P50Ms, name)
+	require.LessOrEqual(t, f.P50Ms, f.P90Ms, name)
+	require.LessOrEqual(t, f.P90Ms, f.P99Ms, name)
+	require.LessOrEqual(t, f.P99Ms, f.MaxMs, name)
 }
 
 func TestThroughput(t *testing.T) {
@@ -62,9 +82,14 @@ func TestThroughput(t *testing.T) {
 	r, err := bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 4, KeysPerCall: 7, Keys: 3000})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 3000)
+	// 429 calls of 7 keys, one task each: the count comes from asynq's
+	// counters of the bench's queue.
+	require.EqualValues(t, 429, r.Tasks)
 	r, err = bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 8, Keys: 2000, Coalesce: time.Millisecond})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 2000)
+	require.True(t, r.Tasks > 0 && r.Tasks <= 2000, "coalesced calls share tasks: %d tasks for 2000 keys", r.Tasks)
+	require.GreaterOrEqual(t, r.ClientCPUSeconds, 0.0)
 }
 
 func TestFamily(t *testing.T) {

@@ -11,13 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -84,6 +84,16 @@ type Result struct {
 	// it tells whether Redis was the bottleneck.
 	RedisCPUSeconds float64 `json:"redis_cpu_seconds"`
 
+	// ClientCPUSeconds is the CPU time this process spent during the
+	// throughput scenario: the producers, and the worker unless it runs
+	// as --workers processes (Linux only; 0 elsewhere). Per key, it and
+	// RedisCPUSeconds move less with the machine's load than keys/s do.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+
+	// Tasks is how many tasks the workers processed in the throughput
+	// scenario (asynq's counters): Keys/Tasks is what coalescing merged.
+	Tasks int64 `json:"tasks,omitempty"`
+
 	// RedisCPUPercent and WorkersCPUPercent are the idle scenario's: the
 	// CPU the queue Redis and all worker processes together spent while
 	// the workers were idle, as a percentage of one core.
@@ -92,13 +102,17 @@ type Result struct {
 
 	// Baselines are keys/s of the baselines, measured in the same run.
 	// In the outbox scenario: transactions/s of the transaction alone, at 1
-	// and 8 goroutines (tx_per_s_alone_1, tx_per_s_alone_8).
-	Baselines map[string]float64 `json:"baselines"`
+	// and 8 goroutines (tx_per_s_alone_1, tx_per_s_alone_8). None in the
+	// lag scenario, whose rate is fixed: see LagBaselines.
+	Baselines map[string]float64 `json:"baselines,omitempty"`
+	// LagBaselines are the lag scenario's baselines, measured in the same
+	// run at the same rate: direct_del and naive_asynq.
+	LagBaselines map[string]LagFigures `json:"lag_baselines,omitempty"`
 	// Ratios are KeysPerSec / baseline, per baseline. In the outbox
 	// scenario: µs per transaction of one variant over another's, at the
 	// same goroutines (outbox_vs_alone_1, enqueue_after_commit_vs_alone_1,
 	// outbox_vs_enqueue_after_commit_1, and the same with _8).
-	Ratios map[string]float64 `json:"ratios"`
+	Ratios map[string]float64 `json:"ratios,omitempty"`
 
 	// The outbox scenario's transaction costs. TxUsPerTx is µs per
 	// transaction by variant and goroutines (alone_1, outbox_1,
@@ -161,6 +175,14 @@ func (e Env) policy() (*keyspec.Policy, error) {
 	return keyspec.Parse("bench-policy.yaml", []byte(policyYAML(e.Shards)))
 }
 
+// logger is Env.Logger, or one that discards.
+func (e Env) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
 func (e Env) progressf(format string, args ...any) {
 	if e.Progress != nil {
 		fmt.Fprintf(e.Progress, format+"\n", args...)
@@ -177,23 +199,14 @@ func runID() string {
 // startWorkers starts the workers of Env and returns a stop function that
 // waits for them.
 func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile string) (func(), error) {
+	// 0 is the worker's default, in process and on the command line alike.
 	poll := e.PollInterval
-	if poll == 0 {
-		poll = worker.DefaultPollInterval
-	}
 	if e.Workers <= 0 {
-		log := e.Logger
-		if log == nil {
-			log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		}
-		w, err := worker.New(worker.Config{Queue: e.Redis, Policy: p, Logger: log, PollInterval: poll, PollOnly: e.PollOnly})
+		stop, err := sim.StartWorker(ctx, worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {
 			return nil, err
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- w.Run(wctx) }()
-		return func() { cancel(); <-done }, nil
+		return func() { _ = stop() }, nil
 	}
 	_, stop, err := e.startProcs(policyFile, poll)
 	return stop, err
@@ -282,14 +295,11 @@ func redisCPU(ctx context.Context, rdb redis.UniversalClient) (float64, error) {
 	return total, err
 }
 
-// percentiles returns the p50, p90, p99 and max of ds in milliseconds.
+// percentiles returns the p50, p90, p99 and max of ds in milliseconds
+// (sim's nearest-rank quantiles, which dev and check-freshness use too).
 func percentiles(ds []time.Duration) (p50, p90, p99, maxMs float64) {
-	if len(ds) == 0 {
-		return 0, 0, 0, 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	at := func(q float64) float64 { return ms(ds[int(q*float64(len(ds)-1))]) }
-	return at(0.5), at(0.9), at(0.99), ms(ds[len(ds)-1])
+	q := sim.Percentiles(ds, 0.5, 0.9, 0.99, 1)
+	return ms(q[0]), ms(q[1]), ms(q[2]), ms(q[3])
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -121,28 +121,50 @@ func Idle(ctx context.Context, e Env, o IdleOptions) (*Result, error) {
 
 // procsCPU is the CPU seconds (user + system) the processes have used.
 func procsCPU(procs []*exec.Cmd) (float64, error) {
-	var ticks int64
+	var total float64
 	for _, c := range procs {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		s, err := pidCPU(c.Process.Pid)
 		if err != nil {
 			return 0, fmt.Errorf("worker process %d exited early? %w", c.Process.Pid, err)
 		}
-		// The command name (field 2) may hold spaces; fields count from
-		// after its closing parenthesis: state is field 3, utime 14, stime 15.
-		_, rest, ok := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		if !ok || len(f) < 13 {
-			return 0, fmt.Errorf("unexpected /proc/%d/stat", c.Process.Pid)
+		total += s
+	}
+	return total, nil
+}
+
+// pidCPU is the CPU seconds (user + system) process pid has used, from
+// /proc (Linux only).
+func pidCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from
+	// after its closing parenthesis: state is field 3, utime 14, stime 15.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 		}
-		for _, s := range f[11:13] {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/stat: %w", c.Process.Pid, err)
-			}
-			ticks += n
-		}
+		ticks += n
 	}
 	return float64(ticks) / clockTicks, nil
+}
+
+// selfCPU is this process's CPU seconds so far, or -1 where /proc cannot
+// tell (not Linux): the figures built on it are then left out.
+func selfCPU() float64 {
+	s, err := pidCPU(os.Getpid())
+	if err != nil {
+		return -1
+	}
+	return s
 }
 
 // cleanupIdle removes the idle queues from asynq's registry and their wake

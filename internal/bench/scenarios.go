@@ -106,6 +106,12 @@ type LagOptions struct {
 // Lag enqueues one single-key invalidation at a time at Rate per second and
 // measures, for each, the time from the start of the enqueue call to the
 // key's deletion, as Redis reports it through a keyspace notification.
+//
+// Its baselines are lags too, measured first in the same run at the same
+// rate (for at most BaselineDuration): the producer deleting each key
+// itself (direct_del, the floor), and plain asynq with one task per key at
+// its default settings (naive_asynq). Throughput baselines would mean
+// nothing here: the rate is fixed.
 func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	if o.Rate <= 0 {
 		o.Rate = 1000
@@ -114,9 +120,11 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		o.Duration = 10 * time.Second
 	}
 	n := int(float64(o.Rate) * o.Duration.Seconds())
-	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers, "inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly}}
+	baseDur := min(o.Duration, BaselineDuration)
+	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers,
+		"inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly, "baseline_duration": baseDur.String()}}
 	var err error
-	if res.Baselines, err = baselines(ctx, e, min(n, 100000)); err != nil {
+	if res.LagBaselines, err = lagBaselines(ctx, e, o.Rate, baseDur); err != nil {
 		return nil, err
 	}
 	client, stop, err := e.startWith(ctx, 0, o.InlineDelete)
@@ -124,12 +132,49 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		return nil, err
 	}
 	defer stop()
+	var before mark
+	p, err := pace(ctx, e, "lag", o.Rate, n, func(ctx context.Context, key string) error {
+		_, err := client.DeleteKeys(ctx, key)
+		return err
+	}, func() (err error) {
+		before, err = e.mark(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.LagP50Ms, res.LagP90Ms, res.LagP99Ms, res.LagMaxMs = percentiles(p.lags)
+	_, _, res.EnqueueP99Ms, _ = percentiles(p.calls)
+	res.Keys = int64(n)
+	res.Seconds = p.last.Sub(p.start).Seconds()
+	res.KeysPerSec = float64(n) / res.Seconds
+	res.Params["achieved_rate"] = p.achievedRate
+	if res.RedisCPUSeconds, err = e.cpuSince(ctx, before); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// paced is what pace measured.
+type paced struct {
+	lags  []time.Duration // per key: from when it was due to its deletion
+	calls []time.Duration // per send call
+	start time.Time       // when the first key was due
+	last  time.Time       // when the last key was gone
+	// achievedRate is keys sent per second, against the rate asked for.
+	achievedRate float64
+}
+
+// pace fills n keys of a run of its own, then sends one invalidation per
+// key through send, Rate per second from 8 callers, and measures each
+// key's lag through keyspace notifications. before runs right before the
+// first send. name prefixes the progress lines.
+func pace(ctx context.Context, e Env, name string, rate, n int, send func(context.Context, string) error, before func() error) (*paced, error) {
 	run := runID()
 	key := func(i int) string { return fmt.Sprintf("bench:%s:lag:%d", run, i) }
 	if err := fill(ctx, e.Redis, n, key); err != nil {
 		return nil, err
 	}
-
 	watch, err := watchDeletes(ctx, e.Redis, fmt.Sprintf("bench:%s:lag:", run), n)
 	if err != nil {
 		return nil, err
@@ -140,7 +185,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	// stall that delays the sending counts against us too.
 	var start time.Time
 	due := func(i int) time.Time {
-		return start.Add(time.Duration(float64(i) / float64(o.Rate) * float64(time.Second)))
+		return start.Add(time.Duration(float64(i) / float64(rate) * float64(time.Second)))
 	}
 	calls := make([]time.Duration, n)
 	var sendErr error
@@ -151,16 +196,19 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		wg.Go(func() {
 			for i := range next {
 				t0 := time.Now()
-				if _, err := client.DeleteKeys(ctx, key(i)); err != nil {
+				if err := send(ctx, key(i)); err != nil {
 					errOnce.Do(func() { sendErr = err })
 				}
 				calls[i] = time.Since(t0)
 			}
 		})
 	}
-	before, err := e.mark(ctx)
-	if err != nil {
-		return nil, err
+	if before != nil {
+		if err := before(); err != nil {
+			close(next)
+			wg.Wait()
+			return nil, err
+		}
 	}
 	start = time.Now()
 	tick := time.NewTicker(time.Second)
@@ -171,7 +219,7 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 		}
 		select {
 		case <-tick.C:
-			e.progressf("lag: %d/%d enqueued, %d gone", i, n, watch.count())
+			e.progressf("%s: %d/%d enqueued, %d gone", name, i, n, watch.count())
 		default:
 		}
 		next <- i
@@ -180,31 +228,20 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	wg.Wait()
 	sendTime := time.Since(start)
 	if sendErr != nil {
-		return nil, fmt.Errorf("enqueue: %w", sendErr)
+		return nil, fmt.Errorf("%s: enqueue: %w", name, sendErr)
 	}
 	if err := watch.wait(ctx, 30*time.Second, "last enqueue"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	lags := make([]time.Duration, n)
-	var last time.Time
+	p := &paced{lags: make([]time.Duration, n), calls: calls, start: start, achievedRate: float64(n) / sendTime.Seconds()}
 	for i := range n {
 		g := watch.at(key(i))
-		lags[i] = g.Sub(due(i))
-		if g.After(last) {
-			last = g
+		p.lags[i] = g.Sub(due(i))
+		if g.After(p.last) {
+			p.last = g
 		}
 	}
-	res.LagP50Ms, res.LagP90Ms, res.LagP99Ms, res.LagMaxMs = percentiles(lags)
-	_, _, res.EnqueueP99Ms, _ = percentiles(calls)
-	res.Keys = int64(n)
-	res.Seconds = last.Sub(start).Seconds()
-	res.KeysPerSec = float64(n) / res.Seconds
-	res.Params["achieved_rate"] = float64(n) / sendTime.Seconds()
-	if res.RedisCPUSeconds, err = e.cpuSince(ctx, before); err != nil {
-		return nil, err
-	}
-	res.ratios()
-	return res, nil
+	return p, nil
 }
 
 // mark is the state of the server when a scenario's measured part starts.
@@ -212,6 +249,8 @@ type mark struct {
 	queues   []string // the bench class's queues
 	archived int64    // tasks in their dead letters
 	cpu      float64  // redis-server CPU seconds
+	self     float64  // this process's CPU seconds; -1: unknown
+	tasks    int64    // tasks processed from the queues, all time
 }
 
 func (e Env) mark(ctx context.Context) (mark, error) {
@@ -224,8 +263,36 @@ func (e Env) mark(ctx context.Context) (mark, error) {
 	if err != nil {
 		return mark{}, err
 	}
+	tasks, err := processed(ctx, e.Redis, queues)
+	if err != nil {
+		return mark{}, err
+	}
 	cpu, err := redisCPU(ctx, e.Redis)
-	return mark{queues: queues, archived: archived, cpu: cpu}, err
+	return mark{queues: queues, archived: archived, cpu: cpu, self: selfCPU(), tasks: tasks}, err
+}
+
+// processed sums asynq's all-time processed counters of the queues: tasks
+// per key tells how much coalescing and batching merged.
+func processed(ctx context.Context, rdb redis.UniversalClient, queues []string) (int64, error) {
+	var n int64
+	for _, q := range queues {
+		v, err := rdb.Get(ctx, "asynq:{"+q+"}:processed").Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, fmt.Errorf("queue %s: processed count: %w", q, err)
+		}
+		n += v
+	}
+	return n, nil
+}
+
+// clientCPUSince is this process's CPU seconds since m (the producers, and
+// the worker when it runs in this process), or 0 if unknown.
+func clientCPUSince(m mark) float64 {
+	now := selfCPU()
+	if m.self < 0 || now < 0 {
+		return 0
+	}
+	return now - m.self
 }
 
 // cpuSince is redis-server's CPU seconds since m.
@@ -340,6 +407,12 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	if res.RedisCPUSeconds, err = e.drain(ctx, before); err != nil {
 		return nil, err
 	}
+	res.ClientCPUSeconds = clientCPUSince(before)
+	tasks, err := processed(ctx, e.Redis, before.queues)
+	if err != nil {
+		return nil, err
+	}
+	res.Tasks = tasks - before.tasks
 	res.Seconds = time.Since(start).Seconds()
 	if left, err := countExisting(ctx, e.Redis, o.Keys, key); err != nil || left > 0 {
 		return nil, errors.Join(err, fmt.Errorf("%d keys were not deleted", left))

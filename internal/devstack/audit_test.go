@@ -24,7 +24,7 @@ func TestAuditSource(t *testing.T) {
 		fams[i], err = policy.Family(rk.Family)
 		require.NoError(t, err)
 	}
-	src := &source{rows: map[string]*row{}}
+	src := newSource()
 	src.commit("price:7")
 	src.commit("price:7")
 	l, err := newAuditLoop(cfg, fams, src)

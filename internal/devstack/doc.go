@@ -19,7 +19,8 @@
 // application skip some invalidations, a bug for the audit to find.
 //
 // A read counts as stale when it returned a version older than a write that
-// had completed more than Config.LagBound before the read started: the
-// invalidation had time to land, yet old data was served. With cacheaside's
+// had completed Config.LagBound or more before the read started: the
+// invalidation had time to land, yet old data was served. That is package
+// sim's definition, the one `check-freshness` uses too. With cacheaside's
 // leases that count stays zero however the loads and deletes interleave.
 package devstack

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/outbox"
 )
@@ -100,12 +101,9 @@ func (p *pgSource) startRelay(ctx context.Context, queue redis.UniversalClient, 
 	if err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
+	stopRelay := sim.Go(context.WithoutCancel(ctx), r.Run)
 	return func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stopRelay(); err != nil {
 			log.Warn("outbox relay", "err", err)
 		}
 	}, nil

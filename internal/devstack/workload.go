@@ -20,6 +20,7 @@ import (
 
 	"github.com/invalidator/invalidator/cacheaside"
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -213,14 +214,28 @@ type Summary struct {
 	Audit *AuditSummary `json:"audit,omitempty"`
 }
 
-// source is the application's database: versioned rows, and for each the
-// times its recent writes completed.
+// source is the application's database: versioned rows, and the history
+// of when each version was complete, which judges the reads (sim's one
+// definition of a stale read, which check-freshness uses too).
 type source struct {
-	mu   sync.Mutex // guards rows
-	rows map[string]*row
-	// pg, when set, is where the rows live; rows then only records the
-	// versions committed and when.
-	pg *pgSource
+	// mem holds the rows without PostgreSQL; pg, when set, is where the
+	// rows live instead.
+	mem  *sim.Memory
+	pg   *pgSource
+	hist *sim.History
+
+	mu sync.Mutex // guards lost
+	// lost: rows a write of which was committed but whose invalidation
+	// could not be published, so the final check skips them.
+	lost map[string]bool
+}
+
+// keepWrites bounds each row's history of complete versions; only the
+// writes within the lag bound of a read's start matter.
+const keepWrites = 64
+
+func newSource() *source {
+	return &source{mem: sim.NewMemory(), hist: sim.NewHistory(keepWrites), lost: make(map[string]bool)}
 }
 
 // load reads a row's current version from where the rows live.
@@ -228,36 +243,12 @@ func (s *source) load(ctx context.Context, name string) (int64, error) {
 	if s.pg != nil {
 		return s.pg.read(ctx, name)
 	}
-	return s.read(name), nil
+	return s.mem.Read(ctx, name)
 }
 
-// record notes that version v of a row committed now (PostgreSQL rows). A
-// version below one already recorded adds nothing: the newer one was
-// complete earlier.
+// record notes that version v of a row committed now (PostgreSQL rows).
 func (s *source) record(name string, v int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.rows[name]
-	if r == nil {
-		r = &row{}
-		s.rows[name] = r
-	}
-	if v <= r.version {
-		return
-	}
-	r.version = v
-	r.writes = append(r.writes, write{version: v, at: time.Now()})
-	if len(r.writes) > keepWrites {
-		r.writes = slices.Delete(r.writes, 0, len(r.writes)-keepWrites)
-	}
-}
-
-type row struct {
-	version int64
-	writes  []write // recent completed writes, oldest first
-	// lost: a write of this row was committed but its invalidation could
-	// not be published, so the final check skips the row.
-	lost bool
+	s.hist.Complete(name, v, time.Now())
 }
 
 // publishTimeout bounds a writer's publish after its commit.
@@ -267,61 +258,22 @@ const publishTimeout = 5 * time.Second
 func (s *source) unpublished(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.rows[name]; r != nil {
-		r.lost = true
-	}
+	s.lost[name] = true
 }
 
-type write struct {
-	version int64
-	at      time.Time
-}
-
-// keepWrites bounds each row's write history; only writes within the lag
-// bound of a read's start matter.
-const keepWrites = 64
-
-func (s *source) read(name string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.rows[name]; r != nil {
-		return r.version
-	}
-	return 0
-}
-
-// commit advances a row and records when the write completed.
+// commit advances a row in memory and records when the write completed.
 func (s *source) commit(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.rows[name]
-	if r == nil {
-		r = &row{}
-		s.rows[name] = r
-	}
-	r.version++
-	r.writes = append(r.writes, write{version: r.version, at: time.Now()})
-	if len(r.writes) > keepWrites {
-		r.writes = slices.Delete(r.writes, 0, len(r.writes)-keepWrites)
-	}
+	v, _ := s.mem.Write(context.Background(), name) // in memory: never fails
+	s.hist.Complete(name, v, time.Now())
 }
 
-// stale reports whether version v, read by a read that started at start,
-// is older than a write completed more than bound before start.
-func (s *source) stale(name string, v int64, start time.Time, bound time.Duration) bool {
+// written returns the rows written and published, sorted.
+func (s *source) written() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.rows[name]
-	if r == nil {
-		return false
-	}
-	cutoff := start.Add(-bound)
-	for i := len(r.writes) - 1; i >= 0; i-- {
-		if w := r.writes[i]; !w.at.After(cutoff) {
-			return v < w.version
-		}
-	}
-	return false
+	names := slices.DeleteFunc(s.hist.Rows(), func(name string) bool { return s.lost[name] })
+	slices.Sort(names)
+	return names
 }
 
 // RunWorkload runs writers and readers until ctx ends, then (unless ctx was
@@ -372,7 +324,7 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	insp := asynq.NewInspectorFromRedisClient(cfg.Queue)
 
-	src := &source{rows: make(map[string]*row)}
+	src := newSource()
 	if cfg.DB != nil {
 		if src.pg, err = openPG(ctx, cfg.DB, cfg.Policy); err != nil {
 			return Summary{}, err
@@ -486,9 +438,9 @@ func RunWorkload(ctx context.Context, cfg Config) (Summary, error) {
 					hits.Add(1)
 				}
 				v, _ := strconv.ParseInt(string(val), 10, 64)
-				if src.stale(name, v, began, cfg.LagBound) {
+				if src.hist.Stale(name, began, v, cfg.LagBound) {
 					stale.Add(1)
-					cfg.Logger.Error("stale read", "row", name, "version", v, "current", src.read(name))
+					cfg.Logger.Error("stale read", "row", name, "version", v, "current", src.hist.Latest(name))
 				}
 				select {
 				case <-ctx.Done():
@@ -646,16 +598,7 @@ func finalCheck(ctx context.Context, cfg Config, insp *asynq.Inspector, cache *c
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	src.mu.Lock()
-	names := make([]string, 0, len(src.rows))
-	for name, r := range src.rows {
-		if !r.lost {
-			names = append(names, name)
-		}
-	}
-	src.mu.Unlock()
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range src.written() {
 		k, id := rowOf(cfg.Rows, name)
 		if k < 0 {
 			continue

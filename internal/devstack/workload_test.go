@@ -25,20 +25,20 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Run(func() int { return redistest.Main(m) }))
 }
 
-// The staleness rule: a read is stale only against a write that completed
-// more than the bound before the read started.
+// The staleness rule (package sim's): a read is stale only against a write
+// that completed the bound or more before the read started.
 func TestSourceStale(t *testing.T) {
 	t.Parallel()
-	s := &source{rows: map[string]*row{}}
+	s := newSource()
 	s.commit("p:1") // version 1
 	time.Sleep(20 * time.Millisecond)
 	s.commit("p:1") // version 2
 	now := time.Now()
-	require.False(t, s.stale("p:1", 2, now, 10*time.Millisecond), "the newest version is never stale")
-	require.False(t, s.stale("p:1", 1, now, time.Second), "version 2 is younger than the bound")
-	require.True(t, s.stale("p:1", 1, now.Add(50*time.Millisecond), 10*time.Millisecond), "version 2 completed long enough ago")
-	require.True(t, s.stale("p:1", 0, now, 10*time.Millisecond), "version 1 completed long enough ago")
-	require.False(t, s.stale("p:9", 0, now, 0), "a row never written")
+	require.False(t, s.hist.Stale("p:1", now, 2, 10*time.Millisecond), "the newest version is never stale")
+	require.False(t, s.hist.Stale("p:1", now, 1, time.Second), "version 2 is younger than the bound")
+	require.True(t, s.hist.Stale("p:1", now.Add(50*time.Millisecond), 1, 10*time.Millisecond), "version 2 completed long enough ago")
+	require.True(t, s.hist.Stale("p:1", now, 0, 10*time.Millisecond), "version 1 completed long enough ago")
+	require.False(t, s.hist.Stale("p:9", now, 0, 0), "a row never written")
 }
 
 // The whole loop runs on a real redis-server and on the embedded Redis:
@@ -134,7 +134,7 @@ func TestFinalCheckCatchesStaleValue(t *testing.T) {
 	require.NoError(t, err)
 	cache, err := cacheaside.New(cacheaside.Config{Redis: db.Client})
 	require.NoError(t, err)
-	src := &source{rows: map[string]*row{}}
+	src := newSource()
 	src.commit("product:1")
 	src.commit("user:2")
 	// The cache holds version 1 of product 1; the source moved to 2 and no

@@ -23,13 +23,11 @@
 // (load, write, invalidation applied, store, read after the lag bound), so a
 // control that can go stale does go stale, in every run.
 //
-// Definitions. Version v of a row is complete at the moment the write that
-// made it returned. A read that started at time s and returned version r
-// was superseded by every complete version above r; its staleness is
-// s − (the earliest completion time of a version above r), or 0 when no
-// version above r was complete. A read is stale when its staleness is at
-// least Config.LagBound: it returned a value older than a write that had
-// completed more than the invalidation lag bound before the read started.
+// Definitions. A read is stale as package sim defines it, the one
+// definition `invalidator dev` uses too: version v of a row is complete
+// when the write that made it returned; a read that started at s and
+// returned version r has a staleness of s − (the earliest completion of a
+// version above r), and is stale when that is at least Config.LagBound.
 // Reads with a staleness under the bound are within the promise of
 // asynchronous invalidation and are only counted as superseded. Staleness
 // percentiles are over superseded reads (staleness > 0).

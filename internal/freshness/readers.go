@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/cacheaside"
+	"github.com/invalidator/invalidator/internal/sim"
 )
 
 // Reader kinds, as named in reports.
@@ -32,11 +33,11 @@ type kind struct {
 	reads, errs, stale atomic.Int64
 	loads, hotLoads    atomic.Int64
 	forcedStale        atomic.Int64
-	superseded         *histogram // staleness of superseded reads
+	superseded         *sim.Histogram // staleness of superseded reads
 }
 
 func newKind(name, prefix string, read readFunc) *kind {
-	return &kind{name: name, prefix: prefix, read: read, superseded: newHistogram()}
+	return &kind{name: name, prefix: prefix, read: read, superseded: sim.NewHistogram()}
 }
 
 // key is the kind's cache key of row.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/invalidator/invalidator/cacheaside"
 	"github.com/invalidator/invalidator/enqueue"
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/outbox"
 	"github.com/invalidator/invalidator/worker"
@@ -38,7 +39,7 @@ const hotRow = "hot"
 type runner struct {
 	cfg     Config
 	src     Source
-	hist    *history
+	hist    *sim.History
 	tasks   *taskLog
 	inv     *enqueue.Client
 	kinds   []*kind
@@ -104,17 +105,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		},
 		metrics: reg,
 	}
-	all := []string{hotRow}
 	for i := range cfg.Rows {
 		r.rows = append(r.rows, "row-"+strconv.Itoa(i))
 	}
-	all = append(all, r.rows...)
 	races := make([]string, cfg.ForcedRaces)
 	for i := range races {
 		races[i] = "race-" + strconv.Itoa(i)
 	}
-	all = append(all, races...)
-	r.hist = newHistory(all)
+	r.hist = sim.NewHistory(0) // every version: a run is short
 
 	w, err := worker.New(worker.Config{Queue: cfg.Queue, Cache: cfg.Cache, Policy: policy, Logger: cfg.Logger})
 	if err != nil {
@@ -204,12 +202,9 @@ func (r *runner) startRelay(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("freshness: %w", err)
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(rctx) }()
+	stopRelay := sim.Go(context.WithoutCancel(ctx), relay.Run)
 	return func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stopRelay(); err != nil {
 			r.cfg.Logger.Warn("freshness: outbox relay", "err", err)
 		}
 	}, nil
@@ -230,7 +225,7 @@ func (r *runner) write(ctx context.Context, row string) (string, time.Time, erro
 		return "", time.Time{}, fmt.Errorf("write row %q: %w", row, err)
 	}
 	done := time.Now()
-	r.hist.complete(row, v, done)
+	r.hist.Complete(row, v, done)
 	r.writes.Add(1)
 	keys := make([]string, len(r.kinds))
 	for i, k := range r.kinds {
@@ -263,7 +258,7 @@ func (r *runner) writeOutbox(ctx context.Context, row string) (string, time.Time
 		return "", time.Time{}, fmt.Errorf("write row %q with its outbox row: %w", row, err)
 	}
 	done := time.Now()
-	r.hist.complete(row, v, done)
+	r.hist.Complete(row, v, done)
 	r.writes.Add(1)
 	r.tasks.written(marker, done)
 	return marker, done, nil
@@ -286,11 +281,11 @@ func (r *runner) read(ctx context.Context, k *kind, proc int, row string, load c
 		var v int64
 		if v, err = parseVersion(b); err == nil {
 			k.reads.Add(1)
-			s := r.hist.staleness(row, start, v)
+			s := r.hist.Staleness(row, start, v)
 			if s > 0 {
-				k.superseded.add(s)
+				k.superseded.Add(s)
 			}
-			if s >= r.cfg.LagBound {
+			if sim.IsStale(s, r.cfg.LagBound) {
 				k.stale.Add(1)
 				return true, nil
 			}

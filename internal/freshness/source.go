@@ -2,7 +2,8 @@ package freshness
 
 import (
 	"context"
-	"sync"
+
+	"github.com/invalidator/invalidator/internal/sim"
 )
 
 // Source is the source of truth: rows identified by name, each at a version
@@ -17,26 +18,8 @@ type Source interface {
 	Write(ctx context.Context, row string) (int64, error)
 }
 
-// Memory is an in-memory Source.
-type Memory struct {
-	mu   sync.Mutex
-	rows map[string]int64 // guarded by mu
-}
+// Memory is an in-memory Source (sim.Memory, which dev uses too).
+type Memory = sim.Memory
 
 // NewMemory returns an empty in-memory Source.
-func NewMemory() *Memory { return &Memory{rows: make(map[string]int64)} }
-
-// Read implements Source.
-func (m *Memory) Read(_ context.Context, row string) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rows[row], nil
-}
-
-// Write implements Source.
-func (m *Memory) Write(_ context.Context, row string) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rows[row]++
-	return m.rows[row], nil
-}
+func NewMemory() *Memory { return sim.NewMemory() }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invalidator/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/tasks"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -55,7 +56,7 @@ func (s *slowWorker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 type taskLog struct {
 	mu    sync.Mutex
 	tasks map[string]*taskTimes // by task ID; guarded by mu
-	lag   *histogram            // write complete -> invalidation applied
+	lag   *sim.Histogram        // write complete -> invalidation applied
 }
 
 type taskTimes struct {
@@ -64,7 +65,7 @@ type taskTimes struct {
 }
 
 func newTaskLog() *taskLog {
-	return &taskLog{tasks: make(map[string]*taskTimes), lag: newHistogram()}
+	return &taskLog{tasks: make(map[string]*taskTimes), lag: sim.NewHistogram()}
 }
 
 // entry returns the times of task id; l.mu must be held.
@@ -84,7 +85,7 @@ func (l *taskLog) written(id string, t time.Time) {
 	e := l.entry(id)
 	e.written = t
 	if !e.applied.IsZero() {
-		l.lag.add(e.applied.Sub(t))
+		l.lag.Add(e.applied.Sub(t))
 	}
 }
 
@@ -100,7 +101,7 @@ func (l *taskLog) applied(id string, t time.Time) {
 	e.applied = t
 	close(e.done)
 	if !e.written.IsZero() {
-		l.lag.add(t.Sub(e.written))
+		l.lag.Add(t.Sub(e.written))
 	}
 }
 

@@ -34,4 +34,8 @@
 //
 // Producers that do not use this package (asynqmon's "run" button, plain
 // asynq clients) push no token: their tasks start within the safety poll.
+// One idle worker per fleet polls at each safety poll, the holder of a
+// poll lock; the others answer that round "empty" without Redis and wait
+// longer (Waiter.pollTurn), and a poll that finds a task wakes them for
+// the rest of its queue.
 package wake

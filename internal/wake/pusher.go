@@ -49,22 +49,35 @@ const tokenTTL = 10 * time.Minute
 // task to the workers' safety poll.
 const pushTimeout = 2 * time.Second
 
+// busyHold is how long a Pusher holds its next push after one that found
+// a wake list already full. A full list means nobody popped its tokens
+// since they were pushed: every worker serving the queue is busy, and a
+// busy worker dequeues without waiting for a token. Under a steady flow
+// nearly every push finds its list full, and without the hold the pushes
+// cost the queue Redis and the producer a round trip every couple of
+// tasks (about one in five of the enqueue path's round trips). The
+// wake-ups gathered meanwhile are pushed when the hold ends, never
+// dropped, so a worker that goes idle during it, and has already popped
+// the 256 tokens, waits at most this long for its next one.
+const busyHold = time.Millisecond
+
 // Push adds tokens to the wake lists: counts maps a queue to the tasks just
 // made ready in it. It is one pipeline of an LPUSH of up to MaxTokens
-// tokens and an EXPIRE per queue, and an LTRIM to MaxTokens afterwards for
-// a list that grew past it.
+// tokens, an LTRIM to MaxTokens and an EXPIRE per queue.
 func Push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int) error {
-	return push(ctx, rdb, counts, func(string) bool { return true })
+	_, err := push(ctx, rdb, counts, func(string) bool { return true })
+	return err
 }
 
-// push is Push, with an EXPIRE only for the queues expire picks.
-func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int, expire func(queue string) bool) error {
+// push is Push, with an EXPIRE only for the queues expire picks. full
+// reports that some list already held MaxTokens tokens before the push.
+func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int, expire func(queue string) bool) (full bool, err error) {
 	if len(counts) == 0 {
-		return nil
+		return false, nil
 	}
 	queues := slices.Sorted(maps.Keys(counts))
 	lens := make(map[string]*redis.IntCmd, len(queues))
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, q := range queues {
 			n := min(counts[q], MaxTokens)
 			if n <= 0 {
@@ -75,6 +88,10 @@ func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int,
 				tokens[i] = "1"
 			}
 			lens[q] = p.LPush(ctx, Key(q), tokens...)
+			// In the same round trip: under a steady flow into busy
+			// workers nearly every push finds the list full, and a
+			// trim of a short list costs Redis next to nothing.
+			p.LTrim(ctx, Key(q), 0, MaxTokens-1)
 			if expire(q) {
 				p.Expire(ctx, Key(q), tokenTTL)
 			}
@@ -82,44 +99,38 @@ func push(ctx context.Context, rdb redis.UniversalClient, counts map[string]int,
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("push wake-up tokens: %w", err)
+		return false, fmt.Errorf("push wake-up tokens: %w", err)
 	}
-	var over []string
 	for _, q := range queues {
-		if c := lens[q]; c != nil && c.Val() > MaxTokens {
-			over = append(over, q)
+		// LPUSH replies with the length before any blocked BLPOP is
+		// served: a list that held MaxTokens before it had no waiter.
+		if c := lens[q]; c != nil && c.Val()-int64(min(counts[q], MaxTokens)) >= MaxTokens {
+			full = true
 		}
 	}
-	if len(over) == 0 {
-		return nil
-	}
-	// A second round trip only past the cap: a steady flow into busy
-	// workers, whose tokens nobody pops until the workers go idle.
-	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, q := range over {
-			p.LTrim(ctx, Key(q), 0, MaxTokens-1)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("trim wake-up lists: %w", err)
-	}
-	return nil
+	return full, nil
 }
 
 // Pusher pushes wake-up tokens in the background, so a producer's call
 // returns as soon as its task is enqueued. It holds no goroutine while
 // idle: Wake starts one, which pushes everything gathered so far in one
 // pipeline, then what gathered meanwhile, and ends when nothing is left.
+// After a push that found a list full (busy workers) it waits busyHold
+// before the next one.
 // A nil *Pusher does nothing. It is safe for concurrent use.
 type Pusher struct {
 	rdb redis.UniversalClient
 	log *slog.Logger
 
-	mu      sync.Mutex     // guards pending and running
+	mu      sync.Mutex     // guards pending, running and waiters
 	idle    *sync.Cond     // on mu; broadcast when running turns false
 	pending map[string]int // queue -> tokens not yet pushed
 	running bool           // a flush goroutine is running
+	waiters int            // callers in Wait: no hold while there are any
+
+	// hold is busyHold but in tests; hurry ends a hold early (Wait).
+	hold  time.Duration
+	hurry chan struct{}
 
 	// expired is when each queue's list last got its EXPIRE; only the
 	// flush goroutine (one at a time) uses it.
@@ -134,7 +145,8 @@ func NewPusher(rdb redis.UniversalClient, log *slog.Logger) *Pusher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pusher{rdb: rdb, log: log, pending: make(map[string]int), expired: make(map[string]time.Time)}
+	p := &Pusher{rdb: rdb, log: log, pending: make(map[string]int), expired: make(map[string]time.Time),
+		hold: busyHold, hurry: make(chan struct{}, 1)}
 	p.idle = sync.NewCond(&p.mu)
 	return p
 }
@@ -178,13 +190,34 @@ func (p *Pusher) flush() {
 			p.expired[q] = now
 			return true
 		}
-		if err := push(ctx, p.rdb, batch, expire); err != nil {
+		full, err := push(ctx, p.rdb, batch, expire)
+		cancel()
+		if err != nil {
 			// Not an error for the caller: the task is enqueued, and the
 			// workers' safety poll finds it.
 			p.failures.Add(1)
 			p.log.Debug("wake-up push failed; the task waits for the workers' safety poll", "err", err.Error())
 		}
-		cancel()
+		if full {
+			p.holdOn()
+		}
+	}
+}
+
+// holdOn waits busyHold, or less if a caller is in Wait, while the
+// wake-ups of further enqueues gather in pending for one push.
+func (p *Pusher) holdOn() {
+	p.mu.Lock()
+	waiting := p.waiters > 0
+	p.mu.Unlock()
+	if waiting {
+		return
+	}
+	t := time.NewTimer(p.hold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.hurry:
 	}
 }
 
@@ -195,9 +228,15 @@ func (p *Pusher) Wait() {
 		return
 	}
 	p.mu.Lock()
+	p.waiters++
+	select { // end a hold in progress
+	case p.hurry <- struct{}{}:
+	default:
+	}
 	for p.running {
 		p.idle.Wait()
 	}
+	p.waiters--
 	p.mu.Unlock()
 }
 

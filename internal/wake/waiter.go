@@ -82,6 +82,12 @@ type Stats struct {
 	Forwarded  int64 // tasks asynq's forwarder moved to pending, announced
 	FwdSkipped int64 // forwarder script calls skipped: another worker's turn
 	Foreign    int64 // calls shaped like asynq's scripts with other script text
+	// PollSkipped counts dequeue calls answered "empty" without Redis: the
+	// round after a safety poll that was another worker's turn.
+	PollSkipped int64
+	// PollWakes counts tokens pushed for tasks a safety poll found (tasks
+	// of producers that push none), to wake the rest of the fleet.
+	PollWakes int64
 }
 
 // Waiter is the go-redis hook that makes an idle asynq server wait for a
@@ -103,13 +109,22 @@ type Waiter struct {
 	fwdNext     time.Time  // when this worker asks for the forward lock next
 	fwdMine     bool       // it got it the last time it asked
 
-	mu      sync.Mutex      // guards empty, stopped and pollUntil
+	pollKey string // the safety-poll lock of this set of queues and safety poll
+
+	mu      sync.Mutex      // guards empty, stopped, pollUntil, skip and polling
 	empty   map[string]bool // served queues found empty since the last task or wait
 	stopped bool
 	// pollUntil: after a failed wait, rounds poll until then.
 	pollUntil time.Time
+	// skip: the safety poll that just ended was another worker's turn, so
+	// the round that follows is answered "empty" without Redis.
+	skip bool
+	// polling: the round under way follows a safety poll this worker took;
+	// a task it finds came from a producer that pushes no tokens.
+	polling bool
 
 	dequeues, emptyRounds, woken, handed, stale, timeouts, forwarded, fwdSkipped, foreign atomic.Int64
+	pollSkipped, pollWakes                                                                atomic.Int64
 	warnOnce                                                                              sync.Once
 }
 
@@ -157,6 +172,11 @@ func NewWaiter(cfg WaiterConfig) (*Waiter, error) {
 	qs := slices.Sorted(maps.Keys(w.served))
 	sum := sha1.Sum([]byte(strings.Join(qs, "\x00") + "\x00" + cfg.ForwardInterval.String()))
 	w.fwdKey = keyPrefix + "@forward:" + hex.EncodeToString(sum[:8])
+	// The same for the safety poll: a worker with a shorter safety poll
+	// polls on its own, so a fleet member with a long one cannot stretch
+	// the others' bound for tasks that come without a token.
+	sum = sha1.Sum([]byte(strings.Join(qs, "\x00") + "\x00poll\x00" + timeout.String()))
+	w.pollKey = keyPrefix + "@poll:" + hex.EncodeToString(sum[:8])
 	return w, nil
 }
 
@@ -188,6 +208,8 @@ func (w *Waiter) Stop() {
 	if w.fwdInterval > 0 {
 		_ = forwardLockScript.Run(ctx, w.rdb, []string{w.fwdKey}, w.id, 0).Err()
 	}
+	// Hand the safety poll to another worker at its next timeout.
+	_ = forwardLockScript.Run(ctx, w.rdb, []string{w.pollKey}, w.id, 0).Err()
 	_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, w.stopKey, "stop")
 		p.Expire(ctx, w.stopKey, time.Minute) // nobody pops it if no wait was in progress
@@ -200,7 +222,7 @@ func (w *Waiter) Stats() Stats {
 	return Stats{
 		Dequeues: w.dequeues.Load(), EmptyRound: w.emptyRounds.Load(), Woken: w.woken.Load(),
 		Handed: w.handed.Load(), Stale: w.stale.Load(), Timeouts: w.timeouts.Load(), Forwarded: w.forwarded.Load(), FwdSkipped: w.fwdSkipped.Load(),
-		Foreign: w.foreign.Load(),
+		Foreign: w.foreign.Load(), PollSkipped: w.pollSkipped.Load(), PollWakes: w.pollWakes.Load(),
 	}
 }
 
@@ -238,6 +260,13 @@ func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			cmd.(*redis.Cmd).SetVal(int64(0))
 			return nil
 		}
+		if !c.forward && w.skipCall(c.queue) {
+			// Another worker polls the queues this safety poll: answer as
+			// if this queue were empty, without a script call.
+			w.pollSkipped.Add(1)
+			cmd.SetErr(redis.Nil)
+			return w.afterDequeue(cmd, c, redis.Nil)
+		}
 		err := next(ctx, cmd)
 		if c.forward {
 			if n, ierr := cmd.(*redis.Cmd).Int64(); err == nil && ierr == nil && n > 0 && w.served[c.queue] {
@@ -250,8 +279,20 @@ func (w *Waiter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// skipCall reports whether a dequeue call for queue is answered "empty"
+// without Redis: it belongs to the round after a safety poll that was
+// another worker's turn.
+func (w *Waiter) skipCall(queue string) bool {
+	if !w.served[queue] {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.skip && !w.stopped
+}
+
 // forwardLockScript takes, keeps or releases the forward lock of a set of
-// queues. The holder renews its own lock, so it never loses it to a tick
+// queues, and the safety-poll lock. The holder renews its own lock, so it never loses it to a tick
 // that comes a little early, and a Redis whose clock does not run (the
 // embedded test double) still lets the one worker forward.
 //
@@ -316,7 +357,16 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 	switch {
 	case err == nil:
 		clear(w.empty) // a task: the next round starts afresh
+		polled := w.polling
+		w.polling = false
 		w.mu.Unlock()
+		if polled {
+			// A safety poll found a task no token announced (asynqmon, a
+			// plain asynq client): the other idle workers wait for their
+			// own turn to poll, which may be seconds, so wake them for
+			// what else is there.
+			go w.wakeForPolled(c.queue)
+		}
 		return nil
 	case !errors.Is(err, redis.Nil):
 		w.mu.Unlock()
@@ -328,9 +378,13 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 		return err
 	}
 	clear(w.empty)
+	// After a safety poll that was another worker's turn, wait longer:
+	// the poll holder covers the tasks that come without a token.
+	long := w.skip
+	w.skip, w.polling = false, false
 	w.mu.Unlock()
 	w.emptyRounds.Add(1)
-	msg, ok := w.wait(c.leaseArg)
+	msg, ok := w.wait(c.leaseArg, long)
 	if !ok {
 		return err // asynq sleeps its TaskCheckInterval and polls a round
 	}
@@ -349,13 +403,23 @@ func (w *Waiter) afterDequeue(cmd redis.Cmder, c call, err error) error {
 // such tokens, and handing "empty" back to asynq would cost its poll
 // interval's sleep each time. It reports false for the safety poll, a
 // stop, or an error.
-func (w *Waiter) wait(leaseArg any) (string, bool) {
-	deadline := time.Now().Add(w.timeout)
+//
+// long makes the wait 2 to 4 safety polls (at most MaxSafetyPoll, so the
+// lease check below still holds): the wait of a worker whose last safety
+// poll was another worker's turn. Its next turn is that far away anyway,
+// and each wait it ends early costs a BLPOP and a poll-lock script.
+func (w *Waiter) wait(leaseArg any, long bool) (string, bool) {
+	d := w.timeout
+	if long {
+		d = min(MaxSafetyPoll, d*time.Duration(2+rand.N(3)))
+	}
+	deadline := time.Now().Add(d)
 	lease, _ := leaseArg.(int64)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
 			w.timeouts.Add(1)
+			w.pollTurn()
 			return "", false
 		}
 		// BLPOP counts whole seconds: round up, at most a second late.
@@ -369,6 +433,7 @@ func (w *Waiter) wait(leaseArg any) (string, bool) {
 		switch {
 		case errors.Is(err, redis.Nil):
 			w.timeouts.Add(1)
+			w.pollTurn()
 			return "", false
 		case err != nil:
 			w.failed(err)
@@ -398,6 +463,49 @@ func (w *Waiter) wait(leaseArg any) (string, bool) {
 		}
 		w.stale.Add(1)
 	}
+}
+
+// pollTurn decides, at the end of a safety poll, whether the round that
+// follows polls Redis. One worker of the fleet serving the same queues
+// with the same safety poll does, per safety poll: the holder of the poll
+// lock, which it renews at each of its timeouts (for 9/10 of a safety
+// poll, so it keeps it while idle) and gives up in Stop. The others' next
+// round is answered "empty" without Redis (skipCall). A fleet of N idle
+// workers thus costs the queue Redis one dequeue round per safety poll,
+// plus a BLPOP and one small script per worker, instead of a script per
+// queue per worker; and a worker that lost its turn waits 2 to 4 safety
+// polls before it asks again (wait). Tasks of producers that push no
+// token start within one safety poll while the holder is idle, and within
+// about five when it is busy (its lock lapses) or dead; a poll that finds
+// one wakes the other workers for the rest (wakeForPolled). A failed call
+// polls, as before.
+func (w *Waiter) pollTurn() {
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	got, err := forwardLockScript.Run(ctx, w.rdb, []string{w.pollKey}, w.id, (w.timeout * 9 / 10).Milliseconds()).Int()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mine := err != nil || got == 1
+	w.skip, w.polling = !mine, mine
+}
+
+// wakeForPolled pushes a token for each task left in queue's pending list
+// after a safety poll found one there, so idle workers take the rest of a
+// batch from a producer that pushes no tokens at once, not one by one as
+// each gets its turn to poll.
+func (w *Waiter) wakeForPolled(queue string) {
+	if w.pusher == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(internal(context.Background()), pushTimeout)
+	defer cancel()
+	n, err := w.rdb.LLen(ctx, asynqKey(queue, "pending")).Result()
+	if err != nil || n <= 0 {
+		return
+	}
+	n = min(n, MaxTokens)
+	w.pollWakes.Add(n)
+	w.pusher.Wake(queue, int(n))
 }
 
 // failed records a failed wait: the rounds of the next failedWaitPause

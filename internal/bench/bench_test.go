@@ -130,6 +130,24 @@ func TestOutbox(t *testing.T) {
 	require.Positive(t, r.Baselines["tx_per_s_alone_1"])
 	require.Positive(t, r.Baselines["tx_per_s_alone_8"])
 
+	// The relay runs on a pool of its own, as `invalidator relay` and
+	// `worker --outbox-dsn` do: on the producers' pool its rounds waited for
+	// a connection, and for a new server process when the producers held
+	// them all, which made the first lag samples' tail. No connection of the
+	// caller's pool has prepared the relay's claim.
+	// (This query's own text starts with SELECT, so it cannot match.)
+	conns := db.Pool.AcquireAllIdle(ctx)
+	require.NotEmpty(t, conns)
+	claims := 0
+	for _, c := range conns {
+		var n int
+		err := c.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'DELETE FROM % RETURNING %'`).Scan(&n)
+		c.Release() // all of them, before any assertion: the pool's Close waits for them
+		require.NoError(t, err)
+		claims += n
+	}
+	require.Zero(t, claims, "connections of the producers' pool ran the relay's claim")
+
 	require.Positive(t, r.LagP50Ms)
 	require.LessOrEqual(t, r.LagP50Ms, r.LagP90Ms)
 	require.LessOrEqual(t, r.LagP90Ms, r.LagP99Ms)

@@ -206,6 +206,10 @@ func CDC(ctx context.Context, e Env, o CDCOptions) (*Result, error) {
 		return nil, err
 	}
 	defer ob.cleanup(context.WithoutCancel(ctx))
+	if err := ob.openRelayDB(ctx); err != nil {
+		return nil, err
+	}
+	defer ob.relayDB.Close()
 	obRes := &Result{Params: map[string]any{}}
 	if err := ob.lag(ctx, obRes); err != nil {
 		return nil, err

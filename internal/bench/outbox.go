@@ -91,6 +91,10 @@ func (o *OutboxOptions) withDefaults() {
 	}
 }
 
+// relayConns bounds the relay's pool: a round's connection and the depth
+// sampler's, and one spare.
+const relayConns = 3
+
 // outboxRowsPerWorker are the scratch rows each goroutine updates, its own,
 // so the transactions never wait on each other's row locks.
 const outboxRowsPerWorker = 1000
@@ -108,6 +112,8 @@ type outboxBench struct {
 	insert    string // the Writer's row without its pg_notify
 	inv       *enqueue.Client
 	keys      []string // the cost phase's key of each scratch row
+	// relayDB is the relays' pool: DB's settings, connections of its own.
+	relayDB *pgxpool.Pool
 }
 
 // Outbox measures what the transactional outbox costs and how fast it
@@ -156,6 +162,10 @@ func Outbox(ctx context.Context, e Env, o OutboxOptions) (*Result, error) {
 		return nil, err
 	}
 	defer b.inv.Close()
+	if err := b.openRelayDB(ctx); err != nil {
+		return nil, err
+	}
+	defer b.relayDB.Close()
 	defer b.cleanup(context.WithoutCancel(ctx))
 	if err := b.createTables(ctx); err != nil {
 		return nil, err
@@ -184,6 +194,22 @@ func Outbox(ctx context.Context, e Env, o OutboxOptions) (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// openRelayDB opens the relays' pool, DB's settings with connections of
+// its own, as `invalidator relay` and `worker --outbox-dsn` have. On the
+// producers' pool a round waited for a connection, or for a new server
+// process when the producers held every one: the first round of the lag
+// phase did so for hundreds of milliseconds on a loaded machine, which
+// made the first samples' tail and, in a 5-second phase, its p99.
+func (b *outboxBench) openRelayDB(ctx context.Context) error {
+	cfg := b.o.DB.Config().Copy()
+	cfg.MaxConns = relayConns
+	var err error
+	if b.relayDB, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return fmt.Errorf("bench outbox: the relay's pool: %w", err)
+	}
+	return nil
 }
 
 // createTables creates the scratch table, its rows and the outbox.
@@ -369,7 +395,7 @@ func (b *outboxBench) relay() (*outbox.Relay, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return outbox.NewRelay(outbox.RelayConfig{Outbox: b.outboxCfg, DB: b.o.DB, Queue: b.e.Redis, Logger: log})
+	return outbox.NewRelay(outbox.RelayConfig{Outbox: b.outboxCfg, DB: b.relayDB, Queue: b.e.Redis, Logger: log})
 }
 
 // lag sends outbox transactions at LagRate with a relay and a worker

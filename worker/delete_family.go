@@ -25,14 +25,20 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if err != nil {
 		return poison(err)
 	}
-	if fam.Strategy == keyspec.StrategyVersion {
-		return poison(fmt.Errorf("family %q uses the version strategy: bump its version instead of deleting by pattern", fam.Name))
-	}
 	// SCAN MATCH returns every key the glob matches, and a glob '*' takes
 	// ':' too: the matcher keeps the delete to the family's keys where
 	// the policy declares parameter values. Without declarations it would
 	// reject nothing, and the scan skips it.
-	match, err := fam.Matcher(t.Params)
+	var match *keyspec.Matcher
+	if fam.Strategy == keyspec.StrategyVersion {
+		// A version family's data keys hang off its version keys: deleting
+		// the version keys invalidates every entity they name, as a bump
+		// of each would (the next bump or read restarts above every
+		// version handed out). invalidator cdc asks for it on a TRUNCATE.
+		match, err = fam.VersionKeysMatcher(t.Params)
+	} else {
+		match, err = fam.Matcher(t.Params)
+	}
 	if err != nil {
 		return poison(err)
 	}

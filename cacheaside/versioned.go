@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/internal/versionlua"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -33,10 +34,10 @@ var versionedReadScript = redis.NewScript(`
 --         in microseconds plus ARGV[5], as the worker's bump restarts one,
 --         so a version key lost to eviction restarts above every version
 --         handed out before and old data stays orphaned.
+` + versionlua.Now + `
 local ver = redis.call('GET', KEYS[1])
 if not ver then
-  local t = redis.call('TIME')
-  ver = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[5]))
+  ver = string.format('%d', version_now() + tonumber(ARGV[5]))
   local ttl = tonumber(ARGV[4])
   if ttl and ttl > 0 then
     redis.call('SET', KEYS[1], ver, 'PX', ttl)

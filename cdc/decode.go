@@ -14,10 +14,15 @@ import (
 )
 
 // publication is one event to publish: the event of a table's row change
-// with the attribute values of one row version.
+// with the attribute values of one row version, or, for a TRUNCATE, every
+// key the event can invalidate.
 type publication struct {
 	event string
 	attrs map[string]string
+	// all is set for a truncated table: it has no rows to name, so every
+	// key of every family the event invalidates goes (attrs is nil).
+	all   bool
+	table string // the truncated table, of an all publication
 }
 
 // id identifies a publication for deduplication: two row versions with the
@@ -25,6 +30,10 @@ type publication struct {
 func (p publication) id() string {
 	var b strings.Builder
 	b.WriteString(p.event)
+	if p.all {
+		// No attribute name is empty: this cannot collide.
+		b.WriteString("\x00\x00all")
+	}
 	for _, a := range slices.Sorted(maps.Keys(p.attrs)) {
 		b.WriteByte(0)
 		b.WriteString(a)
@@ -54,7 +63,7 @@ const (
 	skipNull      = "null or empty value" // a mapped column is NULL or empty: no key has an empty parameter
 	skipUnchanged = "unchanged toast"     // a mapped column's value was not sent and is not in the old row
 	skipMissing   = "missing old row"     // a delete's old row lacks a mapped column (REPLICA IDENTITY)
-	skipTruncate  = "truncate"            // TRUNCATE names no rows
+	skipTruncate  = "truncate"            // a truncated table's family cannot be deleted whole (its pattern would be unsafe)
 	skipRefused   = "refused by policy"   // the policy refuses the values (keyspec)
 )
 
@@ -79,10 +88,12 @@ type change struct {
 	commit *pglogrepl.CommitMessage
 	// row is set for a row change of a mapped table (insert, update,
 	// delete, truncate), even when it publishes nothing.
-	row   bool
-	table string // of a row change
-	pubs  []publication
-	skips []skip
+	row bool
+	// tables are the mapped tables of a row change: one, or each mapped
+	// table of a truncate (with CASCADE, or naming several).
+	tables []string
+	pubs   []publication
+	skips  []skip
 }
 
 // decode parses one pgoutput message (the WALData of an XLogData) and
@@ -116,14 +127,14 @@ func (d *decoder) decode(data []byte) (c change, err error) {
 		if rel == nil {
 			return c, d.known(m.RelationID)
 		}
-		c.row, c.table = true, rel.qualified
+		c.row, c.tables = true, []string{rel.qualified}
 		c.add(d.publish(rel, m.Tuple, nil))
 	case *pglogrepl.UpdateMessage:
 		rel := d.mapped(m.RelationID)
 		if rel == nil {
 			return c, d.known(m.RelationID)
 		}
-		c.row, c.table = true, rel.qualified
+		c.row, c.tables = true, []string{rel.qualified}
 		newPub, newSkip := d.publish(rel, m.NewTuple, m.OldTuple)
 		c.add(newPub, newSkip)
 		if m.OldTuple != nil {
@@ -144,7 +155,7 @@ func (d *decoder) decode(data []byte) (c change, err error) {
 		if rel == nil {
 			return c, d.known(m.RelationID)
 		}
-		c.row, c.table = true, rel.qualified
+		c.row, c.tables = true, []string{rel.qualified}
 		if m.OldTuple == nil {
 			c.skips = append(c.skips, skip{rel.qualified, skipMissing})
 			break
@@ -153,8 +164,9 @@ func (d *decoder) decode(data []byte) (c change, err error) {
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if rel := d.mapped(id); rel != nil {
-				c.row, c.table = true, rel.qualified
-				c.skips = append(c.skips, skip{rel.qualified, skipTruncate})
+				c.row = true
+				c.tables = append(c.tables, rel.qualified)
+				c.pubs = append(c.pubs, publication{event: rel.table.Event, all: true, table: rel.qualified})
 			}
 		}
 	}

@@ -28,9 +28,13 @@
 //
 // An insert publishes the table's event for the new row, a delete for the
 // old row, an update for the new row and, when a mapped column changed, for
-// the old row too. PostgreSQL sends a deleted row's columns only if they are
-// in the table's REPLICA IDENTITY, so the reader refuses to start (and Setup
-// says which ALTER TABLE to run) when a mapped column is outside it.
+// the old row too. A TRUNCATE names no rows: it invalidates every key of
+// every family the table's event invalidates (enqueue.Builder.EveryKeyOf: a
+// family delete with every parameter a wildcard, which for a version family
+// deletes its version keys). PostgreSQL sends a deleted row's columns only
+// if they are in the table's REPLICA IDENTITY, so the reader refuses to
+// start (and Setup says which ALTER TABLE to run) when a mapped column is
+// outside it.
 //
 //	db, _ := pgx.Connect(ctx, dsn)
 //	_, err := cdc.Setup(ctx, db, cdc.Target{Policy: policy}) // publication + slot, once

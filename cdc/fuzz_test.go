@@ -44,7 +44,8 @@ func tuple(vals ...string) []byte {
 // FuzzDecode feeds the decoder arbitrary pgoutput messages after a valid
 // Relation message: the replication stream is outside input, so a
 // malformed message must be an error, never a panic, and every publication
-// must carry exactly the event's attributes, none empty.
+// must carry exactly the event's attributes, none empty (a truncate's,
+// every key of the event, carries none).
 func FuzzDecode(f *testing.F) {
 	rel := relationMsg(7, 'f', "id", "product_id", "currency")
 	insert := append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple("1", "7", "EUR")...)
@@ -58,10 +59,14 @@ func FuzzDecode(f *testing.F) {
 		d := cdc.NewDecoder(p)
 		_, _, err := d.Decode(rel)
 		require.NoError(t, err)
-		events, attrs, err := d.Decode(data)
+		events, attrs, truncated, err := d.DecodeAll(data)
 		if err != nil {
 			require.Empty(t, events)
+			require.Empty(t, truncated)
 			return
+		}
+		for _, e := range truncated {
+			require.Equal(t, "price.changed", e)
 		}
 		for i, e := range events {
 			require.Equal(t, "price.changed", e)
@@ -88,4 +93,17 @@ func TestDecodeUpdateThatMoves(t *testing.T) {
 	require.Error(t, err, "an empty message")
 	_, _, err = d.Decode([]byte{'I', 0, 0, 0, 9, 'N', 0, 1, 'n'})
 	require.ErrorContains(t, err, "before its Relation message")
+}
+
+// A truncate message (here with CASCADE) of a mapped table invalidates
+// every key of the table's event: no row publishes.
+func TestDecodeTruncate(t *testing.T) {
+	t.Parallel()
+	d := cdc.NewDecoder(policy(t))
+	_, _, err := d.Decode(relationMsg(7, 'f', "id", "product_id", "currency"))
+	require.NoError(t, err)
+	events, _, truncated, err := d.DecodeAll([]byte{'T', 0, 0, 0, 1, 1, 0, 0, 0, 7}) // CASCADE
+	require.NoError(t, err)
+	require.Empty(t, events)
+	require.Equal(t, []string{"price.changed"}, truncated)
 }

@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_published_total",
 			Help: "Events enqueued for row changes; the same event and values within one batch are enqueued once."}, []string{"event"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "changes_skipped_total",
-			Help: "Row versions that published nothing, by reason: null or empty value, refused by policy (no key can hold the value), truncate, unchanged toast, missing old row. Each is logged."}, []string{"table", "reason"}),
+			Help: "Row versions that published nothing, by reason: null or empty value, refused by policy (no key can hold the value), truncate (a family of a truncated table that cannot be deleted whole), unchanged toast, missing old row. Each is logged."}, []string{"table", "reason"}),
 		lagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "commit_to_enqueue_seconds",
 			Help:    "Time from a transaction's commit (the database's clock) to its events on the queue, per transaction that published.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),

@@ -433,11 +433,13 @@ func (r *Reader) apply(ctx context.Context, conn *pgconn.PgConn, st *streamState
 			return r.flush(ctx, st)
 		}
 	case c.row:
-		r.cfg.Metrics.change(c.table)
+		for _, t := range c.tables {
+			r.cfg.Metrics.change(t)
+		}
 		for _, s := range c.skips {
 			r.cfg.Metrics.skip(s)
 			lvl := slog.LevelWarn
-			if s.reason == skipTruncate || s.reason == skipMissing || s.reason == skipUnchanged {
+			if s.reason == skipMissing || s.reason == skipUnchanged {
 				lvl = slog.LevelError // keys may stay stale: an operator must act
 			}
 			r.log.Log(ctx, lvl, "cdc: a row change publishes nothing", "table", s.table, "reason", s.reason)
@@ -477,6 +479,21 @@ func (r *Reader) flush(ctx context.Context, st *streamState) error {
 	published := 0
 	events := map[string]int{}
 	for _, p := range st.pubs {
+		if p.all {
+			ms, err := r.b.EveryKeyOf(p.event)
+			if err != nil {
+				// Those keys stay until their TTL: an operator must act.
+				r.cfg.Metrics.skip(skip{table: p.table, reason: skipTruncate})
+				r.log.Error("cdc: a truncated table's family cannot be deleted whole; its keys stay until their TTL",
+					"table", p.table, "event", p.event, "error", err)
+			}
+			if len(ms) > 0 {
+				msgs = append(msgs, ms...)
+				events[p.event]++
+				published++
+			}
+			continue
+		}
 		// Key deletes where the event is only that, so that Merge makes a
 		// few tasks of a batch's thousands of events.
 		ms, err := r.b.PublishBatched(p.event, p.attrs)

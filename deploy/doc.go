@@ -8,10 +8,11 @@
 //   - prometheus-rules.yaml: example alerts on the worker's and the
 //     exporter's metrics
 //
-// See README.md. The tests parse the rules and fail when an alert names a
-// metric that neither worker.NewMetrics nor the queue exporter registers,
-// and check that compose.yaml and kubernetes.yaml give a worker more time
-// to stop than its --shutdown-timeout:
+// See README.md. The alert rules are checked against the registered metrics
+// by cmd/invalidator/prometheus_rules_test.go (the exporter is internal to
+// the CLI). The tests here check the Dockerfile and the units, and that
+// compose.yaml and kubernetes.yaml give a worker more time to stop than its
+// --shutdown-timeout:
 //
 //	go test ./deploy/
 package deploy

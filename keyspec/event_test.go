@@ -150,7 +150,6 @@ func TestPolicyLint(t *testing.T) {
 		`3 classes.standard.weight: weight 0 is out of range`,
 		`6 families.account: can render the same key as family "`,
 		`7 families.page.class: unknown class "standart"`,
-		`8 families.feed.max_keys: a version family is never pattern-deleted`,
 		`13 events.user.updated.invalidates: invalidates nothing`,
 		`17 events.doc.updated.invalidates[0]: family doc: template parameter "tenant" is not provided`,
 		`18 events.doc.updated.invalidates[1]: family feed: a version family cannot take wildcards`,

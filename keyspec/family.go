@@ -92,6 +92,8 @@ type Family struct {
 	// Mode is the rollout phase: enforce (the default), shadow or off.
 	Mode Mode
 	// MaxKeys caps the keys one pattern delete may remove; 0 means no cap.
+	// For a version family it caps the version keys one delete of them
+	// removes (invalidator cdc deletes them all for a TRUNCATE).
 	// A scan that would exceed it stops and goes to the dead letter with
 	// the counts, its cursor kept, so an operator decides whether to resume
 	// it (invalidator dead retry --force) instead of a typo wiping half the

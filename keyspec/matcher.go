@@ -175,3 +175,34 @@ func joinAnd(items []string) string {
 	}
 	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }
+
+// VersionKeysMatcher returns the matcher of a pattern delete of a version
+// family's version keys: those of every entity whose parameters match
+// params, the ones left out matching their declarations (or any bytes).
+// Its Pattern is VersionKeyPattern's shape with the given values; it
+// matches version keys only, never data keys.
+//
+// Deleting an entity's version key invalidates it as a bump does: the next
+// bump or versioned read restarts the version VersionRestartMargin above
+// the cache Redis's clock, above every version handed out, under the same
+// terms as an evicted version key (see VersionRestartMargin). The worker
+// runs such a delete for a DeleteFamily task of a version family, which
+// invalidator cdc enqueues for a TRUNCATE. It refuses what Pattern refuses,
+// and a delete family (ErrNotVersioned).
+func (f *Family) VersionKeysMatcher(params map[string]string) (*Matcher, error) {
+	if f.Strategy != StrategyVersion {
+		return nil, fmt.Errorf("version keys matcher family %q: %w: its strategy is %q", f.Name, ErrNotVersioned, f.Strategy)
+	}
+	pat, err := f.pattern(params)
+	if err != nil {
+		return nil, err
+	}
+	parts := f.templateParts(params, langGlob)
+	if f.HashTag == "" {
+		pat = "{" + pat + "}"
+		parts = append(append([]keyPart{{lit: "{"}}, parts...), keyPart{lit: "}"})
+	}
+	parts = append(parts, keyPart{lit: versionKeySuffix})
+	// Always filtered: a '*' of the pattern takes '#' and '}' too.
+	return &Matcher{pattern: pat + versionKeySuffix, filters: true, a: newAutomaton(partsNFA(parts))}, nil
+}

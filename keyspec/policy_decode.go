@@ -397,10 +397,9 @@ func (d *decoder) family(p *Policy, fe entry) {
 	if d.optString(fs, path, "mode", &mode, func(s string) string { return checkMode(Mode(s)) }) {
 		f.Mode = Mode(mode)
 	}
+	// A version family's max_keys caps the version keys one delete of
+	// them may remove: invalidator cdc deletes them all for a TRUNCATE.
 	d.optInt(fs, path, "max_keys", &f.MaxKeys, checkMaxKeys)
-	if e, ok := fs["max_keys"]; ok && f.Strategy == StrategyVersion {
-		d.errorf(e.key, join(path, "max_keys"), "a version family is never pattern-deleted, so max_keys has no effect; remove it")
-	}
 
 	if class != nil {
 		if _, given := fs["ttl"]; !given {

@@ -10,7 +10,8 @@ import (
 // reads them from PostgreSQL's write-ahead log. An insert publishes the event
 // for the new row, a delete for the old row, and an update for the new row
 // and, when a mapped column changed, for the old row too: a price moved to
-// another product invalidates both products.
+// another product invalidates both products. A TRUNCATE names no rows: it
+// invalidates every key of every family the event invalidates.
 type Table struct {
 	// Schema and Name name the table as PostgreSQL does (case-sensitive,
 	// unquoted): the policy key "public.products" is Schema "public", Name

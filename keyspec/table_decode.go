@@ -40,6 +40,8 @@ func (d *decoder) table(p *Policy, te entry) {
 	} else if s, ok := d.str(ee.val, join(path, "event"), "an event name"); ok {
 		if e = p.Events[s]; e == nil {
 			d.errorf(resolve(ee.val), join(path, "event"), "unknown event %q; declared events: %s", s, nameList(p.EventNames()))
+		} else {
+			d.truncateWarnings(p, e, resolve(ee.val), join(path, "event"))
 		}
 		t.Event = s
 	}
@@ -106,4 +108,22 @@ func (p *Policy) TableNotes() []string {
 		notes = append(notes, "tables."+n+": "+tableColumnsNote(p.Tables[n]))
 	}
 	return notes
+}
+
+// truncateWarnings warns about the families of a table's event that a
+// TRUNCATE of the table cannot invalidate: invalidator cdc deletes every
+// key of each family, and a family whose whole-family pattern is unsafe
+// (its template starts with a parameter) cannot be deleted so.
+func (d *decoder) truncateWarnings(p *Policy, e *Event, n *yaml.Node, field string) {
+	seen := map[string]bool{}
+	for _, inv := range e.Invalidates {
+		f := p.Families[inv.Family]
+		if f == nil || f.Template == nil || seen[f.Name] {
+			continue
+		}
+		seen[f.Name] = true
+		if _, err := f.pattern(nil); err != nil {
+			d.warnf(n, field, "a TRUNCATE of the table cannot invalidate family %q, whose keys would stay until their TTL (invalidator cdc logs and counts it): %v", f.Name, err)
+		}
+	}
 }

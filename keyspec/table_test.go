@@ -1,6 +1,7 @@
 package keyspec
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,4 +58,25 @@ func TestTablesLint(t *testing.T) {
 		require.Error(t, err, c.tables)
 		require.ErrorContains(t, err, c.want, c.tables)
 	}
+}
+
+// Lint warns about a family that a TRUNCATE of a mapped table cannot
+// invalidate: its whole-family pattern would be unsafe.
+func TestTablesTruncateWarning(t *testing.T) {
+	t.Parallel()
+	src := strings.Replace(tablesHead, "families:\n", "families:\n  tenant_doc: {template: \"{tenant}.doc.{id}\", class: standard}\n", 1) +
+		"  doc.changed: {attributes: [tenant, id], invalidates: [tenant_doc, product]}\n" +
+		"tables:\n" +
+		"  public.products: {event: product.updated, attributes: {id: id}}\n" +
+		"  public.docs: {event: doc.changed, attributes: {tenant: tenant_id, id: id}}\n"
+	p, err := Parse("p.yaml", []byte(src))
+	require.NoError(t, err)
+	var got []string
+	for _, w := range p.Warnings() {
+		if strings.Contains(w.Msg, "TRUNCATE") {
+			got = append(got, w.Field+": "+w.Msg)
+		}
+	}
+	require.Len(t, got, 1, "only tenant_doc: product deletes whole")
+	require.Contains(t, got[0], `tables.public.docs.event: a TRUNCATE of the table cannot invalidate family "tenant_doc"`)
 }

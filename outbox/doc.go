@@ -72,6 +72,11 @@
 //     its connection drops, PostgreSQL rolls the round back, and another
 //     relay sends that batch again: at most one batch is repeated, and a
 //     repeat is harmless, since invalidations only remove or advance.
+//   - A round commits with synchronous_commit off (for its transaction
+//     only): waiting for the WAL flush was most of a round's time, and the
+//     rows committed meanwhile waited for it. A database crash within the
+//     flush delay can undo the deletes of rounds whose tasks were queued:
+//     those rows are sent again, never lost.
 //   - A row no queue would take (blank queue or kind, unknown kind, a
 //     payload the tasks codec refuses, timeout_ms over 2^31) is moved, in
 //     the same transaction, to the table Config.Table+"_quarantine" with

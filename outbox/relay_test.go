@@ -440,3 +440,35 @@ func TestBatchTooSlowForRoundTimeoutStillDrains(t *testing.T) {
 	require.Zero(t, b.rows(t), "the outbox drains (failed rounds: %d, first: %v)", len(errs), errs[0])
 	require.ErrorIs(t, errs[0], context.DeadlineExceeded)
 }
+
+// A round's commit does not wait for its WAL flush (synchronous_commit off,
+// for that transaction only): the flush was most of a round's time, and
+// every row committed meanwhile waited for it, which made the commit ->
+// key gone tail. Losing the deletion in a database crash only sends its
+// rows again, which at-least-once allows.
+func TestRelayRoundCommitsWithoutWaitingForTheFlush(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	var server string
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&server))
+	require.Equal(t, "on", server, "the server default, which the relay's rounds must not use")
+	b.writeKeys(t, 0, 3)
+
+	r := b.relay(t, nil)
+	var inRound string
+	outbox.SetAfterEnqueue(r, func(ctx context.Context, tx pgx.Tx) {
+		assertNoError(t, tx.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&inRound))
+	})
+	got, err := r.Drain(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, got)
+	require.Equal(t, "off", inRound, "the round's transaction")
+	b.requireAllKeys(t, 3)
+
+	// SET LOCAL: the pool's connections keep the server's setting for the
+	// application's own transactions.
+	var after string
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&after))
+	require.Equal(t, "on", after)
+}

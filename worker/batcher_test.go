@@ -490,7 +490,7 @@ func TestProcessTaskWithoutRunBatches(t *testing.T) {
 	}
 	require.Zero(t, CountExisting(t, rdb, keys...))
 	require.Zero(t, CountExisting(t, other, otherKeys...))
-	for name, b := range w.batchers {
-		require.Eventually(t, b.idle, 10*time.Second, time.Millisecond, "batcher %q", name)
+	for name, tg := range w.targets {
+		require.Eventually(t, tg.batch.idle, 10*time.Second, time.Millisecond, "batcher %q", name)
 	}
 }

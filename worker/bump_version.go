@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/invalidator/invalidator/internal/versionlua"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
@@ -34,8 +35,8 @@ var bumpScript = redis.NewScript(`
 --         1 nothing, 2 a millisecond version, 3 no usable version (not
 --         decimal digits, or 2^53 or more, beyond what Lua counts exactly):
 --         restarted at TIME + ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+` + versionlua.Now + `
+local now = version_now()
 local raw = redis.call('GET', KEYS[1])
 local from = 1
 local cur
@@ -90,7 +91,7 @@ func (w *Worker) applyBumpVersion(ctx context.Context, st *policyState, t tasks.
 	if err != nil {
 		return err
 	}
-	return w.bump(ctx, cache, fam, key, "", log)
+	return w.bump(ctx, cache.client, fam, key, "", log)
 }
 
 // bump advances the version at key, or in shadow and off mode only says it

@@ -2,9 +2,9 @@ package worker
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -216,8 +216,22 @@ type Config struct {
 	checkpointInterval time.Duration
 }
 
-// errNoQueue is returned by Validate when Config.Queue is nil.
-var errNoQueue = errors.New("worker: Config.Queue is nil (pass the redis.UniversalClient of the queue Redis)")
+// ConfigError is the problem Validate found in one Config field. Field
+// lets a caller that fills Config from its own settings (the CLI, from its
+// flags) name the setting the user gave.
+type ConfigError struct {
+	// Field is the name of the Config field, e.g. "PollInterval".
+	Field string
+	// Problem says what is wrong with it, starting with its value where it
+	// has one: "-5ms is negative".
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return "worker: Config." + e.Field + " " + e.Problem }
+
+func configErrorf(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
 
 // withDefaults returns a copy of c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {
@@ -287,57 +301,62 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first configuration problem, naming the field.
+// Validate reports the first configuration problem, naming the field, as a
+// *ConfigError. Zero values are valid and mean the default (withDefaults),
+// so Validate and withDefaults are the only places that decide what a
+// setting may be. Settings are checked before Queue, so a caller may
+// validate them before it has a connection.
 func (c Config) Validate() error {
-	if c.Queue == nil {
-		return errNoQueue
-	}
 	switch {
 	case c.Concurrency < 0:
-		return fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
+		return configErrorf("Concurrency", "%d is negative", c.Concurrency)
 	case c.PollInterval < 0:
-		return fmt.Errorf("worker: PollInterval %s is negative", c.PollInterval)
-	case c.SafetyPoll < 0 || c.SafetyPoll > wake.MaxSafetyPoll:
-		return fmt.Errorf("worker: SafetyPoll %s is outside 0..%s (a woken task keeps the lease asynq set before the wait, and asynq's lease is 30 s)", c.SafetyPoll, wake.MaxSafetyPoll)
+		return configErrorf("PollInterval", "%s is negative", c.PollInterval)
+	case c.SafetyPoll < 0 || c.SafetyPoll > wake.MaxSafetyPoll || (c.SafetyPoll > 0 && c.SafetyPoll < time.Second):
+		return configErrorf("SafetyPoll", "%s is outside 1s..%s, 0 for the default %s (a wake-up wait counts whole seconds, and a woken task keeps the lease asynq set before the wait, which is 30 s)",
+			c.SafetyPoll, wake.MaxSafetyPoll, wake.DefaultSafetyPoll)
 	case c.RetryCheckInterval < 0:
-		return fmt.Errorf("worker: RetryCheckInterval %s is negative", c.RetryCheckInterval)
+		return configErrorf("RetryCheckInterval", "%s is negative", c.RetryCheckInterval)
 	case c.ShutdownTimeout < 0:
-		return fmt.Errorf("worker: ShutdownTimeout %s is negative", c.ShutdownTimeout)
+		return configErrorf("ShutdownTimeout", "%s is negative", c.ShutdownTimeout)
 	case c.DeleteChunk < 0:
-		return fmt.Errorf("worker: DeleteChunk %d is negative", c.DeleteChunk)
+		return configErrorf("DeleteChunk", "%d is negative", c.DeleteChunk)
 	case c.BatchMaxKeys < 0:
-		return fmt.Errorf("worker: BatchMaxKeys %d is negative", c.BatchMaxKeys)
+		return configErrorf("BatchMaxKeys", "%d is negative", c.BatchMaxKeys)
 	case c.BatchInFlight < 0:
-		return fmt.Errorf("worker: BatchInFlight %d is negative", c.BatchInFlight)
+		return configErrorf("BatchInFlight", "%d is negative", c.BatchInFlight)
 	case c.ScanCount < 0:
-		return fmt.Errorf("worker: ScanCount %d is negative", c.ScanCount)
-	case c.FamilyRateLimit < 0:
-		return fmt.Errorf("worker: FamilyRateLimit %g is negative", c.FamilyRateLimit)
+		return configErrorf("ScanCount", "%d is negative", c.ScanCount)
+	case !(c.FamilyRateLimit >= 0) || math.IsInf(c.FamilyRateLimit, 1):
+		return configErrorf("FamilyRateLimit", "%g is not a number of keys/s, 0 or more (0: no limit)", c.FamilyRateLimit)
 	case c.CheckpointTTL < 0:
-		return fmt.Errorf("worker: CheckpointTTL %s is negative", c.CheckpointTTL)
+		return configErrorf("CheckpointTTL", "%s is negative", c.CheckpointTTL)
 	case c.HeartbeatInterval < 0:
-		return fmt.Errorf("worker: HeartbeatInterval %s is negative", c.HeartbeatInterval)
+		return configErrorf("HeartbeatInterval", "%s is negative", c.HeartbeatInterval)
 	case c.HeartbeatTimeout < 0:
-		return fmt.Errorf("worker: HeartbeatTimeout %s is negative", c.HeartbeatTimeout)
+		return configErrorf("HeartbeatTimeout", "%s is negative", c.HeartbeatTimeout)
 	case c.AuditCheckInterval < 0:
-		return fmt.Errorf("worker: AuditCheckInterval %s is negative", c.AuditCheckInterval)
-	case c.AuditRate < 0:
-		return fmt.Errorf("worker: AuditRate %g is negative", c.AuditRate)
+		return configErrorf("AuditCheckInterval", "%s is negative", c.AuditCheckInterval)
+	case !(c.AuditRate >= 0) || math.IsInf(c.AuditRate, 1):
+		return configErrorf("AuditRate", "%g is not a number of keys/s, 0 or more (0: the auditor's default)", c.AuditRate)
 	case c.MaxRescues < 0:
-		return fmt.Errorf("worker: MaxRescues %d is negative", c.MaxRescues)
+		return configErrorf("MaxRescues", "%d is negative", c.MaxRescues)
 	}
 	interval := cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	if timeout := cmp.Or(c.HeartbeatTimeout, heartbeatTimeoutBeats*interval); timeout < 2*interval {
-		return fmt.Errorf("worker: HeartbeatTimeout %s is below 2 × HeartbeatInterval (%s): "+
+		return configErrorf("HeartbeatTimeout", "%s is below 2 × HeartbeatInterval (%s): "+
 			"live workers would be taken for dead between two heartbeats", timeout, interval)
 	}
 	for name, t := range c.Targets {
 		if name == "" {
-			return errors.New("worker: Targets has an empty name; the unnamed target is Config.Cache")
+			return configErrorf("Targets", "has an empty name; the unnamed target is Config.Cache")
 		}
 		if t == nil {
-			return fmt.Errorf("worker: Targets[%q] is nil", name)
+			return configErrorf(fmt.Sprintf("Targets[%q]", name), "is nil")
 		}
+	}
+	if c.Queue == nil {
+		return configErrorf("Queue", "is nil (pass the redis.UniversalClient of the queue Redis)")
 	}
 	return nil
 }

@@ -18,12 +18,13 @@ import (
 const secondHeader = "invalidator-second"
 
 func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.DeleteKeys, at *asynq.Task, log *slog.Logger) error {
-	if _, err := w.target(t.Target); err != nil {
+	cache, err := w.target(t.Target)
+	if err != nil {
 		return err
 	}
 	// The batcher merges these keys with those of other running tasks and
 	// returns once this task's own keys are gone.
-	if err := w.batchers[t.Target].unlink(ctx, t.Keys); err != nil {
+	if err := cache.batch.unlink(ctx, t.Keys); err != nil {
 		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
 	}
 	log.Debug("keys deleted", "keys", len(t.Keys))

@@ -14,10 +14,13 @@
 //     carried. The batcher keeps no goroutine while idle, so ProcessTask
 //     works without Run and a Worker needs no Close.
 //   - invalidate:family: SCAN MATCH on every master (ForEachMaster on a
-//     cluster) with chunked UNLINKs and an optional rate limit. The cursor is
-//     saved after each batch is deleted, so a run that times out or crashes
-//     resumes where it stopped; a scan near its deadline pauses on purpose
-//     and resumes at once without spending a retry.
+//     cluster) with chunked UNLINKs and an optional rate limit. The cursor
+//     (checkpoint.go) is saved every 100ms, and when the scan pauses, stops
+//     or finishes, only ever past pages whose keys are gone, so a run that
+//     times out or crashes resumes at most 100ms of scanning behind where it
+//     stopped, never past a key it did not delete; a scan near its deadline
+//     pauses on purpose and resumes at once, in a continuation task, without
+//     spending a retry.
 //   - invalidate:version: one Lua script sets the version to
 //     max(current+1, Redis TIME in µs), or, when the version key is missing
 //     (evicted, expired), to TIME plus keyspec.VersionRestartMargin, so

@@ -91,7 +91,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 		byClass[c] = append(byClass[c], a.Key)
 	}
 	if len(keys) > 0 {
-		if err := w.batchers[t.Target].unlink(ctx, keys); err != nil {
+		if err := cache.batch.unlink(ctx, keys); err != nil {
 			return fmt.Errorf("event %q: delete %d keys: %w", t.Name, len(keys), err)
 		}
 		for _, a := range deletes {
@@ -99,7 +99,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 		}
 	}
 	for _, a := range bumps {
-		if err := w.bump(ctx, cache, a.Family, a.Key, t.Name, log); err != nil {
+		if err := w.bump(ctx, cache.client, a.Family, a.Key, t.Name, log); err != nil {
 			return fmt.Errorf("event %q: %w", t.Name, err)
 		}
 	}
@@ -117,7 +117,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 		}
 	}
 	for _, a := range shadow {
-		w.shadowKey(ctx, cache, t.Name, a, log)
+		w.shadowKey(ctx, cache.client, t.Name, a, log)
 	}
 	for _, r := range refused {
 		w.metrics.eventAction(t.Name, r.Family.Name, actionRefused)

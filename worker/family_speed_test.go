@@ -49,8 +49,9 @@ func (h *scanWatch) DialHook(next redis.DialHook) redis.DialHook {
 func (h *scanWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		// Checkpoint saves run saveScript: EVALSHA sha 1 ck mode node value
-		// scanned deleted ttl. (beginScript has fewer arguments.)
-		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(cmd.Args()) == 10 && cmd.Args()[3] == h.ck {
+		// scanned deleted ttl field-names...; it is told apart from the
+		// other scripts by its hash (or, on EVAL, its source).
+		if n, a := cmd.Name(), cmd.Args(); (n == "evalsha" && a[1] == saveScript.Hash() || n == "eval" && a[1] == saveLua) && a[3] == h.ck {
 			h.checkSave(cmd.Args()[6].(string))
 		}
 		err := next(ctx, cmd)

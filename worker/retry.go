@@ -51,7 +51,7 @@ func (e *retryError) Unwrap() error { return e.cause }
 func backoff(c *keyspec.Class, retried int, r keyspec.Rand) time.Duration {
 	base, ceiling := c.BackoffBase, c.BackoffMax
 	if base <= 0 {
-		base = 250 * time.Millisecond
+		base = keyspec.DefaultBackoffBase
 	}
 	if ceiling < base {
 		ceiling = base

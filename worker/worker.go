@@ -39,9 +39,16 @@ type Worker struct {
 	// inflight is the tasks ProcessTask runs, for the heartbeat (heartbeat.go).
 	inflight *inflight
 
-	// batchers merge key deletes per cache target ("" is Config.Cache).
-	// They hold no goroutine while idle, so the Worker needs no Close.
-	batchers map[string]*batcher
+	// targets are the caches tasks address by name ("" is Config.Cache).
+	targets map[string]*target
+}
+
+// target is one cache the worker applies tasks to.
+type target struct {
+	client redis.UniversalClient
+	// batch merges the key deletes of concurrent tasks for this cache. It
+	// holds no goroutine while idle, so the Worker needs no Close.
+	batch *batcher
 }
 
 // New validates cfg and returns a Worker.
@@ -61,12 +68,10 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.inflight = newInflight()
 	w.state.Store(newPolicyState(cfg.Policy, nil))
-	w.batchers = map[string]*batcher{"": newBatcher(cfg.Cache, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)}
+	w.targets = make(map[string]*target, len(cfg.Targets)+1)
+	w.targets[""] = w.newTarget("", cfg.Cache)
 	for name, c := range cfg.Targets {
-		w.batchers[name] = newBatcher(c, cfg.BatchMaxKeys, cfg.DeleteChunk, cfg.BatchInFlight)
-	}
-	for name, b := range w.batchers {
-		b.target, b.metrics = name, w.metrics
+		w.targets[name] = w.newTarget(name, c)
 	}
 	if cfg.FamilyRateLimit > 0 {
 		burst := max(int(cfg.FamilyRateLimit), cfg.DeleteChunk)
@@ -161,7 +166,7 @@ func (st *policyState) defaultClass() *keyspec.Class {
 	if c, err := st.policy.Class(st.policy.DefaultClass); err == nil {
 		return c
 	}
-	return &keyspec.Class{BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute}
+	return &keyspec.Class{BackoffBase: keyspec.DefaultBackoffBase, BackoffMax: keyspec.DefaultBackoffMax}
 }
 
 // ServerConfig returns the asynq.Config that Run uses: the worker's queues,
@@ -382,13 +387,16 @@ func logApplied(log *slog.Logger, start, enqueuedAt time.Time) {
 	log.Debug("applied", attrs...)
 }
 
+func (w *Worker) newTarget(name string, c redis.UniversalClient) *target {
+	b := newBatcher(c, w.cfg.BatchMaxKeys, w.cfg.DeleteChunk, w.cfg.BatchInFlight)
+	b.target, b.metrics = name, w.metrics
+	return &target{client: c, batch: b}
+}
+
 // target returns the cache a task addresses.
-func (w *Worker) target(name string) (redis.UniversalClient, error) {
-	if name == "" {
-		return w.cfg.Cache, nil
-	}
-	if c, ok := w.cfg.Targets[name]; ok {
-		return c, nil
+func (w *Worker) target(name string) (*target, error) {
+	if t, ok := w.targets[name]; ok {
+		return t, nil
 	}
 	return nil, fmt.Errorf("unknown cache target %q: configure it on this worker, or enqueue with an empty target for the default cache", name)
 }
@@ -454,7 +462,20 @@ func (l *lockedRand) Float64() float64 {
 type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+
+// Info: asynq's info lines retell the worker's own lifecycle in asynq's
+// words ("Starting processing", "Waiting for all workers to finish...",
+// "Exiting"), between the worker's own "worker started" and "worker
+// stopped", so they go to debug. The one about a task, an unfinished task
+// pushed back to its queue at shutdown, stays at info.
+func (a asynqLogger) Info(args ...any) {
+	msg := fmt.Sprint(args...)
+	if strings.HasPrefix(msg, "Pushed task") {
+		a.l.Info(msg)
+		return
+	}
+	a.l.Debug(msg)
+}
 func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 

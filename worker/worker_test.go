@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -305,4 +306,27 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "Concurrency")
 	_, err = worker.New(worker.Config{Queue: rdb, Targets: map[string]redis.UniversalClient{"x": nil}})
 	require.ErrorContains(t, err, `Targets["x"]`)
+}
+
+// Validate is the one rule for each setting: zero is the default, and what
+// else a value may be is decided here, for the CLI's flags too
+// (*ConfigError names the field). Settings are checked before Queue, so a
+// caller can check them before it connects.
+func TestConfigValidateNamesTheField(t *testing.T) {
+	t.Parallel()
+	for field, c := range map[string]worker.Config{
+		"FamilyRateLimit": {FamilyRateLimit: math.NaN()},
+		"AuditRate":       {AuditRate: math.Inf(1)},
+		"SafetyPoll":      {SafetyPoll: 500 * time.Millisecond}, // waits count whole seconds
+		"PollInterval":    {PollInterval: -time.Millisecond},
+		"Queue":           {},
+	} {
+		var ce *worker.ConfigError
+		require.ErrorAs(t, c.Validate(), &ce, field)
+		require.Equal(t, field, ce.Field)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	require.NoError(t, worker.Config{Queue: rdb}.Validate(), "zero values are the defaults")
+	require.NoError(t, worker.Config{Queue: rdb, SafetyPoll: 2 * time.Second}.Validate())
 }

@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
 	"github.com/invalidator/invalidator/keyspec"
 )
 
@@ -36,7 +39,9 @@ func newBenchCmd(a *app) *cobra.Command {
 		Long: `Run a load scenario against --redis and print its figures next to baselines
 measured in the same run: raw pipelined multi-key UNLINK (the physical limit),
 one DEL per round trip, and plain asynq with one task per key and default
-settings. The worker runs in this process, or as --workers processes.
+settings. The lag scenario's baselines are lags at the same rate instead: the
+producer deleting each key itself (the floor), and that plain asynq. The
+worker runs in this process, or as --workers processes.
 
 Use a throwaway Redis, standalone or a Redis Cluster (redis+cluster://; the
 CPU figure then sums the masters): the scenarios write and delete keys under
@@ -345,12 +350,12 @@ func printResult(w io.Writer, r *bench.Result) error {
 	case "outbox":
 		return printOutbox(w, r)
 	case "idle":
-		fmt.Fprintf(w, "scenario    idle %v\n", r.Params)
+		fmt.Fprintf(w, "scenario    idle (%s)\n", describeParams(r.Params))
 		fmt.Fprintf(w, "queue redis %.1f%% of one core\n", *r.RedisCPUPercent)
 		fmt.Fprintf(w, "workers     %.1f%% of one core, all %v together\n", *r.WorkersCPUPercent, r.Params["workers"])
 		return nil
 	case "cdc":
-		fmt.Fprintf(w, "scenario    cdc %v\n", r.Params)
+		fmt.Fprintf(w, "scenario    cdc (%s)\n", describeParams(r.Params))
 		fmt.Fprintf(w, "cdc         %d row changes, commit to enqueued task: %.0f changes/s (%.2fs)\n", r.Keys, r.CDCChangesPerS, r.Seconds)
 		fmt.Fprintf(w, "cdc lag     commit -> key gone at %v tx/s: p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
 			r.Params["lag_rate"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
@@ -358,8 +363,10 @@ func printResult(w io.Writer, r *bench.Result) error {
 		fmt.Fprintf(w, "outbox      relay drain (same run): %.0f rows/s; cdc/relay x%.2f\n", r.RelayInvalidationsPerS, r.Ratios["cdc_vs_outbox_relay"])
 		fmt.Fprintf(w, "redis cpu   %.2fs busy during the scenario\n", r.RedisCPUSeconds)
 		return nil
+	case "lag":
+		return printLag(w, r)
 	}
-	fmt.Fprintf(w, "scenario    %s %v\n", r.Scenario, r.Params)
+	fmt.Fprintf(w, "scenario    %s (%s)\n", r.Scenario, describeParams(r.Params))
 	fmt.Fprintf(w, "keys        %d in %.2fs\n", r.Keys, r.Seconds)
 	if r.Tasks > 0 {
 		fmt.Fprintf(w, "tasks       %d (%.1f keys a task)\n", r.Tasks, float64(r.Keys)/float64(r.Tasks))
@@ -373,10 +380,6 @@ func printResult(w io.Writer, r *bench.Result) error {
 		}
 		fmt.Fprintln(w)
 	}
-	if r.Scenario == "lag" {
-		fmt.Fprintf(w, "lag         p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n", r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
-		fmt.Fprintf(w, "enqueue     p99 %.3fms per call\n", r.EnqueueP99Ms)
-	}
 	fmt.Fprintln(w, "baselines (same run):")
 	for _, name := range slices.Sorted(maps.Keys(r.Baselines)) {
 		fmt.Fprintf(w, "  %-16s %10.0f keys/s   ours/baseline %.2f\n", name, r.Baselines[name], r.Ratios[name])
@@ -384,10 +387,73 @@ func printResult(w io.Writer, r *bench.Result) error {
 	return nil
 }
 
+// lagBaselineNote says what a lag baseline is, in the report.
+func lagBaselineNote(name string) string {
+	switch name {
+	case bench.BaselineDirectDel:
+		return "the producer DELs each key itself: the floor"
+	case bench.BaselineNaiveAsynq:
+		return "plain asynq, a task per key, default settings (1 s poll)"
+	}
+	return ""
+}
+
+// printLag prints the lag scenario: its percentiles next to the lag
+// baselines of the same run, in one table.
+func printLag(w io.Writer, r *bench.Result) error {
+	params := maps.Clone(r.Params)
+	achieved := params["achieved_rate"]
+	delete(params, "achieved_rate") // a figure, not a setting
+	fmt.Fprintf(w, "scenario    lag (%s)\n", describeParams(params))
+	fmt.Fprintf(w, "sent        %d invalidations at %s/s\n", r.Keys, formatParam(achieved))
+	fmt.Fprintf(w, "redis cpu   %.2fs busy in %.2fs (%.0f%% of one core)\n", r.RedisCPUSeconds, r.Seconds, 100*r.RedisCPUSeconds/r.Seconds)
+	fmt.Fprintf(w, "enqueue     p99 %.3fms per call\n", r.EnqueueP99Ms)
+	fmt.Fprintln(w, "lag, from when each invalidation was due to its key gone (ms):")
+	fmt.Fprintf(w, "  %-12s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "max")
+	fmt.Fprintf(w, "  %-12s %9.2f %9.2f %9.2f %9.2f\n", "invalidator", r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
+	if len(r.LagBaselines) > 0 {
+		fmt.Fprintf(w, "baselines (same run, same rate, for %v):\n", r.Params["baseline_duration"])
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.LagBaselines)) {
+		b := r.LagBaselines[name]
+		fmt.Fprintf(w, "  %-12s %9.2f %9.2f %9.2f %9.2f   %s\n", name, b.P50Ms, b.P90Ms, b.P99Ms, b.MaxMs, lagBaselineNote(name))
+	}
+	return nil
+}
+
+// describeParams renders a scenario's settings as "name value" pairs in
+// name order, for a person: "duration 10s, rate 1000, workers 0".
+func describeParams(params map[string]any) string {
+	parts := make([]string, 0, len(params))
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		parts = append(parts, strings.ReplaceAll(k, "_", " ")+" "+formatParam(params[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatParam prints a setting: floats without a run of decimals, booleans
+// as on/off.
+func formatParam(v any) string {
+	switch v := v.(type) {
+	case float64:
+		if v == math.Trunc(v) {
+			return strconv.FormatFloat(v, 'f', 0, 64)
+		}
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case bool:
+		if v {
+			return "on"
+		}
+		return "off"
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
 // printOutbox prints the outbox scenario: costs per transaction, lag and
 // relay throughput.
 func printOutbox(w io.Writer, r *bench.Result) error {
-	fmt.Fprintf(w, "scenario    outbox %v\n", r.Params)
+	fmt.Fprintf(w, "scenario    outbox (%s)\n", describeParams(r.Params))
 	for _, g := range []int{1, 8} {
 		us := func(v string) float64 { return r.TxUsPerTx[fmt.Sprintf("%s_%d", v, g)] }
 		alone, ob, enq, nn := us(bench.VariantAlone), us(bench.VariantOutbox), us(bench.VariantEnqueueAfterCommit), us(bench.VariantOutboxNoNotify)

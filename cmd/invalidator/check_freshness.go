@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/freshness"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/freshness"
 )
 
 // envFreshnessDSN is the environment fallback of --source-dsn; a DSN may

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
 )
 
 // Environment variables of the dashboard command. There is deliberately no

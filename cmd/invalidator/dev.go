@@ -16,8 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/invalidator/invalidator/internal/dashboard"
-	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/devstack"
 	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
@@ -133,7 +133,7 @@ audit found an inconsistent key (with --drop-invalidations: the bug shown).`,
 	f.IntVar(&o.writers, "writers", 4, "workload writers")
 	f.IntVar(&o.readers, "readers", 16, "workload readers")
 	f.Float64Var(&o.writeRate, "write-rate", 50, "workload writes per second")
-	f.DurationVar(&o.lagBound, "lag-bound", time.Second, "a read counts as stale when it returns data older than a write completed this long before it began")
+	f.DurationVar(&o.lagBound, "lag-bound", time.Second, "a read counts as stale when it returns data older than a write completed this long or more before it began")
 	f.BoolVar(&o.asJSON, "json", false, "print the final summary as one JSON object on stdout; the addresses and status lines go to stderr")
 	f.IntVar(&o.redisPort, "redis-port", 0, "port of the embedded Redis on 127.0.0.1 (0: a free port); not with --redis")
 	f.StringVar(&o.sourceDSN, "source-dsn", "", "with --workload: keep the rows in this PostgreSQL and publish through the outbox (env "+envDevDSN+")")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/invalidator/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/devstack"
 	"github.com/invalidator/invalidator/internal/pgtest"
 )
 

@@ -104,7 +104,7 @@ func TestEnvSetsFlags(t *testing.T) {
 	r = invoke(t, env, "", "queues", "--json=false")
 	require.Equal(t, exitOK, r.code, r.stderr)
 
-	r = invoke(t, map[string]string{envRedisURL: db.URL, "INVALIDATOR_WORKER_CONCURRENCY": "0"}, "", "worker")
+	r = invoke(t, map[string]string{envRedisURL: db.URL, "INVALIDATOR_WORKER_CONCURRENCY": "-1"}, "", "worker")
 	require.Equal(t, exitUsage, r.code, r.stderr)
 	require.Contains(t, r.stderr, "concurrency")
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/internal/health"
-	"github.com/invalidator/invalidator/internal/queuestats"
 )
 
 // defaultExporterAddr is the exporter's --metrics-addr: loopback, so that

@@ -250,11 +250,11 @@ func (k *killRun) existing(keys []string) int {
 func TestWorkerRescueFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"--heartbeat-interval", "0s"},
+		{"--heartbeat-interval", "-1s"},
 		{"--heartbeat-timeout", "-1s"},
 		{"--heartbeat-timeout", "900ms"}, // below 2 × the default 500ms interval
 		{"--heartbeat-interval", "1s", "--heartbeat-timeout", "1500ms"},
-		{"--max-rescues", "0"},
+		{"--max-rescues", "-1"},
 	} {
 		r := invoke(t, nil, "", append([]string{"worker", "--redis", "redis://127.0.0.1:1/0"}, args...)...)
 		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)

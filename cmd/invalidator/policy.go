@@ -50,8 +50,9 @@ no template uses, and families whose pattern deletes also match other
 families' keys (a glob '*' matches ':' too; declare the parameters' values
 to keep a delete to its family). For each table of the tables section
 (invalidator cdc) it checks that the event exists and that every event
-attribute is given by a column, and notes the REPLICA IDENTITY the table
-needs for deletes. Exit code 1 when there are errors (or
+attribute is given by a column, notes the REPLICA IDENTITY the table
+needs for deletes, and warns about a family of its event that a TRUNCATE
+cannot invalidate (a template that starts with a parameter). Exit code 1 when there are errors (or
 warnings, with --strict).
 
 FILE defaults to --policy (env ` + envPolicy + `). With --json, stdout is one
@@ -161,11 +162,13 @@ func (a *app) policyArg(args []string) (string, error) {
 func newPolicyDocCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doc [FILE]",
-		Short: "Print the policy as Markdown tables: families, events and classes",
+		Short: "Print the policy as Markdown tables: families, events, tables and classes",
 		Long: `Print the policy as Markdown, for a wiki or a README: one table of families
 (template, class, TTL, strategy, mode, owner, the events that invalidate
-it, and its audit: how often, how many keys, how compared), one of events (owner, attributes and what each invalidates), and one of
-classes. It is the shared policy file rendered for humans.`,
+it, and its audit: how often, how many keys, how compared), one of events (owner, attributes and what each invalidates), one of
+the tables section when there is one (invalidator cdc: each table's event,
+attribute ← column, what a TRUNCATE invalidates, and the columns its
+REPLICA IDENTITY must cover), and one of classes. It is the shared policy file rendered for humans.`,
 		Example: "  invalidator policy doc examples/policy.yaml > docs/cache-policy.md",
 		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -215,6 +218,9 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 				strings.Join(inv, "<br>"), orDash(e.Owner), orDash(e.Description))
 		}
 	}
+	if len(p.Tables) > 0 {
+		writeTablesDoc(&b, p)
+	}
 	b.WriteString("\n## Freshness classes\n\n")
 	b.WriteString("| class | TTL | queue | weight | retries | timeout | backoff | second delete |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
@@ -238,6 +244,60 @@ func writePolicyDoc(w io.Writer, source string, p *keyspec.Policy) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeTablesDoc renders the tables section: what invalidator cdc
+// publishes for each table's row changes, what a TRUNCATE of it
+// invalidates, and the REPLICA IDENTITY its deletes need.
+func writeTablesDoc(b *strings.Builder, p *keyspec.Policy) {
+	b.WriteString("\n## Tables (invalidator cdc)\n\n")
+	b.WriteString("Each insert, update and delete of a table publishes its event with the attributes read from the columns; ")
+	b.WriteString("an update that changes a mapped column publishes for the old row too. ")
+	b.WriteString("A delete (and such an update) reads the old row's columns, which PostgreSQL sends only for columns in the table's REPLICA IDENTITY: ")
+	b.WriteString("the primary key by default, else `REPLICA IDENTITY FULL` or `USING INDEX` of a unique index on them (`invalidator cdc setup` checks).\n\n")
+	b.WriteString("| table | event | attribute ← column | on TRUNCATE | replica identity must cover |\n")
+	b.WriteString("| --- | --- | --- | --- | --- |\n")
+	for _, name := range p.TableNames() {
+		t := p.Tables[name]
+		var attrs []string
+		for _, a := range slices.Sorted(maps.Keys(t.Attributes)) {
+			attrs = append(attrs, a+" ← "+t.Attributes[a])
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", md(name), md(t.Event), orDash(strings.Join(attrs, ", ")),
+			truncateText(p, t.Event), md(strings.Join(t.Columns(), ", ")))
+	}
+}
+
+// truncateText says what a TRUNCATE of a table whose event is event
+// invalidates: every key of each of its families (a version family's
+// version keys), or why a family cannot be deleted whole.
+func truncateText(p *keyspec.Policy, event string) string {
+	e, ok := p.Events[event]
+	if !ok {
+		return "—"
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, inv := range e.Invalidates {
+		f := p.Families[inv.Family]
+		if f == nil || seen[f.Name] {
+			continue
+		}
+		seen[f.Name] = true
+		var err error
+		what := "every key of " + f.Name
+		if f.Strategy == keyspec.StrategyVersion {
+			_, err = f.VersionKeysMatcher(nil)
+			what = "every version key of " + f.Name
+		} else {
+			_, err = f.Pattern(nil)
+		}
+		if err != nil {
+			what = f.Name + ": not invalidated (its template cannot be deleted whole)"
+		}
+		out = append(out, what)
+	}
+	return orDash(strings.Join(out, "<br>"))
 }
 
 // shardLines describes each sharded class for lint: its shard queues with

@@ -197,3 +197,42 @@ func TestDeadRetryForceNeedsFamilyTasks(t *testing.T) {
 	require.Equal(t, exitUsage, r.code)
 	require.Contains(t, r.stderr, "give their task IDs, not --all")
 }
+
+// The tables section is documented: each table's event, attribute ←
+// column, what a TRUNCATE invalidates and the replica identity it needs.
+func TestPolicyDocTables(t *testing.T) {
+	t.Parallel()
+	body := `version: 1
+classes:
+  standard: {ttl: 10m}
+families:
+  price: {template: "price:{sku}:{currency}", class: standard}
+  catalog: {template: "catalog:{sku}", class: standard, strategy: version}
+  tenant_doc: {template: "{tenant}.doc.{id}", class: standard}
+events:
+  price.changed: {attributes: [sku, currency], invalidates: [price, catalog]}
+  doc.changed: {attributes: [tenant, id], invalidates: [tenant_doc]}
+tables:
+  public.prices: {event: price.changed, attributes: {sku: product_id, currency: currency}}
+  app.docs: {event: doc.changed, attributes: {tenant: tenant_id, id: id}}
+`
+	r := invoke(t, nil, "", "policy", "doc", writePolicy(t, body))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	for _, want := range []string{
+		"## Tables (invalidator cdc)",
+		"REPLICA IDENTITY",
+		"| table | event | attribute ← column | on TRUNCATE | replica identity must cover |",
+		"| app.docs | doc.changed | id ← id, tenant ← tenant\\_id | tenant\\_doc: not invalidated (its template cannot be deleted whole) | id, tenant\\_id |",
+		"| public.prices | price.changed | currency ← currency, sku ← product\\_id | every key of price<br>every version key of catalog | currency, product\\_id |",
+	} {
+		require.Contains(t, r.stdout, want)
+	}
+	// Tables come between events and classes.
+	require.Less(t, strings.Index(r.stdout, "## Events"), strings.Index(r.stdout, "## Tables"))
+	require.Less(t, strings.Index(r.stdout, "## Tables"), strings.Index(r.stdout, "## Freshness classes"))
+
+	// No tables section, no tables heading.
+	r = invoke(t, nil, "", "policy", "doc", examplePolicy)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NotContains(t, r.stdout, "## Tables")
+}

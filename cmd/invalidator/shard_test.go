@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/enqueue"
-	"github.com/invalidator/invalidator/internal/queuestats"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,32 +53,65 @@ type workerOpts struct {
 	relay relayFlags
 }
 
+// config returns the worker settings the flags give. Zero values are the
+// worker's defaults: worker.Config decides them, and what a value may be.
+func (o *workerOpts) config() worker.Config {
+	return worker.Config{
+		Concurrency:        o.concurrency,
+		PollInterval:       o.pollInterval,
+		SafetyPoll:         o.safetyPoll,
+		PollOnly:           o.pollOnly,
+		RetryCheckInterval: o.retryCheck,
+		ShutdownTimeout:    o.shutdownTimeout,
+		ScanCount:          o.scanCount,
+		FamilyRateLimit:    o.familyRate,
+		HeartbeatInterval:  o.heartbeat,
+		HeartbeatTimeout:   o.heartbeatTimeout,
+		MaxRescues:         o.maxRescues,
+		NoRescue:           !o.rescue,
+		AuditRate:          o.auditRate,
+	}
+}
+
+// workerFlags names the flag of each worker.Config field the worker
+// command sets, so that a Validate error names what the user typed.
+func workerFlags() map[string]string {
+	return map[string]string{
+		"Concurrency":        "--concurrency",
+		"PollInterval":       "--poll-interval",
+		"SafetyPoll":         "--safety-poll",
+		"RetryCheckInterval": "--retry-check-interval",
+		"ShutdownTimeout":    "--shutdown-timeout",
+		"ScanCount":          "--scan-count",
+		"FamilyRateLimit":    "--family-rate-limit",
+		"HeartbeatInterval":  "--heartbeat-interval",
+		"HeartbeatTimeout":   "--heartbeat-timeout",
+		"MaxRescues":         "--max-rescues",
+		"AuditRate":          "--audit-rate",
+	}
+}
+
+// validate checks the flags with worker.Config.Validate, before anything
+// connects, and turns its error into a usage error (exit 2) that names
+// flags rather than Config fields.
 func (o *workerOpts) validate() error {
-	switch {
-	case o.concurrency < 1:
-		return usagef("--concurrency must be at least 1, got %d", o.concurrency)
-	case o.pollInterval <= 0:
-		return usagef("--poll-interval must be positive, got %s", o.pollInterval)
-	case o.safetyPoll < time.Second || o.safetyPoll > wake.MaxSafetyPoll:
-		return usagef("--safety-poll must be between 1s (BLPOP counts whole seconds) and %s (a woken task keeps the lease asynq set before the wait), got %s", wake.MaxSafetyPoll, o.safetyPoll)
-	case o.retryCheck <= 0:
-		return usagef("--retry-check-interval must be positive, got %s", o.retryCheck)
-	case o.shutdownTimeout <= 0:
-		return usagef("--shutdown-timeout must be positive, got %s", o.shutdownTimeout)
-	case o.scanCount < 1:
-		return usagef("--scan-count must be at least 1, got %d", o.scanCount)
-	case o.familyRate < 0 || math.IsNaN(o.familyRate) || math.IsInf(o.familyRate, 0):
-		return usagef("--family-rate-limit must be a number of keys/s, 0 or more (0: no limit), got %g", o.familyRate)
-	case o.heartbeat <= 0:
-		return usagef("--heartbeat-interval must be positive, got %s", o.heartbeat)
-	case o.heartbeatTimeout < 0:
-		return usagef("--heartbeat-timeout must not be negative, got %s", o.heartbeatTimeout)
-	case o.heartbeatTimeout != 0 && o.heartbeatTimeout < 2*o.heartbeat:
-		return usagef("--heartbeat-timeout must be at least twice --heartbeat-interval (%s), got %s", o.heartbeat, o.heartbeatTimeout)
-	case o.auditRate < 0 || math.IsNaN(o.auditRate) || math.IsInf(o.auditRate, 0):
-		return usagef("--audit-rate must be a number of keys/s, 0 or more (0: the auditor's default, 5000), got %g", o.auditRate)
-	case o.maxRescues < 1:
-		return usagef("--max-rescues must be at least 1, got %d", o.maxRescues)
+	var ce *worker.ConfigError
+	switch err := o.config().Validate(); {
+	case errors.As(err, &ce) && ce.Field == "Queue":
+		// The settings are fine; the queue Redis is connected later.
+	case ce != nil:
+		flags := workerFlags()
+		flag, ok := flags[ce.Field]
+		if !ok {
+			return err
+		}
+		problem := ce.Problem
+		for field, f := range flags {
+			problem = strings.ReplaceAll(problem, field, f)
+		}
+		return usagef("%s %s", flag, problem)
+	case err != nil:
+		return err
 	}
 	return o.relay.validate(outboxFlagPrefix)
 }
@@ -192,26 +225,8 @@ this worker runs no audits.`,
 				}
 				defer auditDB.Close()
 			}
-			cfg := worker.Config{
-				Queue:              queue,
-				Cache:              cache,
-				Policy:             policy,
-				Logger:             a.log,
-				Metrics:            metrics,
-				Concurrency:        o.concurrency,
-				PollInterval:       o.pollInterval,
-				SafetyPoll:         o.safetyPoll,
-				PollOnly:           o.pollOnly,
-				RetryCheckInterval: o.retryCheck,
-				ShutdownTimeout:    o.shutdownTimeout,
-				ScanCount:          o.scanCount,
-				FamilyRateLimit:    o.familyRate,
-				HeartbeatInterval:  o.heartbeat,
-				HeartbeatTimeout:   o.heartbeatTimeout,
-				MaxRescues:         o.maxRescues,
-				NoRescue:           !o.rescue,
-				AuditRate:          o.auditRate,
-			}
+			cfg := o.config()
+			cfg.Queue, cfg.Cache, cfg.Policy, cfg.Logger, cfg.Metrics = queue, cache, policy, a.log, metrics
 			if auditDB != nil {
 				// Not a nil *pgxpool.Pool in the interface: no source.
 				cfg.AuditSource = auditDB
@@ -247,17 +262,17 @@ this worker runs no audits.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.cacheURL, "cache-redis", "", "cache Redis URL, if not the queue Redis (env "+envCacheRedisURL+")")
-	f.IntVar(&o.concurrency, "concurrency", worker.DefaultConcurrency, "tasks processed at once")
-	f.DurationVar(&o.pollInterval, "poll-interval", worker.DefaultPollInterval, "pause before polling the queues again after an empty round that did not wait for a wake-up (every round with --poll-only)")
-	f.DurationVar(&o.safetyPoll, "safety-poll", wake.DefaultSafetyPoll, "longest wait of an idle worker for a wake-up before it polls anyway (tasks of producers that do not wake: asynqmon, plain asynq clients); whole seconds, 1s to 10s")
+	f.IntVar(&o.concurrency, "concurrency", 0, fmt.Sprintf("tasks processed at once (default %d)", worker.DefaultConcurrency))
+	f.DurationVar(&o.pollInterval, "poll-interval", 0, fmt.Sprintf("pause before polling the queues again after an empty round that did not wait for a wake-up (every round with --poll-only) (default %s)", worker.DefaultPollInterval))
+	f.DurationVar(&o.safetyPoll, "safety-poll", 0, fmt.Sprintf("longest wait of an idle worker for a wake-up before it polls anyway (tasks of producers that do not wake: asynqmon, plain asynq clients); whole seconds, 1s to %s (default %s)", wake.MaxSafetyPoll, wake.DefaultSafetyPoll))
 	f.BoolVar(&o.pollOnly, "poll-only", false, "no wake-ups: poll idle queues every --poll-interval, as plain asynq does")
-	f.DurationVar(&o.retryCheck, "retry-check-interval", worker.DefaultRetryCheck, "how often due retries go back to their queue")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "how long in-flight tasks may finish after a stop signal")
-	f.IntVar(&o.scanCount, "scan-count", worker.DefaultScanCount, "COUNT hint of each SCAN in family deletes")
+	f.DurationVar(&o.retryCheck, "retry-check-interval", 0, fmt.Sprintf("how often due retries go back to their queue (default %s)", worker.DefaultRetryCheck))
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, fmt.Sprintf("how long in-flight tasks may finish after a stop signal (default %s)", worker.DefaultShutdownTimeout))
+	f.IntVar(&o.scanCount, "scan-count", 0, fmt.Sprintf("COUNT hint of each SCAN in family deletes (default %d)", worker.DefaultScanCount))
 	f.Float64Var(&o.familyRate, "family-rate-limit", 0, "max keys/s deleted by family scans on this worker (0: no limit)")
-	f.DurationVar(&o.heartbeat, "heartbeat-interval", worker.DefaultHeartbeatInterval, "how often this worker writes its heartbeat (its in-flight tasks) and the rescuer looks for dead workers")
+	f.DurationVar(&o.heartbeat, "heartbeat-interval", 0, fmt.Sprintf("how often this worker writes its heartbeat (its in-flight tasks) and the rescuer looks for dead workers (default %s)", worker.DefaultHeartbeatInterval))
 	f.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 0, "silence after which a worker counts as dead and its tasks go back to their queue (default 4 × --heartbeat-interval)")
-	f.IntVar(&o.maxRescues, "max-rescues", worker.DefaultMaxRescues, "rescues of one task before it is left to asynq's lease recovery (a task that keeps killing workers)")
+	f.IntVar(&o.maxRescues, "max-rescues", 0, fmt.Sprintf("rescues of one task before it is left to asynq's lease recovery (a task that keeps killing workers) (default %d)", worker.DefaultMaxRescues))
 	f.BoolVar(&o.rescue, "rescue", true, "let this worker take the rescuer role (--rescue=false: never; it still sends heartbeats)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve /metrics, /healthz and /readyz on (env "+envMetricsAddr+"; default off)")
 	f.StringVar(&o.auditDSN, "audit-source-dsn", "", "PostgreSQL DSN the scheduled audits (policy audit_every) read (env "+envAuditDSN+"; put a password there, not on the command line; default off)")

@@ -48,6 +48,12 @@ func startWakeWorker(t *testing.T) *wakeBundle {
 // critical and the standard (default) class.
 func startWakeWorkerOn(t *testing.T, rdb redis.UniversalClient, critical, standard string) *wakeBundle {
 	t.Helper()
+	return startWakeWorkerPolling(t, rdb, critical, standard, hugeSafetyPoll)
+}
+
+// startWakeWorkerPolling is startWakeWorkerOn with the given safety poll.
+func startWakeWorkerPolling(t *testing.T, rdb redis.UniversalClient, critical, standard string, safetyPoll time.Duration) *wakeBundle {
+	t.Helper()
 	p, err := keyspec.Parse("p.yaml", []byte(`
 version: 1
 default_class: standard
@@ -60,7 +66,7 @@ classes:
 	b.client, err = enqueue.New(b.rdb, enqueue.Config{Policy: p})
 	require.NoError(t, err)
 	w, err := New(Config{Queue: b.rdb, Policy: p, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		PollInterval: time.Millisecond, RetryCheckInterval: 100 * time.Millisecond, SafetyPoll: hugeSafetyPoll,
+		PollInterval: time.Millisecond, RetryCheckInterval: 100 * time.Millisecond, SafetyPoll: safetyPoll,
 		ShutdownTimeout: 2 * time.Second, NoRescue: true, onWaiter: func(wt *wake.Waiter) { b.waiter.Store(wt) }})
 	require.NoError(t, err)
 	require.Len(t, w.Queues(), 2)

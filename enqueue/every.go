@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
 
@@ -39,11 +38,7 @@ func (b *Builder) EveryKeyOf(event string) ([]Message, error) {
 		seen[inv.Family] = true
 		fam, class, err := b.family(inv.Family)
 		if err == nil {
-			if fam.Strategy == keyspec.StrategyVersion {
-				_, err = fam.VersionKeysMatcher(nil)
-			} else {
-				_, err = fam.Pattern(nil)
-			}
+			_, err = fam.DeleteMatcher(nil)
 		}
 		if err != nil {
 			errs = append(errs, err)

@@ -176,6 +176,18 @@ func joinAnd(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }
 
+// DeleteMatcher matches the keys a family delete of params removes: the
+// family's keys (Matcher), or for a version family its version keys
+// (VersionKeysMatcher), whose deletion orphans the data under them. The
+// worker, enqueue and policy doc ask it, so they agree on what a family
+// delete of each strategy touches.
+func (f *Family) DeleteMatcher(params map[string]string) (*Matcher, error) {
+	if f.Strategy == StrategyVersion {
+		return f.VersionKeysMatcher(params)
+	}
+	return f.Matcher(params)
+}
+
 // VersionKeysMatcher returns the matcher of a pattern delete of a version
 // family's version keys: those of every entity whose parameters match
 // params, the ones left out matching their declarations (or any bytes).

@@ -29,16 +29,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	// ':' too: the matcher keeps the delete to the family's keys where
 	// the policy declares parameter values. Without declarations it would
 	// reject nothing, and the scan skips it.
-	var match *keyspec.Matcher
-	if fam.Strategy == keyspec.StrategyVersion {
-		// A version family's data keys hang off its version keys: deleting
-		// the version keys invalidates every entity they name, as a bump
-		// of each would (the next bump or read restarts above every
-		// version handed out). invalidator cdc asks for it on a TRUNCATE.
-		match, err = fam.VersionKeysMatcher(t.Params)
-	} else {
-		match, err = fam.Matcher(t.Params)
-	}
+	//
+	// A version family's data keys hang off its version keys: deleting
+	// the version keys invalidates every entity they name, as a bump of
+	// each would (the next bump or read restarts above every version
+	// handed out). invalidator cdc asks for it on a TRUNCATE.
+	match, err := fam.DeleteMatcher(t.Params)
 	if err != nil {
 		return poison(err)
 	}

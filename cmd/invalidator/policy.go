@@ -284,15 +284,11 @@ func truncateText(p *keyspec.Policy, event string) string {
 			continue
 		}
 		seen[f.Name] = true
-		var err error
 		what := "every key of " + f.Name
 		if f.Strategy == keyspec.StrategyVersion {
-			_, err = f.VersionKeysMatcher(nil)
 			what = "every version key of " + f.Name
-		} else {
-			_, err = f.Pattern(nil)
 		}
-		if err != nil {
+		if _, err := f.DeleteMatcher(nil); err != nil {
 			what = f.Name + ": not invalidated (its template cannot be deleted whole)"
 		}
 		out = append(out, what)

@@ -177,7 +177,13 @@ func TestFaultCacheStall(t *testing.T) {
 		require.Equal(t, "invalidator-tight", d.Queue, "%+v", d)
 		require.NotContains(t, d.Reason, "poison", "%+v", d)
 	}
-	require.Equal(t, len(flashes), existing(t, cc, flashes...), "the dead-lettered invalidations cannot have run")
+	// A dead-lettered task's UNLINK may still have run: one written to
+	// the stopped cache before the task's timeout sits in the socket
+	// buffer, and the cache runs it when it resumes (an extra delete,
+	// never a lost one: a make test saw 3 of 5 run). Those landed while the
+	// patient class drained above, so the keys are set again here, and
+	// only `dead retry` below can delete them.
+	setAll(t, cc, flashes)
 	require.Contains(t, worker.logs.String(), "task moved to dead letter: retries exhausted")
 
 	// `dead retry` applies them.

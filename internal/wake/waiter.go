@@ -613,10 +613,17 @@ func Dedicated(rdb redis.UniversalClient) (redis.UniversalClient, error) {
 	case *redis.Client:
 		o := *c.Options()
 		o.ContextTimeoutEnabled = true // the wait's deadline must reach the socket
+		// The copy shares rdb's *MaintNotificationsConfig, which go-redis
+		// writes (under a lock of rdb's own) when a server refuses the
+		// handshake, while NewClient reads it: a data race (-race, in
+		// TestWorkload). The project never sets it, so a fresh default is
+		// the same setting.
+		o.MaintNotificationsConfig = nil
 		return redis.NewClient(&o), nil
 	case *redis.ClusterClient:
 		o := *c.Options()
 		o.ContextTimeoutEnabled = true
+		o.MaintNotificationsConfig = nil // shared with rdb, as above
 		return redis.NewClusterClient(&o), nil
 	}
 	return nil, fmt.Errorf("wake: cannot make a client of its own from a %T; idle workers poll instead", rdb)

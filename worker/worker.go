@@ -189,9 +189,9 @@ func (w *Worker) ServerConfig() asynq.Config {
 		// seventh of what an idle fleet sent the queue Redis.
 		JanitorInterval: janitorInterval,
 		ShutdownTimeout: w.cfg.ShutdownTimeout,
-		RetryDelayFunc:           w.retryDelay,
-		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
-		Logger:                   asynqLogger{l: w.log.With("component", "asynq")},
+		RetryDelayFunc:  w.retryDelay,
+		ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
+		Logger:          asynqLogger{l: w.log.With("component", "asynq")},
 		// asynq logs every idle poll at debug level; at a 5ms poll interval
 		// that is noise, so its own level stays at info.
 		LogLevel: asynq.InfoLevel,

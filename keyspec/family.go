@@ -82,7 +82,8 @@ type FamilyOptions struct {
 // values, never free-form patterns, so a pattern delete can only ever touch
 // keys of one declared shape. A Family is immutable after it is built and safe
 // for concurrent use; do not change its fields. Build one with NewFamily or
-// load it from a policy file: either checks and compiles its settings.
+// a policy file, which check its settings and compile its Params: a Family
+// literal enforces no Params.
 type Family struct {
 	// Name of the family, [A-Za-z0-9_.-]+.
 	Name string

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,24 +36,6 @@ families:
 `
 
 const faultVersionQueue = "invalidator-standard"
-
-// plainBinary builds the invalidator binary without the race detector, once
-// per test binary. The version fault needs a worker at production speed: the
-// old millisecond versions ran ahead of the clock only above about one bump
-// of an entity a millisecond, which a race-built worker on a busy machine
-// does not reach, so against that code the fault rarely showed with it.
-var plainBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "invalidator-plain-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "invalidator")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", &buildError{out: out, err: err}
-	}
-	return bin, nil
-})
 
 // versionFault is a worker process on a queue Redis and a cache Redis of
 // the test's own (so the cache can be made to evict), with writers and

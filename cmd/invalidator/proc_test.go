@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,31 @@ var builtBinary = sync.OnceValues(func() (string, error) {
 	}
 	bin := filepath.Join(dir, "invalidator")
 	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &buildError{out: out, err: err}
+	}
+	return bin, nil
+})
+
+// plainStamp is the version plainBinary is stamped with: unique per test
+// binary, so a stale binary cannot pass TestVersionStampedAtLinkTime.
+var plainStamp = fmt.Sprintf("v0.0.0-test.%d", time.Now().UnixNano())
+
+// plainBinary builds the invalidator binary without the race detector, once
+// per test binary, stamped at link time as `make build` stamps it. The
+// version fault needs a worker at production speed: the old millisecond
+// versions ran ahead of the clock only above about one bump of an entity a
+// millisecond, which a race-built worker on a busy machine does not reach,
+// so against that code the fault rarely showed with it. The version test
+// shares the build: a build of its own cost a minute on 2 cores.
+var plainBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "invalidator-plain-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "invalidator")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.buildVersion="+plainStamp+" -X main.buildCommit=0123456789abcdef",
+		"-o", bin, ".").CombinedOutput()
 	if err != nil {
 		return "", &buildError{out: out, err: err}
 	}

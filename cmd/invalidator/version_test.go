@@ -1,14 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -34,12 +32,11 @@ func TestVersionStampedAtLinkTime(t *testing.T) {
 		t.Skip("builds a binary")
 	}
 	t.Parallel()
-	stamp := fmt.Sprintf("v0.0.0-test.%d", time.Now().UnixNano())
-	bin := filepath.Join(t.TempDir(), "invalidator")
-	out, err := exec.Command("go", "build", "-ldflags", "-X main.buildVersion="+stamp+" -X main.buildCommit=0123456789abcdef", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	stamp := plainStamp
+	bin, err := plainBinary()
+	require.NoError(t, err)
 
-	out, err = exec.Command(bin, "version", "--json").Output()
+	out, err := exec.Command(bin, "version", "--json").Output()
 	require.NoError(t, err)
 	v := oneJSON[versionInfo](t, string(out))
 	require.Equal(t, stamp, v.Version)

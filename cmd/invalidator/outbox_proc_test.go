@@ -205,10 +205,9 @@ func TestRelayKillMidBatch(t *testing.T) {
 	}
 }
 
-// The queue Redis is down while transactions keep committing, until the
-// relay has backed off to its longest wait: the relay reports not ready
-// meanwhile, the rows wait in the table, and once the Redis is back every
-// row drains and every key is removed.
+// The queue Redis is down for 10 s while transactions keep committing: the
+// relay reports not ready meanwhile, the rows wait in the table, and once
+// the Redis is back every row drains and every key is removed.
 func TestRelayQueueRedisOutage(t *testing.T) {
 	t.Parallel()
 	queue := redistest.StartServerWith(t, redistest.ServerOptions{AppendOnly: true})
@@ -242,6 +241,7 @@ func TestRelayQueueRedisOutage(t *testing.T) {
 	}()
 
 	queue.Stop()
+	downSince := time.Now()
 	var body string
 	require.Eventually(t, func() bool {
 		var code int
@@ -249,13 +249,7 @@ func TestRelayQueueRedisOutage(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "outbox relay: ")
 	}, 10*time.Second, 20*time.Millisecond, "readyz while the queue Redis is down: %s", body)
 	require.Eventually(t, func() bool { return r.rows() > 0 }, 10*time.Second, 10*time.Millisecond)
-	// The outage lasts until two rounds have failed with the backoff at its
-	// cap: the state a long outage leaves the relay in, waited for as an
-	// event rather than a fixed 10 s. The Redis then comes back during the
-	// longest wait.
-	atCap := "retry_in=" + outbox.DefaultRetryMax.String()
-	require.Eventually(t, func() bool { return strings.Count(relay.logs.String(), atCap) >= 2 },
-		60*time.Second, 20*time.Millisecond, "the relay's backoff never reached its cap:\n%s", relay.logs)
+	time.Sleep(time.Until(downSince.Add(10 * time.Second))) // the outage itself, not an assertion
 	queue.Start()
 	r.commitMany("after", 50)
 	close(stop)

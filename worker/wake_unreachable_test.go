@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +48,24 @@ func (c *holeConn) Read(b []byte) (int, error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return c.Conn.Read(b)
+}
+
+// logBuffer is a log sink safe for concurrent writes.
+type logBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type timeoutErr struct{}
@@ -110,15 +130,23 @@ func TestWakeMasterUnreachableDoesNotHoldQueues(t *testing.T) {
 			var done chan error
 			for attempt := 0; ; attempt++ {
 				require.Less(t, attempt, 20, "asynq's server record kept landing on the {wake} master")
-				w, err := New(Config{Queue: qc, Cache: plain, Policy: p, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				logs := &logBuffer{}
+				w, err := New(Config{Queue: qc, Cache: plain, Policy: p, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 					ShutdownTimeout: 2 * time.Second, NoRescue: true, PollOnly: pollOnly})
 				require.NoError(t, err)
 				var ctx2 context.Context
 				ctx2, cancel = context.WithCancel(ctx)
 				done = make(chan error, 1)
 				go func() { done <- w.Run(ctx2) }()
-				time.Sleep(2 * time.Second)
-				if !asynqRecordOn(t, plain, insp, q, wakeAddr) {
+				// Until the worker has started and asynq has written its
+				// record (at start), rather than a fixed 2 s.
+				var on bool
+				require.Eventually(t, func() bool {
+					var found bool
+					on, found = asynqRecordOn(t, plain, insp, q, wakeAddr)
+					return found && strings.Contains(logs.String(), "worker started")
+				}, 20*time.Second, 10*time.Millisecond, "the worker did not start:\n%s", logs)
+				if !on {
 					break
 				}
 				cancel()
@@ -149,8 +177,9 @@ func TestWakeMasterUnreachableDoesNotHoldQueues(t *testing.T) {
 }
 
 // asynqRecordOn reports whether the asynq server serving queue keeps its
-// server record on the master at addr.
-func asynqRecordOn(t *testing.T, c *redis.ClusterClient, insp *asynq.Inspector, queue, addr string) bool {
+// server record on the master at addr; found is false while there is no
+// such record yet.
+func asynqRecordOn(t *testing.T, c *redis.ClusterClient, insp *asynq.Inspector, queue, addr string) (on, found bool) {
 	t.Helper()
 	servers, err := insp.Servers()
 	require.NoError(t, err)
@@ -161,8 +190,7 @@ func asynqRecordOn(t *testing.T, c *redis.ClusterClient, insp *asynq.Inspector, 
 		key := fmt.Sprintf("asynq:servers:{%s:%d:%s}", srv.Host, srv.PID, srv.ID)
 		m, err := c.MasterForKey(context.Background(), key)
 		require.NoError(t, err)
-		return m.Options().Addr == addr
+		return m.Options().Addr == addr, true
 	}
-	t.Fatalf("no asynq server serves %s", queue)
-	return false
+	return false, false
 }

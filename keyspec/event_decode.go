@@ -161,7 +161,7 @@ func (d *decoder) checkAttributeDecls(p *Policy, e *Event, at *yaml.Node) {
 		for _, inv := range e.Invalidates {
 			f := p.Families[inv.Family]
 			for _, param := range f.Template.params {
-				if decl := f.params[param]; decl != nil && inv.source(param) == a {
+				if decl := f.decls[param]; decl != nil && inv.source(param) == a {
 					decls = append(decls, decl)
 					names = append(names, fmt.Sprintf("%s.%s %q", f.Name, param, decl.Match))
 				}

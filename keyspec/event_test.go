@@ -241,7 +241,7 @@ func matchesShape(t *testing.T, f *Family, key string) bool {
 	t.Helper()
 	var b strings.Builder
 	for _, s := range f.Template.segs {
-		switch d := f.params[s.text]; {
+		switch d := f.decls[s.text]; {
 		case !s.isParam:
 			b.WriteString(regexp.QuoteMeta(s.text))
 		case s.text == f.HashTag && d != nil:

@@ -36,28 +36,41 @@ var (
 // misconfigured TTL rather than spreading expiry.
 const MaxJitter = 0.5
 
-// FamilyOptions are the optional settings of a family built in code with
-// NewFamily.
+// FamilyOptions are a family's settings besides its name and template:
+// what NewFamily takes, and what a Family holds (embedded), with its
+// defaults filled in and, for a policy file's family, its class's TTL and
+// jitter inherited.
 type FamilyOptions struct {
-	// Class is the freshness class name; "" means the policy's default
+	// Class is the name of the family's freshness class. A policy file's
+	// family names one; "" (NewFamily only) means the policy's default
 	// class.
 	Class string
-	// TTL of cache entries; 0 means no expiry. NewFamily does not inherit a
-	// class TTL: there is no policy to look it up in.
+	// TTL of cache entries; 0 means no expiry. A policy file's family
+	// without a ttl takes its class's; NewFamily takes it as given, with
+	// no policy to look a class TTL up in.
 	TTL time.Duration
-	// Jitter is the TTL jitter fraction in [0, 0.5].
+	// Jitter is the TTL jitter fraction in [0, MaxJitter], resolved like
+	// TTL.
 	Jitter float64
-	// Strategy defaults to StrategyDelete.
+	// Strategy is how the family is invalidated; "" means StrategyDelete.
 	Strategy Strategy
-	// HashTag names the template parameter that becomes the Redis Cluster
-	// hash tag; "" for none.
+	// HashTag is the name of the template parameter that becomes the Redis
+	// Cluster hash tag: its value is wrapped in braces in the key, so all keys
+	// of one entity share a cluster slot. "" means none.
 	HashTag string
-	// Owner is the team or person owning the key convention, for humans.
+	// Owner is the optional team or person owning the key convention, for
+	// humans.
 	Owner string
-	// Mode is the rollout phase; "" means ModeEnforce.
+	// Mode is the rollout phase: enforce, shadow or off; "" means
+	// ModeEnforce.
 	Mode Mode
-	// MaxKeys caps the keys one pattern delete of the family may remove;
-	// 0 means no cap. See Family.MaxKeys.
+	// MaxKeys caps the keys one pattern delete may remove; 0 means no cap.
+	// For a version family it caps the version keys one delete of them
+	// removes (invalidator cdc deletes them all for a TRUNCATE).
+	// A scan that would exceed it stops and goes to the dead letter with
+	// the counts, its cursor kept, so an operator decides whether to resume
+	// it (invalidator dead retry --force) instead of a typo wiping half the
+	// cache.
 	MaxKeys int
 	// Params declares the values of template parameters, by name; a
 	// parameter left out takes any value. See Param.
@@ -68,47 +81,26 @@ type FamilyOptions struct {
 // "user:{id}:profile" key. Invalidations address a family plus parameter
 // values, never free-form patterns, so a pattern delete can only ever touch
 // keys of one declared shape. A Family is immutable after it is built and safe
-// for concurrent use; do not change its fields.
+// for concurrent use; do not change its fields. Build one with NewFamily or
+// a policy file, which check its settings and compile its Params: a Family
+// literal enforces no Params.
 type Family struct {
 	// Name of the family, [A-Za-z0-9_.-]+.
 	Name string
 	// Template renders the family's keys.
 	Template *Template
-	// Class is the name of the family's freshness class.
-	Class string
-	// TTL of cache entries, resolved at load: the family's own, else the
-	// class TTL. 0 means no expiry.
-	TTL time.Duration
-	// Jitter is the TTL jitter fraction, resolved like TTL.
-	Jitter float64
-	// Strategy is how the family is invalidated.
-	Strategy Strategy
-	// HashTag is the name of the template parameter that becomes the Redis
-	// Cluster hash tag: its value is wrapped in braces in the key, so all keys
-	// of one entity share a cluster slot. "" means none.
-	HashTag string
-	// Owner is the optional team or person owning the key convention.
-	Owner string
-	// Mode is the rollout phase: enforce (the default), shadow or off.
-	Mode Mode
-	// MaxKeys caps the keys one pattern delete may remove; 0 means no cap.
-	// For a version family it caps the version keys one delete of them
-	// removes (invalidator cdc deletes them all for a TRUNCATE).
-	// A scan that would exceed it stops and goes to the dead letter with
-	// the counts, its cursor kept, so an operator decides whether to resume
-	// it (invalidator dead retry --force) instead of a typo wiping half the
-	// cache.
-	MaxKeys int
+	// FamilyOptions are the family's settings, resolved: Strategy and Mode
+	// are never "".
+	FamilyOptions
 	// Audit is the family's audit section; nil when it declares none.
 	Audit *Audit
 
-	// params holds the compiled declarations of the template parameters
-	// that have one (see Param); read them with Family.Param.
-	params map[string]*paramDecl
+	// decls holds the compiled Params, by parameter name.
+	decls map[string]*paramDecl
 }
 
 // NewFamily builds and validates a family outside a policy file, for code
-// and tests. The strategy defaults to delete.
+// and tests. The strategy defaults to delete, the mode to enforce.
 func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 	if msg := checkFamilyName(name); msg != "" {
 		return nil, fmt.Errorf("family %q: %s", name, msg)
@@ -120,21 +112,13 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 	if opts.Strategy == "" {
 		opts.Strategy = StrategyDelete
 	}
-	f := &Family{
-		Name:     name,
-		Template: t,
-		Class:    opts.Class,
-		TTL:      opts.TTL,
-		Jitter:   opts.Jitter,
-		Strategy: opts.Strategy,
-		HashTag:  opts.HashTag,
-		Owner:    opts.Owner,
-		Mode:     opts.Mode,
-		MaxKeys:  opts.MaxKeys,
+	if opts.Mode == "" {
+		opts.Mode = ModeEnforce
 	}
-	if f.Mode == "" {
-		f.Mode = ModeEnforce
-	}
+	// The family keeps its own copy: a caller changing its map afterwards
+	// must not change what the family declares.
+	opts.Params = maps.Clone(opts.Params)
+	f := &Family{Name: name, Template: t, FamilyOptions: opts}
 	if opts.Class != "" {
 		if msg := checkClassName(opts.Class); msg != "" {
 			return nil, fmt.Errorf("family %q: class: %s", name, msg)
@@ -148,10 +132,10 @@ func NewFamily(name, template string, opts FamilyOptions) (*Family, error) {
 		if msg != "" {
 			return nil, fmt.Errorf("family %q: params.%s: %s", f.Name, name, msg)
 		}
-		if f.params == nil {
-			f.params = map[string]*paramDecl{}
+		if f.decls == nil {
+			f.decls = map[string]*paramDecl{}
 		}
-		f.params[name] = d
+		f.decls[name] = d
 	}
 	for _, msg := range []string{
 		checkTTL(f.TTL),
@@ -230,15 +214,6 @@ func paramList(t *Template) string {
 	return strings.Join(t.params, ", ")
 }
 
-// Param returns the declaration of a template parameter, and false when it
-// has none (it takes any value).
-func (f *Family) Param(name string) (Param, bool) {
-	if d := f.params[name]; d != nil {
-		return d.Param, true
-	}
-	return Param{}, false
-}
-
 // Key renders the family's full key. Every template parameter must be given
 // (ErrMissingParam), no others (ErrUnknownParam), none empty
 // (ErrEmptyParam), and each must match its declaration, if it has one
@@ -295,7 +270,7 @@ func (f *Family) checkParams(op string, params map[string]string, all bool) erro
 			return fmt.Errorf("%s family %q: %w for %q: give the value the cache key was written with",
 				op, f.Name, ErrEmptyParam, name)
 		}
-		if d := f.params[name]; d != nil && !d.match(v) {
+		if d := f.decls[name]; d != nil && !d.match(v) {
 			return fmt.Errorf("%s family %q: %w: parameter %q value %s does not match its declaration %q in the policy; "+
 				"fix the value, or widen the declaration if such keys exist",
 				op, f.Name, ErrInvalidParam, name, quoteValue(v), d.Match)

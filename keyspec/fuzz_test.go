@@ -37,7 +37,7 @@ func FuzzParseTemplate(f *testing.F) {
 		if value == "" {
 			return
 		}
-		fam := &Family{Name: "fuzz", Template: tmpl, Strategy: StrategyDelete}
+		fam := &Family{Name: "fuzz", Template: tmpl, FamilyOptions: FamilyOptions{Strategy: StrategyDelete}}
 		values := map[string]string{}
 		for _, p := range params {
 			values[p] = value
@@ -166,7 +166,7 @@ func FuzzParse(f *testing.F) {
 				for _, inv := range e.Invalidates {
 					fam := p.Families[inv.Family]
 					for _, param := range fam.Template.params {
-						if d := fam.params[param]; d != nil && inv.source(param) == a {
+						if d := fam.decls[param]; d != nil && inv.source(param) == a {
 							decls = append(decls, d)
 						}
 					}
@@ -202,11 +202,11 @@ func checkDeclaredFamily(t *testing.T, fam *Family) {
 	values := map[string]string{}
 	for _, param := range fam.Template.params {
 		values[param] = "v"
-		d := fam.params[param]
+		d := fam.decls[param]
 		if d == nil {
 			continue
 		}
-		decl, ok := fam.Param(param)
+		decl, ok := fam.Params[param]
 		require.True(t, ok)
 		require.Equal(t, d.Match, decl.Match)
 		v, ok := commonValue([]*paramDecl{d})

@@ -36,7 +36,7 @@ func (f *Family) templateParts(given map[string]string, lang valueLang) []keyPar
 			parts = append(parts, keyPart{lit: "{"})
 		}
 		v, isGiven := given[s.text]
-		switch d := f.params[s.text]; {
+		switch d := f.decls[s.text]; {
 		case isGiven:
 			parts = append(parts, keyPart{lit: v})
 		case d != nil && lang == langGlob:

@@ -60,7 +60,7 @@ func (f *Family) Matcher(params map[string]string) (*Matcher, error) {
 	}
 	m := &Matcher{pattern: pattern}
 	for _, name := range f.Template.params {
-		if _, given := params[name]; !given && f.params[name] != nil {
+		if _, given := params[name]; !given && f.decls[name] != nil {
 			m.filters = true
 		}
 	}
@@ -127,7 +127,7 @@ func (p *Policy) Captures(f *Family, params map[string]string) ([]Capture, error
 func (f *Family) undeclared() []string {
 	var out []string
 	for _, p := range f.Template.params {
-		if f.params[p] == nil {
+		if f.decls[p] == nil {
 			out = append(out, p)
 		}
 	}

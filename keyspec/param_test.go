@@ -132,6 +132,7 @@ events:
 `))
 	require.NoError(t, err)
 	product, feed := p.Families["product"], p.Families["feed"]
+	require.Equal(t, map[string]Param{"id": {Match: "[0-9]+"}}, product.Params, "a policy family's Params are its declarations")
 	bad := map[string]string{"id": "1:price:EUR"}
 	want := `family "product": parameter value outside its declaration: parameter "id" value "1:price:EUR" does not match its declaration "[0-9]+"`
 
@@ -176,11 +177,12 @@ events:
 	require.ErrorContains(t, err, `... (100 bytes)`)
 
 	// Families built in code declare through FamilyOptions.Params.
-	f, err := NewFamily("product", "product:{id}", FamilyOptions{Params: map[string]Param{"id": {Match: "[0-9]+"}}})
+	// The family keeps its own copy of the map.
+	params := map[string]Param{"id": {Match: "[0-9]+"}}
+	f, err := NewFamily("product", "product:{id}", FamilyOptions{Params: params})
 	require.NoError(t, err)
-	decl, ok := f.Param("id")
-	require.True(t, ok)
-	require.Equal(t, "[0-9]+", decl.Match)
+	params["id"] = Param{Match: "[a-z]+"}
+	require.Equal(t, map[string]Param{"id": {Match: "[0-9]+"}}, f.Params)
 	_, err = f.Key(bad)
 	require.ErrorIs(t, err, ErrInvalidParam)
 	_, err = NewFamily("product", "product:{id}", FamilyOptions{Params: map[string]Param{"sku": {Match: "[0-9]+"}}})

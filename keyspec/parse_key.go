@@ -99,7 +99,7 @@ func (f *Family) paramValue(name, s string) (string, bool) {
 	if s == "" {
 		return "", false
 	}
-	if d := f.params[name]; d != nil && !d.match(s) {
+	if d := f.decls[name]; d != nil && !d.match(s) {
 		return "", false
 	}
 	return s, true

@@ -349,7 +349,7 @@ func (d *decoder) family(p *Policy, fe entry) {
 	if !ok {
 		return
 	}
-	f := &Family{Name: name, Strategy: StrategyDelete}
+	f := &Family{Name: name, FamilyOptions: FamilyOptions{Strategy: StrategyDelete}}
 
 	if e, ok := fs["template"]; !ok {
 		d.errorf(fe.key, join(path, "template"), "is required, e.g. template: \"user:{id}:profile\"")
@@ -609,10 +609,10 @@ func (d *decoder) params(f *Family, e entry, path string) {
 			d.errorf(resolve(me.val), join(field, "match"), "%s", msg)
 			continue
 		}
-		if f.params == nil {
-			f.params = map[string]*paramDecl{}
+		if f.decls == nil {
+			f.decls, f.Params = map[string]*paramDecl{}, map[string]Param{}
 		}
-		f.params[name] = decl
+		f.decls[name], f.Params[name] = decl, decl.Param
 	}
 }
 

@@ -48,7 +48,7 @@ func TestJitteredTTLEdges(t *testing.T) {
 	require.Equal(t, 90*time.Second, f.JitteredTTL(fixedRand(math.NaN())))
 
 	// A hand-built family with an out-of-range jitter is capped at 0.5.
-	wild := &Family{Name: "w", TTL: 100 * time.Second, Jitter: 3}
+	wild := &Family{Name: "w", FamilyOptions: FamilyOptions{TTL: 100 * time.Second, Jitter: 3}}
 	require.Equal(t, 50*time.Second, wild.JitteredTTL(fixedRand(0)))
 
 	// A nil source uses math/rand/v2 and stays in range.
@@ -70,7 +70,7 @@ func TestJitteredTTLRangeProperty(t *testing.T) {
 	for range 2000 {
 		ttl := time.Duration(1 + r.Int64N(int64(24*time.Hour)))
 		j := r.Float64() * MaxJitter
-		f := &Family{Name: "f", TTL: ttl, Jitter: j}
+		f := &Family{Name: "f", FamilyOptions: FamilyOptions{TTL: ttl, Jitter: j}}
 		d := f.JitteredTTL(r)
 		require.GreaterOrEqual(t, d, time.Duration(math.Round(float64(ttl)*(1-j))))
 		require.LessOrEqual(t, d, time.Duration(math.Round(float64(ttl)*(1+j))))

@@ -373,7 +373,15 @@ func (r *Relay) roundUnrecorded(ctx context.Context, batch int) (relayed, quaran
 // again, an invalidation repeated, which at-least-once allows. It never
 // loses a row: the delete, not the insert, is what may be undone, and an
 // enqueue failure still rolls back.
-var roundTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL synchronous_commit = off"}
+//
+// It also plans the round's claim for the table as it is now
+// (plan_cache_mode force_custom_plan, about 0.1 ms of planning). Why: the
+// claim is a prepared statement, and an outbox is empty most of its life,
+// so after five runs PostgreSQL kept a generic plan made for an empty
+// table, sequential scans, which read the whole table per batch once rows
+// piled up: the drain after a queue Redis outage went quadratic (14 k
+// rows/s instead of 150 k at 50 k rows, slower the longer the outage).
+var roundTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan"}
 
 func (r *Relay) move(rctx context.Context, batch int) (int, int, error) {
 	start := time.Now()

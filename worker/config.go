@@ -152,8 +152,9 @@ type Config struct {
 	// ids of the tasks it is running) to the queue Redis, and how often the
 	// worker holding the rescuer role looks for the tasks of dead workers.
 	// An idle fleet costs the queue Redis one script call per worker per
-	// interval, plus one script and one pipelined LRANGE per queue for the
-	// rescuer. Default: 500ms.
+	// two intervals (an idle worker skips every other beat when
+	// HeartbeatTimeout is 4 intervals or more), plus one script and one
+	// pipelined LRANGE per queue for the rescuer. Default: 500ms.
 	HeartbeatInterval time.Duration
 
 	// HeartbeatTimeout is how long after its last heartbeat a worker counts

@@ -602,19 +602,22 @@ func (s *deadSweeper) askDue(queue string, now time.Time) bool {
 	return s.held[queue] || !now.Before(s.nextAsk[queue])
 }
 
-// asked sets the back-off of a queue whose lock another worker holds: half
-// a lock TTL to a whole one. Asking at every tick made each idle worker of
-// a fleet run a script per queue every DeadLetterSweep (at 64 workers and
-// three queues, about 100 a second on the queue Redis, for a lock only one
-// of them holds). The holder renews it at each sweep; if it dies, the lock
-// lapses within a TTL and another worker takes over within one more.
+// asked sets the back-off of a queue whose lock another worker holds: one
+// to two lock TTLs. Asking at every tick made each idle worker of a fleet
+// run a script per queue every DeadLetterSweep (at 64 workers and three
+// queues, about 100 a second on the queue Redis, for a lock only one of
+// them holds; at half a TTL to one, 30 a second). The holder renews it at
+// each sweep; if it dies, the lock lapses within a TTL and another worker
+// takes over within two more: the sweep only copies what asynq archived
+// by itself into the dead-letter record, and asynq trims its archive only
+// past 10,000 tasks or 90 days, so a sweep late by seconds loses nothing.
 func (s *deadSweeper) asked(queue string, now time.Time) {
 	if s.held[queue] {
 		delete(s.nextAsk, queue)
 		return
 	}
 	ttl := s.lockTTL()
-	s.nextAsk[queue] = now.Add(ttl/2 + mrand.N(ttl/2))
+	s.nextAsk[queue] = now.Add(ttl + mrand.N(ttl))
 }
 
 // lockTTL outlives a few missed sweeps, so a slow sweep keeps its lock,

@@ -588,7 +588,7 @@ func TestDeadLetterOnCluster(t *testing.T) {
 }
 
 // A worker that lost the sweeper lock of a queue to another asks for it
-// again only after half a lock TTL to a whole one, not at every tick: at
+// again only after one to two lock TTLs, not at every tick: at
 // every tick, each idle worker of a fleet ran a lock script per queue every
 // DeadLetterSweep, about 100 a second on the queue Redis at 64 workers and
 // three queues, for a lock one of them holds. The holder sweeps at every
@@ -615,6 +615,6 @@ func TestDeadLetterSweepLockBackOff(t *testing.T) {
 	require.True(t, one.askDue(qStandard, now.Add(time.Second)), "the holder sweeps at every tick")
 	ttl := two.lockTTL()
 	require.False(t, two.askDue(qStandard, now.Add(time.Second)), "the other worker asked again at the next tick")
-	require.False(t, two.askDue(qStandard, now.Add(ttl/2-time.Millisecond)))
-	require.True(t, two.askDue(qStandard, now.Add(ttl)), "the other worker must ask again within a lock TTL, to take over from a dead holder")
+	require.False(t, two.askDue(qStandard, now.Add(ttl-time.Millisecond)))
+	require.True(t, two.askDue(qStandard, now.Add(2*ttl)), "the other worker must ask again within two lock TTLs, to take over from a dead holder")
 }

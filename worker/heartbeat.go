@@ -228,6 +228,15 @@ func (f *inflight) snapshot() map[string][]string {
 	return byQueue
 }
 
+// idle reports whether a heartbeat would claim nothing: no task running,
+// finished since the last snapshot, or started in the two windows that
+// redeliveries are checked against.
+func (f *inflight) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.running)+len(f.finished)+len(f.started)+len(f.startedPrev) == 0
+}
+
 // unsnapshot undoes the window rotation of a snapshot whose heartbeat
 // failed: the tasks started since the last heartbeat that got through must
 // still be checked against the next reply.
@@ -267,8 +276,9 @@ type heartbeat struct {
 	rescuer atomic.Bool // this worker holds the rescuer role (as of the last heartbeat)
 
 	// Used by the loop goroutine only.
-	seq  uint64
-	acks []string // rescued ids seen running here, removed by the next beat
+	seq    uint64
+	acks   []string // rescued ids seen running here, removed by the next beat
+	rested bool     // the last tick's heartbeat was skipped (see rest)
 
 	mu        sync.Mutex // guards okSince and lastOK
 	okSince   time.Time  // start of the current run of successful heartbeats; zero after a failure
@@ -290,6 +300,37 @@ func hostname() string {
 		return "unknown-host" // what asynq registers then, too
 	}
 	return h
+}
+
+// rest reports whether this tick's heartbeat is skipped: every other one
+// while the worker is idle. Why: an idle fleet's heartbeats were the
+// largest part of what it cost the queue Redis (a script per worker per
+// interval, 64 workers: 127 a second, over a third of all commands), and
+// what they guard is the tasks a worker runs. Skipped only when there is
+// nothing to claim (no task running, none finished or started in the last
+// two windows, no redelivery to acknowledge), when this worker is not the
+// rescuer (its role and its looks follow the beats), when the last beat
+// got through, and when the record outlives two intervals with room to
+// spare (a timeout of 4 intervals or more, the default): so an idle
+// worker's record never lapses, and a task it takes is claimed by the
+// next tick's beat, which is never skipped. The rescuer waits for an
+// unclaimed task's lease to be a timeout old anyway, so the slower
+// sequence of idle workers does not slow a rescue.
+func (h *heartbeat) rest() bool {
+	if h.rested || h.timeout < 4*h.interval || h.rescuer.Load() || len(h.acks) > 0 ||
+		!h.tasks.idle() || !h.lastBeatOK() {
+		h.rested = false
+		return false
+	}
+	h.rested = true
+	return true
+}
+
+// lastBeatOK reports whether the last heartbeat got through.
+func (h *heartbeat) lastBeatOK() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.okSince.IsZero()
 }
 
 // beatWithin writes one heartbeat, giving up after a heartbeat timeout: a
@@ -461,6 +502,9 @@ func (w *Worker) startFleet(ctx context.Context) *fleet {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+				if hb.rest() {
+					continue
+				}
 				if err := hb.beatWithin(ctx); err != nil && ctx.Err() == nil {
 					hb.logFailure(err)
 				}

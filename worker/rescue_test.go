@@ -585,6 +585,54 @@ func TestInflightWindows(t *testing.T) {
 	require.False(t, ok)
 }
 
+// An idle worker writes every other heartbeat; one that has anything to
+// claim, holds the rescuer role, or whose last beat failed writes every
+// one, and so does a worker whose timeout leaves no room for a skipped beat.
+func TestIdleWorkerRestsEveryOtherHeartbeat(t *testing.T) {
+	t.Parallel()
+	mk := func(timeoutBeats time.Duration) *heartbeat {
+		hb := &heartbeat{interval: 500 * time.Millisecond, timeout: timeoutBeats * 500 * time.Millisecond,
+			tasks: newInflight(), now: time.Now}
+		hb.tasks.enable(true)
+		hb.succeeded()
+		return hb
+	}
+	ticks := func(hb *heartbeat, n int) (beats int) {
+		for range n {
+			if !hb.rest() {
+				beats++
+			}
+		}
+		return beats
+	}
+	hb := mk(4)
+	require.Equal(t, 5, ticks(hb, 10), "idle: every other tick")
+
+	end := hb.tasks.begin("a", "q")
+	require.Equal(t, 10, ticks(hb, 10), "running a task")
+	end()
+	require.Equal(t, 10, ticks(hb, 10), "a finished task not yet claimed")
+	hb.tasks.snapshot() // claims it; it is still in the started windows
+	require.Equal(t, 10, ticks(hb, 10), "a task started in the window before last")
+	hb.tasks.snapshot()
+	hb.tasks.snapshot()
+	require.Equal(t, 5, ticks(hb, 10), "idle again")
+
+	hb.acks = []string{"x"}
+	require.Equal(t, 10, ticks(hb, 10), "a redelivery to acknowledge")
+	hb.acks = nil
+
+	hb.rescuer.Store(true)
+	require.Equal(t, 10, ticks(hb, 10), "the rescuer")
+	hb.rescuer.Store(false)
+
+	hb.failed()
+	require.Equal(t, 10, ticks(hb, 10), "after a failed beat")
+	hb.succeeded()
+
+	require.Equal(t, 10, ticks(mk(3), 10), "a timeout of 3 intervals has no room for a skipped beat")
+}
+
 func TestParseRecord(t *testing.T) {
 	t.Parallel()
 	r, err := parseRecord("w1", `1700000000123 42 {"host":"h","pid":7,"queues":["q"],"tasks":{"q":["a","b"]},"timeout_ms":2000}`)

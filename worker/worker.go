@@ -169,6 +169,10 @@ func (st *policyState) defaultClass() *keyspec.Class {
 	return &keyspec.Class{BackoffBase: keyspec.DefaultBackoffBase, BackoffMax: keyspec.DefaultBackoffMax}
 }
 
+// janitorInterval is how often asynq's janitor looks for expired
+// completed tasks in each queue (see ServerConfig).
+const janitorInterval = time.Minute
+
 // ServerConfig returns the asynq.Config that Run uses: the worker's queues,
 // concurrency, polling interval, retry schedule and error logging. Callers
 // that run their own asynq.Server start from it; such a server polls every
@@ -179,10 +183,15 @@ func (w *Worker) ServerConfig() asynq.Config {
 		Queues:                   w.Queues(),
 		TaskCheckInterval:        w.cfg.PollInterval,
 		DelayedTaskCheckInterval: w.cfg.RetryCheckInterval,
-		ShutdownTimeout:          w.cfg.ShutdownTimeout,
-		RetryDelayFunc:           w.retryDelay,
-		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
-		Logger:                   asynqLogger{l: w.log.With("component", "asynq")},
+		// The janitor deletes the completed tasks kept by asynq.Retention,
+		// which no producer of these queues sets, so its sets stay empty;
+		// at asynq's 8 s it was a script per queue per worker every 8 s, a
+		// seventh of what an idle fleet sent the queue Redis.
+		JanitorInterval: janitorInterval,
+		ShutdownTimeout: w.cfg.ShutdownTimeout,
+		RetryDelayFunc:  w.retryDelay,
+		ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
+		Logger:          asynqLogger{l: w.log.With("component", "asynq")},
 		// asynq logs every idle poll at debug level; at a 5ms poll interval
 		// that is noise, so its own level stays at info.
 		LogLevel: asynq.InfoLevel,

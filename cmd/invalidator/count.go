@@ -48,7 +48,7 @@ func countFamilyDelete(ctx context.Context, c redis.UniversalClient, p *keyspec.
 ) (*familyCount, error) {
 	fc := &familyCount{Family: fam.Name, Pattern: m.Pattern(), Filtered: m.Filters(), Others: map[string]int64{}, MaxKeys: fam.MaxKeys}
 	for _, name := range fam.Template.Params() {
-		if _, declared := fam.Param(name); !declared {
+		if _, declared := fam.Params[name]; !declared {
 			fc.Undeclared = append(fc.Undeclared, name)
 		}
 	}

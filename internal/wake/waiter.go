@@ -318,10 +318,14 @@ return 0
 // tick (the calls of one tick come within a few milliseconds) for 9/10 of
 // the interval, so it keeps it while it lives, and a stopping holder
 // releases it: no due task waits much more than one interval. A worker
-// that did not get it asks again only after 2 to 6 intervals: a fleet of N
-// costs the queue Redis about N/4 small scripts per interval, not 2 scripts
-// per queue per worker. If the holder dies, another takes over within a
-// few intervals. A failed call forwards, as asynq would.
+// that did not get it asks again only after 8 to 24 intervals: a fleet of
+// N costs the queue Redis about N/16 small scripts per interval, not 2
+// scripts per queue per worker (at 2 to 6 intervals, the forward lock was
+// a fifth of what 64 idle workers sent the queue Redis). If the holder
+// dies without releasing it (kill -9), another takes over within 25
+// intervals (about 6 s at the worker's 250ms): due retries and scheduled
+// tasks wait that much longer, once. A failed call forwards, as asynq
+// would.
 func (w *Waiter) forwardTurn() bool {
 	if w.fwdInterval <= 0 {
 		return true
@@ -339,7 +343,7 @@ func (w *Waiter) forwardTurn() bool {
 	if w.fwdMine {
 		w.fwdNext = now.Add(w.fwdInterval / 2)
 	} else {
-		w.fwdNext = now.Add(2*w.fwdInterval + rand.N(4*w.fwdInterval))
+		w.fwdNext = now.Add(8*w.fwdInterval + rand.N(16*w.fwdInterval))
 		w.fwdMine = false
 	}
 	return w.fwdMine

@@ -78,6 +78,10 @@ type Result struct {
 
 	// EnqueueP99Ms is the p99 duration of one enqueue call.
 	EnqueueP99Ms float64 `json:"enqueue_p99_ms,omitempty"`
+	// PaceLateP99Ms is the lag scenario's p99 of how late its pacer handed
+	// a key to a caller, against the schedule: the bench's own timer, left
+	// out of the lag.
+	PaceLateP99Ms float64 `json:"pace_late_p99_ms,omitempty"`
 
 	// RedisCPUSeconds is the CPU time redis-server spent during the
 	// scenario itself (baselines excluded), from INFO cpu: next to Seconds

@@ -285,7 +285,7 @@ func (c *Client) Publish(ctx context.Context, event string, attrs map[string]str
 // the task's ID. It is the single path from a Message to asynq, for the
 // calls above and for the outbox relay.
 func (c *Client) Enqueue(ctx context.Context, m Message) (string, error) {
-	t, opts := m.asynqTask()
+	t, opts := m.Asynq()
 	info, err := c.aq.EnqueueContext(ctx, t, opts...)
 	if err != nil {
 		return "", err

@@ -22,7 +22,7 @@ type Builder struct {
 	policy *keyspec.Policy
 	target string
 	now    func() time.Time
-	opts   overrides
+	opts   tasks.Overrides
 }
 
 // NewBuilder returns a Builder of cfg's Policy, Target and Now, with their
@@ -176,37 +176,25 @@ func (b *Builder) family(name string) (*keyspec.Family, *keyspec.Class, error) {
 // MaxRetry or Timeout that asynq would change, and a Queue that no class
 // has, since a task on a queue no worker serves would wait there forever.
 func (b *Builder) checkOverrides() error {
-	if n := b.opts.maxRetry; n != nil && *n < 0 {
+	if n := b.opts.MaxRetry; n != nil && *n < 0 {
 		return fmt.Errorf("MaxRetry(%d): want 0 or more (0 sends a failed task straight to the dead letter): %w", *n, ErrInvalidOption)
 	}
-	if d := b.opts.timeout; d < 0 || d%time.Second != 0 {
+	if d := b.opts.Timeout; d < 0 || d%time.Second != 0 {
 		return fmt.Errorf("Timeout(%s): want a whole number of seconds, as asynq counts them, or 0 for the class's: %w", d, ErrInvalidOption)
 	}
-	if q := b.opts.queue; q != "" && !slices.Contains(b.policy.Queues(), q) {
+	if q := b.opts.Queue; q != "" && !slices.Contains(b.policy.Queues(), q) {
 		return fmt.Errorf("queue %q belongs to no class of the policy, so no worker serves it; use one of %s: %w",
 			q, strings.Join(b.policy.Queues(), ", "), ErrUnknownQueue)
 	}
 	return nil
 }
 
-// message checks the overrides, encodes t and applies the class and the
-// overrides.
+// message checks the overrides and makes t's Message in class, with them.
 func (b *Builder) message(t tasks.Task, class *keyspec.Class) (Message, error) {
 	if err := b.checkOverrides(); err != nil {
 		return Message{}, err
 	}
-	payload, err := tasks.Marshal(t)
-	if err != nil {
-		return Message{}, err
-	}
-	m := Message{Kind: t.Kind(), Payload: payload, Queue: class.Queue, MaxRetry: class.MaxRetry, Timeout: class.Timeout}
-	b.opts.apply(&m)
-	// A sharded class's queue (its own or an override naming it) becomes
-	// the shard the task's shard key picks; a shard named outright stays.
-	if c := b.policy.ShardedClass(m.Queue); c != nil {
-		m.Queue = c.QueueFor(tasks.ShardKey(t))
-	}
-	return m, nil
+	return tasks.NewEnvelope(b.policy, class, t, b.opts, nil)
 }
 
 // PublishBatched builds an event publication for a producer that enqueues

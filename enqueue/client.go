@@ -285,7 +285,12 @@ func (c *Client) Publish(ctx context.Context, event string, attrs map[string]str
 // the task's ID. It is the single path from a Message to asynq, for the
 // calls above and for the outbox relay.
 func (c *Client) Enqueue(ctx context.Context, m Message) (string, error) {
-	t, opts := m.asynqTask()
+	if m.ID != "" {
+		// asynq refuses an ID that is still queued: a second invalidation
+		// under it would be dropped while the first waits.
+		return "", fmt.Errorf("enqueue %s: Message.ID %q is set; a producer's task takes a fresh ID (leave ID empty; only a dead-letter requeue names one)", m.Kind, m.ID)
+	}
+	t, opts := m.Asynq()
 	info, err := c.aq.EnqueueContext(ctx, t, opts...)
 	if err != nil {
 		return "", err

@@ -79,6 +79,25 @@ func TestDeleteKeysUsesDefaultClassAndStampsTime(t *testing.T) {
 	require.True(t, b.now.Equal(dk.EnqueuedAt))
 }
 
+// A producer's task never carries a chosen ID: asynq refuses an ID that is
+// still queued, so a second invalidation under the same ID would be
+// dropped while the first waits. Only a dead-letter requeue names one.
+func TestEnqueueRefusesAMessageWithAnID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	msgs, err := b.client.Builder().DeleteKeys("a")
+	require.NoError(t, err)
+	m := msgs[0]
+	m.ID = "fixed"
+	_, err = b.client.Enqueue(ctx, m)
+	require.ErrorContains(t, err, "ID")
+	m.ID = ""
+	id, err := b.client.Enqueue(ctx, m)
+	require.NoError(t, err)
+	require.NotEqual(t, "fixed", id)
+}
+
 func TestDeleteKeysSplitsLargeCalls(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -179,9 +179,9 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 	// shard of its first key (Builder.message). Batches per shard would be
 	// smaller by the shard count, and cost the queue as many more tasks;
 	// deletes commute, so the other keys need no shard of their own.
-	key := batchKey{queue: o.queue, timeout: o.timeout}
-	if o.maxRetry != nil {
-		key.maxRetry, key.hasMaxRetry = *o.maxRetry, true
+	key := batchKey{queue: o.Queue, timeout: o.Timeout}
+	if o.MaxRetry != nil {
+		key.maxRetry, key.hasMaxRetry = *o.MaxRetry, true
 	}
 
 	co.mu.Lock()

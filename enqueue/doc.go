@@ -56,12 +56,13 @@
 // never with a task already enqueued.
 //
 // A Builder (Client.Builder, or NewBuilder without any connection) does the
-// checking and building alone: it turns the same calls into Messages (the
-// encoded task, its queue, retries and timeout) and refuses what a Client
-// refuses, with the same errors. Client.Enqueue puts a Message on its queue.
-// Every source of invalidations shares this one path, so validation, payloads
-// and options never differ between them; package outbox stores Messages in
-// the caller's SQL transaction and its relay enqueues them.
+// checking and building alone: it turns the same calls into Messages (each
+// a tasks.Envelope from tasks.NewEnvelope: the encoded task, its queue,
+// retries and timeout) and refuses what a Client refuses, with the same
+// errors. Client.Enqueue puts a Message on its queue. Every source of
+// invalidations shares this one path, so validation, payloads and options
+// never differ between them; package outbox stores Messages in the caller's
+// SQL transaction and its relay enqueues them.
 //
 // Config.InlineDelete, the cache Redis, makes DeleteKeys and Publish also
 // UNLINK their keys there at once, before enqueueing: lag of one round trip

@@ -13,10 +13,11 @@ import (
 // it holds, so lag is never under-reported. A key repeated within such a
 // group is kept once: deleting it once deletes it for every write.
 //
-// Other kinds pass through unchanged, and so does a key delete whose payload
-// this build cannot decode (a newer format, or poison): it still reaches a
-// worker, which runs it or archives it with a reason, instead of being
-// dropped here. The merged Messages come first, in the order of their
+// Other kinds pass through unchanged, as do key deletes with Headers,
+// ProcessAt or ID set, and so does a key delete whose payload this build
+// cannot decode (a newer format, or poison): it still reaches a worker,
+// which runs it or archives it with a reason, instead of being dropped
+// here. The merged Messages come first, in the order of their
 // groups' first Message, then the others in their order.
 func Merge(msgs []Message) []Message {
 	type group struct {
@@ -38,7 +39,9 @@ func Merge(msgs []Message) []Message {
 		rest   []Message
 	)
 	for _, m := range msgs {
-		if m.Kind != tasks.KindDeleteKeys {
+		// Headers, a schedule or an ID make a task apart (a second
+		// delete, a dead-letter retry); a Builder's Messages have none.
+		if m.Kind != tasks.KindDeleteKeys || len(m.Headers) > 0 || !m.ProcessAt.IsZero() || m.ID != "" {
 			rest = append(rest, m)
 			continue
 		}

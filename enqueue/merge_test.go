@@ -75,3 +75,19 @@ func TestMergeSplits(t *testing.T) {
 	}
 	require.Equal(t, len(in), n)
 }
+
+// A Message with headers, a schedule or an ID of its own is a task apart
+// (a second delete, a dead-letter retry): merging it would lose them.
+func TestMergeKeepsTasksApart(t *testing.T) {
+	t.Parallel()
+	b := enqueue.NewBuilder(enqueue.Config{})
+	ms, err := b.DeleteKeys("a")
+	require.NoError(t, err)
+	plain := ms[0]
+	second, scheduled, withID := plain, plain, plain
+	second.Headers = map[string]string{tasks.HeaderSecond: "1"}
+	scheduled.ProcessAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	withID.ID = "t-1"
+	out := enqueue.Merge([]enqueue.Message{plain, second, plain, scheduled, withID})
+	require.Equal(t, []enqueue.Message{plain, second, scheduled, withID}, out)
+}

@@ -33,7 +33,7 @@
 //		Keys:       []string{"user:42", "user:42:friends"},
 //		EnqueuedAt: time.Now(),
 //	})
-//	// enqueue asynq.NewTask(tasks.KindDeleteKeys, payload)
+//	// enqueue.Client does the rest: tasks.NewEnvelope, then Envelope.Asynq
 //
 //	// in the worker:
 //	t, err := tasks.Unmarshal(task.Type(), task.Payload())
@@ -42,6 +42,17 @@
 // Unmarshal's errors sort a task into what to do with it. ErrUnknownKind,
 // ErrMalformed and ErrInvalid mark poison: no build can run the task, so the
 // worker archives it at once with the reason. ErrNewerFormat does not.
+//
+// # Envelopes
+//
+// An Envelope is a task ready for the queue: kind, payload, queue, retries,
+// timeout, headers. NewEnvelope encodes a task and addresses it as the
+// policy routes its class (with a producer's overrides), and
+// Envelope.Asynq turns it into an asynq task and options. Every task the
+// module queues, from a producer or from the worker itself (second
+// deletes, an event's pattern deletes, scan continuations, dead-letter
+// retries), goes through them, so options never differ between sources.
+// The task headers the worker sets (Header*) are declared beside the kinds.
 //
 // # Upgrading the format
 //

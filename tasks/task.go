@@ -13,6 +13,23 @@ const (
 	KindEvent = "invalidate:event"
 )
 
+// Task headers (asynq task headers, see Envelope.Headers). Like the kinds
+// they are fixed strings: queued and dead-lettered tasks carry them across
+// builds. Only the worker's own follow-up tasks set them; a producer's
+// tasks carry none.
+const (
+	// HeaderEvent names, on a family delete that an event's policy rule
+	// caused, the event, so the delete's metrics and logs carry it.
+	HeaderEvent = "invalidator-event"
+	// HeaderScan names, on a continuation of a paused family delete, the
+	// scan it continues: the ID of the scan's first task, which names the
+	// checkpoint they share (see ScanID).
+	HeaderScan = "invalidator-scan"
+	// HeaderSecond marks a delayed second delete of keys, which must not
+	// schedule a third. Its value is "1".
+	HeaderSecond = "invalidator-second"
+)
+
 // FormatVersion is the payload format this build writes. Decoders accept every
 // version <= FormatVersion; see the package documentation for the upgrade
 // order.

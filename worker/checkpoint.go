@@ -20,19 +20,6 @@ import (
 // Lua scripts get the field names as arguments, so each name is spelled
 // once, here.
 
-// scanHeader is the task header that names the checkpoint a continuation
-// task shares with the task it continues.
-const scanHeader = "invalidator-scan"
-
-// scanIDOf returns the ID of the scan a family delete task belongs to: its
-// own task ID, or, for a continuation, the ID its scan header names.
-func scanIDOf(taskID string, headers map[string]string) string {
-	if h := headers[scanHeader]; h != "" {
-		return h
-	}
-	return taskID
-}
-
 // checkpointKey names the hash, in the queue Redis, that holds the SCAN
 // cursor of each cache node for one family delete. A retry of the task, or a
 // continuation of it, resumes where the last run stopped instead of
@@ -254,12 +241,12 @@ func FamilyDeleteProgress(ctx context.Context, queue redis.UniversalClient, task
 	return p, nil
 }
 
-// ForceFamilyDelete lifts max_keys for the family delete that the task
-// with this ID and headers belongs to (a task stopped at max_keys, or its
-// continuation), so that its next run finishes the scan from the kept
-// cursor. The CLI's "dead retry --force" calls it before retrying the task.
-func ForceFamilyDelete(ctx context.Context, queue redis.UniversalClient, taskID string, headers map[string]string, ttl time.Duration) error {
-	scanID := scanIDOf(taskID, headers)
+// ForceFamilyDelete lifts max_keys for the family delete scan scanID, so
+// that the next run of a task of it (one stopped at max_keys, or its
+// continuation) finishes the scan from the kept cursor. A task's scan is
+// tasks.ScanID of its ID and headers. The CLI's "dead retry --force" calls
+// it before retrying the task.
+func ForceFamilyDelete(ctx context.Context, queue redis.UniversalClient, scanID string, ttl time.Duration) error {
 	if ttl <= 0 {
 		ttl = DefaultCheckpointTTL
 	}

@@ -61,7 +61,7 @@ func (s *slicedScan) pause() {
 // finish runs task-2, the continuation of task-1, under the current policy.
 func (s *slicedScan) finish() {
 	s.t.Helper()
-	cont := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, s.payload, map[string]string{scanHeader: "task-1"})
+	cont := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, s.payload, map[string]string{tasks.HeaderScan: "task-1"})
 	require.NoError(s.t, s.w.applyDeleteFamily(context.Background(), s.w.state.Load(), s.task, cont, "task-2", s.w.log))
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/invalidator/invalidator/internal/wake"
+	"github.com/invalidator/invalidator/tasks"
 )
 
 // The dead-letter record.
@@ -423,11 +424,10 @@ func RequeueDeadTask(ctx context.Context, aq *asynq.Client, rdb redis.UniversalC
 	if t.Undecodable != nil {
 		return fmt.Errorf("cannot re-enqueue: %w", t.Undecodable)
 	}
-	opts := []asynq.Option{asynq.Queue(t.Queue), asynq.TaskID(t.ID), asynq.MaxRetry(t.MaxRetry)}
-	if t.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(t.Timeout))
-	}
-	if _, err := aq.EnqueueContext(ctx, asynq.NewTaskWithHeaders(t.Kind, t.Payload, t.Headers), opts...); err != nil {
+	task, opts := tasks.Envelope{
+		Kind: t.Kind, Payload: t.Payload, Queue: t.Queue, MaxRetry: t.MaxRetry, Timeout: t.Timeout, Headers: t.Headers, ID: t.ID,
+	}.Asynq()
+	if _, err := aq.EnqueueContext(ctx, task, opts...); err != nil {
 		return fmt.Errorf("re-enqueue task %s on queue %q: %w", t.ID, t.Queue, err)
 	}
 	wakeFor(ctx, rdb, t.Queue, []bool{true})

@@ -562,7 +562,7 @@ func TestRequeueDeadTask(t *testing.T) {
 	ctx := context.Background()
 	aq := asynq.NewClientFromRedisClient(rdb)
 	dt := DeadTask{ID: "family-1", Queue: qStandard, Kind: tasks.KindDeleteFamily, Payload: []byte("p"),
-		Headers: map[string]string{scanHeader: "first"}, MaxRetry: 4, Timeout: 7 * time.Second}
+		Headers: map[string]string{tasks.HeaderScan: "first"}, MaxRetry: 4, Timeout: 7 * time.Second}
 	require.NoError(t, RequeueDeadTask(ctx, aq, rdb, dt))
 	require.EqualValues(t, 1, rdb.LLen(ctx, wake.Key(qStandard)).Val(), "an idle worker must be woken for it")
 	ti, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(qStandard, "family-1")

@@ -46,12 +46,12 @@ func (w *Worker) applyDeleteFamily(ctx context.Context, st *policyState, t tasks
 	if err != nil {
 		return err
 	}
-	event := at.Headers()[eventHeader]
+	event := at.Headers()[tasks.HeaderEvent]
 	log = log.With("family", fam.Name, "pattern", pattern)
 	if event != "" {
 		log = log.With("event", event)
 	}
-	scanID := scanIDOf(taskID, at.Headers())
+	scanID := tasks.ScanID(taskID, at.Headers())
 	ck := checkpointKey(scanID)
 	if fam.Mode == keyspec.ModeOff {
 		w.metrics.eventAction(event, fam.Name, actionOff)
@@ -183,16 +183,15 @@ func (w *Worker) continueScan(ctx context.Context, st *policyState, fam *keyspec
 	if c, ok := st.classOf[queue]; ok {
 		class = c
 	}
-	opts := []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(maxRetry)}
-	if class.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(class.Timeout))
+	headers := map[string]string{tasks.HeaderScan: scanID}
+	if e := at.Headers()[tasks.HeaderEvent]; e != "" {
+		headers[tasks.HeaderEvent] = e
 	}
-	headers := map[string]string{scanHeader: scanID}
-	if e := at.Headers()[eventHeader]; e != "" {
-		headers[eventHeader] = e
-	}
-	task := asynq.NewTaskWithHeaders(at.Type(), at.Payload(), headers)
-	info, err := w.enqueue(ctx, task, opts...)
+	// A copy of the running task, on its own queue (already the shard) with
+	// its own retry budget: no class decides those, so no NewEnvelope.
+	info, err := w.enqueue(ctx, tasks.Envelope{
+		Kind: at.Type(), Payload: at.Payload(), Queue: queue, MaxRetry: maxRetry, Timeout: class.Timeout, Headers: headers,
+	})
 	if err != nil {
 		return "", err
 	}

@@ -13,10 +13,6 @@ import (
 	"github.com/invalidator/invalidator/tasks"
 )
 
-// secondHeader marks a delayed second delete, which must not schedule a
-// third.
-const secondHeader = "invalidator-second"
-
 func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.DeleteKeys, at *asynq.Task, log *slog.Logger) error {
 	cache, err := w.target(t.Target)
 	if err != nil {
@@ -28,11 +24,11 @@ func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.D
 		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
 	}
 	log.Debug("keys deleted", "keys", len(t.Keys))
-	if at.Headers()[secondHeader] != "" {
+	if at.Headers()[tasks.HeaderSecond] != "" {
 		return nil
 	}
 	queue, _ := asynq.GetQueueName(ctx)
-	return w.scheduleSecondDelete(ctx, st.queueClass(queue), t.Keys, t.Target, log)
+	return w.scheduleSecondDelete(ctx, st.policy, st.queueClass(queue), t.Keys, t.Target, log)
 }
 
 // scheduleSecondDelete enqueues a copy of a key delete that runs after the
@@ -41,7 +37,7 @@ func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.D
 // delete loses it again. It is a mitigation with a window, not a guarantee.
 // A failure fails the task, which retries the (idempotent) first delete too:
 // the class asked for both.
-func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class, keys []string, target string, log *slog.Logger) error {
+func (w *Worker) scheduleSecondDelete(ctx context.Context, p *keyspec.Policy, class *keyspec.Class, keys []string, target string, log *slog.Logger) error {
 	if class == nil || class.SecondDelete <= 0 || len(keys) == 0 {
 		return nil
 	}
@@ -58,16 +54,12 @@ func (w *Worker) scheduleSecondDelete(ctx context.Context, class *keyspec.Class,
 	for _, chunk := range chunks {
 		// No EnqueuedAt: the delay is deliberate and must not read as lag.
 		dk := tasks.DeleteKeys{Keys: chunk, Target: target}
-		payload, err := tasks.Marshal(dk)
+		e, err := tasks.NewEnvelope(p, class, dk, tasks.Overrides{}, map[string]string{tasks.HeaderSecond: "1"})
 		if err != nil {
 			return fmt.Errorf("second delete: %w", err)
 		}
-		opts := []asynq.Option{asynq.Queue(class.QueueFor(tasks.ShardKey(dk))), asynq.MaxRetry(class.MaxRetry), asynq.ProcessAt(at)}
-		if class.Timeout > 0 {
-			opts = append(opts, asynq.Timeout(class.Timeout))
-		}
-		task := asynq.NewTaskWithHeaders(tasks.KindDeleteKeys, payload, map[string]string{secondHeader: "1"})
-		if _, err := w.enqueue(ctx, task, opts...); err != nil {
+		e.ProcessAt = at
+		if _, err := w.enqueue(ctx, e); err != nil {
 			return fmt.Errorf("schedule second delete of %d keys in %s: %w", len(chunk), class.SecondDelete, err)
 		}
 	}

@@ -13,10 +13,6 @@ import (
 	"github.com/invalidator/invalidator/tasks"
 )
 
-// eventHeader names, on a family delete derived from an event, the event
-// that caused it, so its metrics and logs carry the event.
-const eventHeader = "invalidator-event"
-
 // Actions, the "action" label of invalidator_event_actions_total.
 const (
 	actionDelete  = "delete"  // keys deleted
@@ -112,7 +108,7 @@ func (w *Worker) applyEvent(ctx context.Context, st *policyState, t tasks.Event,
 		log.Debug("event queued a family delete", "family", a.Family.Name, "pattern", a.Pattern, "task_id", id)
 	}
 	for _, c := range classes {
-		if err := w.scheduleSecondDelete(ctx, c, byClass[c], t.Target, log); err != nil {
+		if err := w.scheduleSecondDelete(ctx, st.policy, c, byClass[c], t.Target, log); err != nil {
 			return fmt.Errorf("event %q: %w", t.Name, err)
 		}
 	}
@@ -147,16 +143,11 @@ func (w *Worker) shadowKey(ctx context.Context, cache redis.UniversalClient, eve
 func (w *Worker) queueFamilyDelete(ctx context.Context, st *policyState, a keyspec.Action, t tasks.Event) (string, error) {
 	class := st.policy.ClassOf(a.Family)
 	df := tasks.DeleteFamily{Family: a.Family.Name, Params: a.Params, Target: t.Target, EnqueuedAt: t.EnqueuedAt}
-	payload, err := tasks.Marshal(df)
+	e, err := tasks.NewEnvelope(st.policy, class, df, tasks.Overrides{}, map[string]string{tasks.HeaderEvent: t.Name})
 	if err != nil {
 		return "", err
 	}
-	opts := []asynq.Option{asynq.Queue(class.QueueFor(tasks.ShardKey(df))), asynq.MaxRetry(class.MaxRetry)}
-	if class.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(class.Timeout))
-	}
-	task := asynq.NewTaskWithHeaders(tasks.KindDeleteFamily, payload, map[string]string{eventHeader: t.Name})
-	info, err := w.enqueue(ctx, task, opts...)
+	info, err := w.enqueue(ctx, e)
 	if err != nil {
 		return "", err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/tasks"
 	"github.com/invalidator/invalidator/worker"
 )
 
@@ -175,7 +176,7 @@ func TestMaxKeysStopsAScan(t *testing.T) {
 	require.Equal(t, 1, count(t, b.db.Client, "product_page:8:1"))
 	require.Equal(t, 1.0, gatherValue(t, b.reg, "invalidator_dead_letters_total", map[string]string{"reason": "max_keys"}))
 
-	require.NoError(t, worker.ForceFamilyDelete(ctx, b.db.Client, info.ID, info.Headers, 0))
+	require.NoError(t, worker.ForceFamilyDelete(ctx, b.db.Client, tasks.ScanID(info.ID, info.Headers), 0))
 	require.NoError(t, b.insp.RunTask("invalidator-bulk", id))
 	requireGone(t, b.db.Client, pages...)
 	require.Equal(t, 1, count(t, b.db.Client, "product_page:8:1"))

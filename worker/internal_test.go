@@ -83,7 +83,7 @@ func TestDeleteFamilyPausesAndContinues(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
 	require.Equal(t, payload, pending[0].Payload)
-	require.Equal(t, "task-1", pending[0].Headers[scanHeader])
+	require.Equal(t, "task-1", pending[0].Headers[tasks.HeaderScan])
 
 	// Running it resumes from the cursor and finishes.
 	w.now = time.Now

@@ -274,7 +274,8 @@ func (w *Worker) serverClient() (qc redis.UniversalClient, waiter *wake.Waiter, 
 
 // enqueue enqueues a follow-up task (second delete, event fan-out, scan
 // continuation) and wakes an idle worker for it.
-func (w *Worker) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+func (w *Worker) enqueue(ctx context.Context, e tasks.Envelope) (*asynq.TaskInfo, error) {
+	t, opts := e.Asynq()
 	info, err := w.aq.EnqueueContext(ctx, t, opts...)
 	if err == nil {
 		w.wake.Wake(info.Queue, 1)

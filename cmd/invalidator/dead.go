@@ -805,7 +805,7 @@ its retry resumes the scan where it stopped.`,
 
 // force lifts max_keys for the family delete r belongs to, before it is
 // put back: the checkpoint is named by the task's ID or by its
-// continuation header, which the archive and the record both keep.
+// continuation header (tasks.HeaderScan, see tasks.ScanID), which the archive and the record both keep.
 func (e *deadEnv) force(r deadRef) error {
 	kind, headers := "", map[string]string(nil)
 	switch {
@@ -817,7 +817,7 @@ func (e *deadEnv) force(r deadRef) error {
 	if kind != tasks.KindDeleteFamily {
 		return usagef("--force applies to family deletes (%s), and this task is %s", tasks.KindDeleteFamily, kind)
 	}
-	return worker.ForceFamilyDelete(e.ctx, e.rdb, r.id, headers, 0)
+	return worker.ForceFamilyDelete(e.ctx, e.rdb, tasks.ScanID(r.id, headers), 0)
 }
 
 // joinDeadErrors joins the errors of single tasks; a usage error among

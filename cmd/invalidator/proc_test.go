@@ -38,7 +38,7 @@ var plainStamp = fmt.Sprintf("v0.0.0-test.%d", time.Now().UnixNano())
 // versions ran ahead of the clock only above about one bump of an entity a
 // millisecond, which a race-built worker on a busy machine does not reach,
 // so against that code the fault rarely showed with it. The version test
-// shares the build: a build of its own cost a minute on 2 cores.
+// shares the build rather than pay for a second one.
 var plainBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "invalidator-plain-bin-")
 	if err != nil {

@@ -69,7 +69,10 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"bench", "lag", "--rate", "-5"}, "at least 1"},
 		{[]string{"bench", "lag", "--duration", "0"}, "above 0"},
 		{[]string{"bench", "lag", "--workers", "-1"}, "or more"},
-		{[]string{"bench", "lag", "--poll-interval", "-1ms"}, "or more"},
+		// As the worker's: worker.Config.Validate decides.
+		{[]string{"bench", "lag", "--poll-interval", "-1ms"}, "-1ms is negative"},
+		{[]string{"bench", "idle", "--poll-interval", "-1ms"}, "-1ms is negative"},
+		{[]string{"bench", "lag", "--poll-interval", "0"}, ""},
 		{[]string{"bench", "throughput", "--producers", "0"}, "at least 1"},
 		{[]string{"bench", "throughput", "--keys-per-call", "0"}, "at least 1"},
 		{[]string{"bench", "throughput", "--keys", "-1"}, "at least 1"},

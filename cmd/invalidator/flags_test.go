@@ -88,6 +88,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"check-freshness", "--writers", "0"}, "at least 1"},
 		{[]string{"check-freshness", "--duration", "0"}, "positive"},
 		{[]string{"check-freshness", "--loader-delay", "-1s"}, "negative"},
+		{[]string{"check-freshness", "--ttl", "-1m"}, "got -1min"}, // not Go's -1m0s
 	} {
 		flag := ""
 		for _, a := range tc.args {

@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/hibiken/asynq"
 
@@ -15,7 +14,6 @@ type Running struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // set before done is closed
-	once   sync.Once
 }
 
 // Go runs run (a worker's or a relay's Run) in a goroutine until Stop is
@@ -34,7 +32,7 @@ func Go(ctx context.Context, run func(context.Context) error) *Running {
 // Stop cancels run's context, waits for it to return, and returns its
 // error. It may be called more than once.
 func (r *Running) Stop() error {
-	r.once.Do(r.cancel)
+	r.cancel()
 	<-r.done
 	return r.err
 }

@@ -43,6 +43,7 @@ fuzz: ## run each fuzz target FUZZTIME (default 200000x: count-based, see golang
 	$(GO) test -run='^$$' -fuzz='^FuzzAuditQuery$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseVersionKey$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzIsShardQueue$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHumanDuration$$' -fuzztime=$(or $(FUZZTIME),200000x) ./keyspec/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRecord$$' -fuzztime=$(or $(FUZZTIME),200000x) ./worker/
 	$(GO) test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=$(or $(FUZZTIME),200000x) ./internal/redisconn/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(or $(FUZZTIME),200000x) ./cacheaside/

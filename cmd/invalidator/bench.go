@@ -20,6 +20,7 @@ import (
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
 	"github.com/invalidator/invalidator/keyspec"
+	"github.com/invalidator/invalidator/worker"
 )
 
 type benchOpts struct {
@@ -304,8 +305,11 @@ func (o *benchOpts) run(a *app, validate func() error, scenario func(context.Con
 			return usagef("--workers must be 0 (one in-process worker) or more, got %d", o.workers)
 		case o.shards < 1 || o.shards > keyspec.MaxShards:
 			return usagef("--shards must be 1 to %d, got %d", keyspec.MaxShards, o.shards)
-		case o.pollInterval < 0:
-			return usagef("--poll-interval must be 0 (the worker's default) or more, got %s", o.pollInterval)
+		}
+		// The in-process worker's settings; worker processes check theirs
+		// alike.
+		if err := validateWorkerFlags(worker.Config{PollInterval: o.pollInterval, PollOnly: o.pollOnly}); err != nil {
+			return err
 		}
 		if err := validate(); err != nil {
 			return err

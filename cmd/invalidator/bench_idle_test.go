@@ -10,6 +10,7 @@ import (
 
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/internal/wake"
+	"github.com/invalidator/invalidator/worker"
 )
 
 // bench idle runs idle worker processes and reports both CPU figures in
@@ -28,6 +29,8 @@ func TestBenchIdle(t *testing.T) {
 		require.Contains(t, res, "redis_cpu_percent")
 		require.Contains(t, res, "workers_cpu_percent")
 		require.Equal(t, len(mode) > 0, res["params"].(map[string]any)["poll_only"])
+		// No --poll-interval: the workers default it, and the report says to what.
+		require.Equal(t, worker.DefaultPollInterval.String(), res["params"].(map[string]any)["poll_interval"])
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()

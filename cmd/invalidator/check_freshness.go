@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/freshness"
+	"github.com/invalidator/invalidator/keyspec"
 )
 
 // envFreshnessDSN is the environment fallback of --source-dsn; a DSN may
@@ -42,7 +43,7 @@ func (o *checkFreshnessOpts) validate() error {
 		{"--duration", c.Duration}, {"--lag-bound", c.LagBound}, {"--ttl", c.TTL},
 	} {
 		if f.d <= 0 {
-			return usagef("%s must be positive, got %s", f.flag, f.d)
+			return usagef("%s must be positive, got %s", f.flag, keyspec.HumanDuration(f.d))
 		}
 	}
 	for _, f := range []struct {
@@ -53,7 +54,7 @@ func (o *checkFreshnessOpts) validate() error {
 		{"--loader-delay", c.LoaderDelay}, {"--worker-delay", c.WorkerDelay},
 	} {
 		if f.d < 0 {
-			return usagef("%s must not be negative, got %s", f.flag, f.d)
+			return usagef("%s must not be negative, got %s", f.flag, keyspec.HumanDuration(f.d))
 		}
 	}
 	return nil

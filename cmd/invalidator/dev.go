@@ -18,6 +18,7 @@ import (
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/dashboard"
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/devstack"
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/internal/health"
 	"github.com/invalidator/invalidator/internal/redisconn"
 	"github.com/invalidator/invalidator/keyspec"
@@ -229,10 +230,6 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	if o.workload {
 		workerPolicy = withoutSecondDeletes(policy)
 	}
-	w, err := worker.New(worker.Config{Queue: rdb, Policy: workerPolicy, Logger: a.log.With("subsystem", "worker"), Metrics: metrics})
-	if err != nil {
-		return err
-	}
 
 	sctx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServers()
@@ -275,17 +272,18 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	defer stopWorker()
 	stopOnSignal := context.AfterFunc(cmd.Context(), stopWorker) // Ctrl-C stops everything at once
 	defer stopOnSignal()
-	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(wctx) }()
+	w, err := sim.StartWorker(wctx, worker.Config{Queue: rdb, Policy: workerPolicy, Logger: a.log.With("subsystem", "worker"), Metrics: metrics})
+	if err != nil {
+		return err
+	}
 	// A worker that stops early (it could not start, say) ends the run at
 	// once, with its error, instead of leaving a stack that invalidates
 	// nothing.
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	var workerErr error
-	workerExited := make(chan struct{})
+	workerExited := make(chan struct{}) // closed after stopLoad
 	go func() {
-		workerErr = <-workerDone
+		<-w.Done()
 		stopLoad()
 		close(workerExited)
 	}()
@@ -304,7 +302,7 @@ func (a *app) runDev(cmd *cobra.Command, o *devOpts) error {
 	} else {
 		<-loadCtx.Done()
 	}
-	stopWorker()
+	workerErr := w.Stop()
 	<-workerExited
 	if workerErr == nil && loadCtx.Err() != nil && ctx.Err() == nil {
 		workerErr = errors.New("the worker stopped early")

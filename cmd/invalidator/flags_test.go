@@ -69,7 +69,10 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"bench", "lag", "--rate", "-5"}, "at least 1"},
 		{[]string{"bench", "lag", "--duration", "0"}, "above 0"},
 		{[]string{"bench", "lag", "--workers", "-1"}, "or more"},
-		{[]string{"bench", "lag", "--poll-interval", "-1ms"}, "or more"},
+		// As the worker's: worker.Config.Validate decides.
+		{[]string{"bench", "lag", "--poll-interval", "-1ms"}, "-1ms is negative"},
+		{[]string{"bench", "idle", "--poll-interval", "-1ms"}, "-1ms is negative"},
+		{[]string{"bench", "lag", "--poll-interval", "0"}, ""},
 		{[]string{"bench", "throughput", "--producers", "0"}, "at least 1"},
 		{[]string{"bench", "throughput", "--keys-per-call", "0"}, "at least 1"},
 		{[]string{"bench", "throughput", "--keys", "-1"}, "at least 1"},
@@ -85,6 +88,7 @@ func TestFlagsRefuseNonsense(t *testing.T) {
 		{[]string{"check-freshness", "--writers", "0"}, "at least 1"},
 		{[]string{"check-freshness", "--duration", "0"}, "positive"},
 		{[]string{"check-freshness", "--loader-delay", "-1s"}, "negative"},
+		{[]string{"check-freshness", "--ttl", "-1m"}, "got -1min"}, // not Go's -1m0s
 	} {
 		flag := ""
 		for _, a := range tc.args {

@@ -196,6 +196,7 @@ password or database the server refuses), 3 Redis or PostgreSQL unreachable.`,
 		newVersionCmd(),
 	)
 	bindEnv(root)
+	humanDurationDefaults(root)
 	return root
 }
 

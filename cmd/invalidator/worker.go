@@ -92,11 +92,20 @@ func workerFlags() map[string]string {
 }
 
 // validate checks the flags with worker.Config.Validate, before anything
-// connects, and turns its error into a usage error (exit 2) that names
-// flags rather than Config fields.
+// connects.
 func (o *workerOpts) validate() error {
+	if err := validateWorkerFlags(o.config()); err != nil {
+		return err
+	}
+	return o.relay.validate(outboxFlagPrefix)
+}
+
+// validateWorkerFlags checks cfg, filled from worker flags, with
+// worker.Config.Validate, and turns its error into a usage error (exit 2)
+// that names flags rather than Config fields.
+func validateWorkerFlags(cfg worker.Config) error {
 	var ce *worker.ConfigError
-	switch err := o.config().Validate(); {
+	switch err := cfg.Validate(); {
 	case errors.As(err, &ce) && ce.Field == "Queue":
 		// The settings are fine; the queue Redis is connected later.
 	case ce != nil:
@@ -113,7 +122,7 @@ func (o *workerOpts) validate() error {
 	case err != nil:
 		return err
 	}
-	return o.relay.validate(outboxFlagPrefix)
+	return nil
 }
 
 func newWorkerCmd(a *app) *cobra.Command {

@@ -206,11 +206,11 @@ func (e Env) startWorkers(ctx context.Context, p *keyspec.Policy, policyFile str
 	// 0 is the worker's default, in process and on the command line alike.
 	poll := e.PollInterval
 	if e.Workers <= 0 {
-		stop, err := sim.StartWorker(ctx, worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
+		w, err := sim.StartWorker(ctx, worker.Config{Queue: e.Redis, Policy: p, Logger: e.logger(), PollInterval: poll, PollOnly: e.PollOnly})
 		if err != nil {
 			return nil, err
 		}
-		return func() { _ = stop() }, nil
+		return func() { _ = w.Stop() }, nil
 	}
 	_, stop, err := e.startProcs(policyFile, poll)
 	return stop, err

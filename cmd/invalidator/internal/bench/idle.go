@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,13 +73,11 @@ func Idle(ctx context.Context, e Env, o IdleOptions) (*Result, error) {
 	if err := os.WriteFile(file, []byte(idlePolicyYAML), 0o600); err != nil {
 		return nil, err
 	}
-	poll := e.PollInterval
-	if poll == 0 {
-		poll = worker.DefaultPollInterval
-	}
+	// The workers default a 0 themselves (see startWorkers); the report
+	// names the value they use.
 	res := &Result{Scenario: "idle", Params: map[string]any{"workers": e.Workers, "queues": len(idleQueues),
-		"duration": o.Duration.String(), "poll_interval": poll.String(), "poll_only": e.PollOnly}}
-	procs, stop, err := e.startProcs(file, poll)
+		"duration": o.Duration.String(), "poll_interval": cmp.Or(e.PollInterval, worker.DefaultPollInterval).String(), "poll_only": e.PollOnly}}
+	procs, stop, err := e.startProcs(file, e.PollInterval)
 	if err != nil {
 		return nil, err
 	}

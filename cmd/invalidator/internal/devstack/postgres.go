@@ -101,7 +101,7 @@ func (p *pgSource) startRelay(ctx context.Context, queue redis.UniversalClient, 
 	if err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	stopRelay := sim.Go(context.WithoutCancel(ctx), r.Run)
+	stopRelay := sim.Go(context.WithoutCancel(ctx), r.Run).Stop
 	return func() {
 		if err := stopRelay(); err != nil {
 			log.Warn("outbox relay", "err", err)

@@ -114,22 +114,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.hist = sim.NewHistory(0) // every version: a run is short
 
-	w, err := worker.New(worker.Config{Queue: cfg.Queue, Cache: cfg.Cache, Policy: policy, Logger: cfg.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("freshness: %w", err)
-	}
 	if pg, ok := cfg.Source.(*Postgres); ok {
 		r.pg, r.markers = pg, prefix+"write:"
 		if r.ob, err = outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: policy}), pg.outbox); err != nil {
 			return nil, fmt.Errorf("freshness: %w", err)
 		}
 	}
-	srv := asynq.NewServerFromRedisClient(cfg.Queue, w.ServerConfig())
-	if err := srv.Start(&slowWorker{w: w, delay: cfg.WorkerDelay, tasks: r.tasks, markers: r.markers}); err != nil {
-		return nil, fmt.Errorf("freshness: start worker: %w", err)
+	// Shut down by the deferred stop alone, after the relay's.
+	w, err := sim.StartWorker(context.WithoutCancel(ctx),
+		worker.Config{Queue: cfg.Queue, Cache: cfg.Cache, Policy: policy, Logger: cfg.Logger},
+		sim.WrapHandler(func(next asynq.Handler) asynq.Handler {
+			return &slowWorker{next: next, delay: cfg.WorkerDelay, tasks: r.tasks, markers: r.markers}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("freshness: %w", err)
 	}
 	defer func() {
-		srv.Shutdown()
+		_ = w.Stop()
 		// Best effort: the run's queue is empty by now.
 		_ = asynq.NewInspectorFromRedisClient(cfg.Queue).DeleteQueue(queue, true)
 	}()
@@ -202,7 +203,7 @@ func (r *runner) startRelay(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("freshness: %w", err)
 	}
-	stopRelay := sim.Go(context.WithoutCancel(ctx), relay.Run)
+	stopRelay := sim.Go(context.WithoutCancel(ctx), relay.Run).Stop
 	return func() {
 		if err := stopRelay(); err != nil {
 			r.cfg.Logger.Warn("freshness: outbox relay", "err", err)

@@ -10,14 +10,13 @@ import (
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/tasks"
-	"github.com/invalidator/invalidator/worker"
 )
 
 // slowWorker is the real worker behind a delay per task, which widens the
 // gap between a write and its invalidation. It also records when each task
 // was applied, for the forced races and the lag figures.
 type slowWorker struct {
-	w     *worker.Worker
+	next  asynq.Handler // the worker's
 	delay time.Duration
 	tasks *taskLog
 	// markers, when not "", prefixes the marker keys that name the writes
@@ -31,7 +30,7 @@ func (s *slowWorker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := sleep(ctx, s.delay); err != nil {
 		return err
 	}
-	if err := s.w.ProcessTask(ctx, t); err != nil {
+	if err := s.next.ProcessTask(ctx, t); err != nil {
 		return err
 	}
 	now := time.Now()

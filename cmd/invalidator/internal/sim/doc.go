@@ -11,7 +11,7 @@
 //     the one definition of a stale read.
 //   - Histogram and Percentiles are the quantiles: nearest rank, over
 //     logarithmic buckets or over every sample.
-//   - Go runs a worker (or a relay) until stopped.
+//   - StartWorker runs a worker, and Go a relay, until stopped.
 //
 // A stale read. Version v of a row is complete at the moment the write
 // that made it returned. A read that started at time s and returned

@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -90,11 +91,27 @@ func TestPercentiles(t *testing.T) {
 func TestGo(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
-	stop := sim.Go(t.Context(), func(ctx context.Context) error {
+	r := sim.Go(t.Context(), func(ctx context.Context) error {
 		close(started)
 		<-ctx.Done()
 		return ctx.Err()
 	})
 	<-started
-	require.ErrorIs(t, stop(), context.Canceled)
+	select {
+	case <-r.Done():
+		t.Fatal("Done closed while run still runs")
+	default:
+	}
+	require.ErrorIs(t, r.Stop(), context.Canceled)
+	<-r.Done()
+	require.ErrorIs(t, r.Stop(), context.Canceled, "a second Stop returns the same error")
+}
+
+// Done tells a caller that run returned by itself, before any Stop.
+func TestGoDoneOnEarlyReturn(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	r := sim.Go(t.Context(), func(context.Context) error { return boom })
+	<-r.Done()
+	require.ErrorIs(t, r.Stop(), boom)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,6 +123,10 @@ func TestOutbox(t *testing.T) {
 		}
 	}
 	require.InDelta(t, r.TxUsPerTx["outbox_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTx, 1e-9)
+	require.Len(t, r.AddedUsPerTxRounds, 3, "one figure per cost round")
+	require.True(t, slices.IsSorted(r.AddedUsPerTxRounds))
+	require.GreaterOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[0]-1e-9, "the run's figure lies within its rounds'")
+	require.LessOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[2]+1e-9, "the run's figure lies within its rounds'")
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxEnqueueAfterCommit, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["outbox_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTx8, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxEnqueueAfterCommit8, 1e-9)

@@ -127,11 +127,16 @@ type Result struct {
 	// at 8 goroutines. For the outbox scenario Keys, Seconds and KeysPerSec
 	// are the relay's drain of pre-filled single-key rows, and the lag
 	// figures run from a commit's return to its key's deletion.
-	TxUsPerTx                       map[string]float64 `json:"tx_us_per_tx,omitempty"`
-	AddedUsPerTx                    float64            `json:"added_us_per_tx,omitempty"`
-	AddedUsPerTxEnqueueAfterCommit  float64            `json:"added_us_per_tx_enqueue_after_commit,omitempty"`
-	AddedUsPerTx8                   float64            `json:"added_us_per_tx_8,omitempty"`
-	AddedUsPerTxEnqueueAfterCommit8 float64            `json:"added_us_per_tx_enqueue_after_commit_8,omitempty"`
+	TxUsPerTx    map[string]float64 `json:"tx_us_per_tx,omitempty"`
+	AddedUsPerTx float64            `json:"added_us_per_tx,omitempty"`
+	// AddedUsPerTxRounds is AddedUsPerTx per cost round (each round times
+	// the variants back to back), sorted: how far one run's figure moves
+	// with the machine, since the transaction alone is one durable commit
+	// whose flush time drifts between rounds.
+	AddedUsPerTxRounds              []float64 `json:"added_us_per_tx_rounds,omitempty"`
+	AddedUsPerTxEnqueueAfterCommit  float64   `json:"added_us_per_tx_enqueue_after_commit,omitempty"`
+	AddedUsPerTx8                   float64   `json:"added_us_per_tx_8,omitempty"`
+	AddedUsPerTxEnqueueAfterCommit8 float64   `json:"added_us_per_tx_enqueue_after_commit_8,omitempty"`
 	// RelayInvalidationsPerS is single-key outbox rows one relay moved to
 	// the queue per second (outbox scenario).
 	RelayInvalidationsPerS float64 `json:"relay_invalidations_per_s,omitempty"`

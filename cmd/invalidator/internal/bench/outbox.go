@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -327,7 +328,9 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 	}
 	busy := map[string]time.Duration{}
 	done := map[string]int{}
+	var roundAdded []float64 // per round: outbox_1 - alone_1, µs per transaction
 	for r := range b.o.Rounds {
+		perTx := map[string]float64{}
 		n := b.o.Tx / b.o.Rounds
 		if r < b.o.Tx%b.o.Rounds {
 			n++
@@ -345,8 +348,10 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 				name := costName(v, g)
 				busy[name] += d * time.Duration(g)
 				done[name] += n
+				perTx[name] = float64((d * time.Duration(g)).Nanoseconds()) / 1000 / float64(n)
 			}
 		}
+		roundAdded = append(roundAdded, perTx[costName(VariantOutbox, outboxLow)]-perTx[costName(VariantAlone, outboxLow)])
 		b.e.progressf("outbox: cost round %d/%d done", r+1, b.o.Rounds)
 	}
 	if err := b.clearOutbox(ctx); err != nil {
@@ -358,6 +363,8 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 	if _, err := b.o.DB.Exec(ctx, "VACUUM "+pgx.Identifier{b.outboxCfg.Table}.Sanitize()); err != nil {
 		return fmt.Errorf("bench outbox: vacuum the outbox: %w", err)
 	}
+	slices.Sort(roundAdded)
+	res.AddedUsPerTxRounds = roundAdded
 	res.TxUsPerTx = make(map[string]float64, len(busy))
 	for name, d := range busy {
 		res.TxUsPerTx[name] = float64(d.Nanoseconds()) / 1000 / float64(done[name])

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/invalidator/invalidator/cmd/invalidator/internal/sim"
 	"github.com/invalidator/invalidator/internal/wake"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
@@ -86,7 +87,7 @@ func Idle(ctx context.Context, e Env, o IdleOptions) (*Result, error) {
 		e.cleanupIdle(context.WithoutCancel(ctx))
 	}()
 	e.progressf("%d idle workers started; warming up for %s", e.Workers, o.Warmup)
-	if err := sleepCtx(ctx, o.Warmup); err != nil {
+	if err := sim.Sleep(ctx, o.Warmup); err != nil {
 		return nil, err
 	}
 	redis0, err := redisCPU(ctx, e.Redis)
@@ -99,7 +100,7 @@ func Idle(ctx context.Context, e Env, o IdleOptions) (*Result, error) {
 	}
 	start := time.Now()
 	e.progressf("measuring for %s", o.Duration)
-	if err := sleepCtx(ctx, o.Duration); err != nil {
+	if err := sim.Sleep(ctx, o.Duration); err != nil {
 		return nil, err
 	}
 	redis1, err := redisCPU(ctx, e.Redis)
@@ -173,16 +174,5 @@ func (e Env) cleanupIdle(ctx context.Context) {
 	for _, q := range idleQueues {
 		_ = insp.DeleteQueue(q, true)
 		_ = e.Redis.Del(ctx, wake.Key(q)).Err()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -1,6 +1,7 @@
 package freshness
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -132,35 +133,25 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	def := func(p *int, d int) {
-		if *p == 0 {
-			*p = d
-		}
-	}
-	defD := func(p *time.Duration, d time.Duration) {
-		if *p == 0 {
-			*p = d
-		}
-	}
 	if c.Cache == nil {
 		c.Cache = c.Queue
 	}
 	if c.Source == nil {
 		c.Source = NewMemory()
 	}
-	def(&c.Writers, DefaultWriters)
-	def(&c.Readers, DefaultReaders)
-	def(&c.HotKeyReaders, DefaultHotKeyReaders)
-	def(&c.Processes, DefaultProcesses)
-	def(&c.Rows, DefaultRows)
-	def(&c.ForcedRaces, DefaultForcedRaces)
-	defD(&c.Duration, DefaultDuration)
-	defD(&c.WriteInterval, DefaultWriteInterval)
-	defD(&c.ReadInterval, DefaultReadInterval)
-	defD(&c.LoaderDelay, DefaultLoaderDelay)
-	defD(&c.WorkerDelay, DefaultWorkerDelay)
-	defD(&c.LagBound, DefaultLagBound)
-	defD(&c.TTL, DefaultTTL)
+	c.Writers = cmp.Or(c.Writers, DefaultWriters)
+	c.Readers = cmp.Or(c.Readers, DefaultReaders)
+	c.HotKeyReaders = cmp.Or(c.HotKeyReaders, DefaultHotKeyReaders)
+	c.Processes = cmp.Or(c.Processes, DefaultProcesses)
+	c.Rows = cmp.Or(c.Rows, DefaultRows)
+	c.ForcedRaces = cmp.Or(c.ForcedRaces, DefaultForcedRaces)
+	c.Duration = cmp.Or(c.Duration, DefaultDuration)
+	c.WriteInterval = cmp.Or(c.WriteInterval, DefaultWriteInterval)
+	c.ReadInterval = cmp.Or(c.ReadInterval, DefaultReadInterval)
+	c.LoaderDelay = cmp.Or(c.LoaderDelay, DefaultLoaderDelay)
+	c.WorkerDelay = cmp.Or(c.WorkerDelay, DefaultWorkerDelay)
+	c.LagBound = cmp.Or(c.LagBound, DefaultLagBound)
+	c.TTL = cmp.Or(c.TTL, DefaultTTL)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

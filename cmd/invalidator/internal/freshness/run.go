@@ -192,7 +192,7 @@ func (r *runner) writer(ctx context.Context) {
 			r.writeErrs.Add(1)
 			r.noteErr(err)
 		}
-		_ = sleep(ctx, r.cfg.WriteInterval)
+		_ = sim.Sleep(ctx, r.cfg.WriteInterval)
 	}
 }
 
@@ -269,7 +269,7 @@ func (r *runner) reader(ctx context.Context, k *kind, proc int) {
 	for ctx.Err() == nil {
 		row := r.rows[mrand.IntN(len(r.rows))]
 		_, _ = r.read(ctx, k, proc, row, r.loader(k, row))
-		_ = sleep(ctx, r.cfg.ReadInterval)
+		_ = sim.Sleep(ctx, r.cfg.ReadInterval)
 	}
 }
 
@@ -312,7 +312,7 @@ func (r *runner) loader(k *kind, row string) cacheaside.Loader {
 		if row == hotRow {
 			k.hotLoads.Add(1)
 		}
-		if err := sleep(ctx, r.cfg.LoaderDelay); err != nil {
+		if err := sim.Sleep(ctx, r.cfg.LoaderDelay); err != nil {
 			return nil, err
 		}
 		return strconv.AppendInt(nil, v, 10), nil
@@ -375,7 +375,7 @@ func (r *runner) forcedRace(ctx context.Context, row string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("row %q: %w", row, err)
 	}
-	if err := sleep(ctx, time.Until(done.Add(r.cfg.LagBound+time.Millisecond))); err != nil {
+	if err := sim.Sleep(ctx, time.Until(done.Add(r.cfg.LagBound+time.Millisecond))); err != nil {
 		return err
 	}
 	for _, k := range r.kinds {

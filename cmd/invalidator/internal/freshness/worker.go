@@ -27,7 +27,7 @@ type slowWorker struct {
 
 // ProcessTask implements asynq.Handler.
 func (s *slowWorker) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	if err := sleep(ctx, s.delay); err != nil {
+	if err := sim.Sleep(ctx, s.delay); err != nil {
 		return err
 	}
 	if err := s.next.ProcessTask(ctx, t); err != nil {
@@ -114,20 +114,5 @@ func (l *taskLog) wait(ctx context.Context, id string) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -82,4 +83,20 @@ func StartWorker(ctx context.Context, cfg worker.Config, opts ...WorkerOption) (
 		srv.Shutdown()
 		return nil
 	}), nil
+}
+
+// Sleep waits d or until ctx ends, and returns ctx's error if it ended
+// first (or d is not positive and ctx has ended).
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

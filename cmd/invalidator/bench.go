@@ -136,12 +136,15 @@ the end. --shards N spreads the bench class over N shard queues.`,
 in one run:
 
   cost   the same small UPDATE transaction (a scratch table of the bench's own)
-         alone, with one outbox write (outbox.Writer.DeleteKeys of one key), and
-         with an enqueue after its commit (enqueue.Client.DeleteKeys), at 1 and
-         at 8 goroutines; the variants take turns in rotating rounds. It prints
-         µs per transaction, the µs each adds and the ratios, and as a
-         diagnostic the outbox row without its NOTIFY (what the notification
-         costs: PostgreSQL serializes the commits of notifying transactions).
+         alone, with one outbox write (outbox.Writer.DeleteKeys of one key),
+         with that write queued in the UPDATE's pgx.Batch (outbox.PgxBatch),
+         and with an enqueue after its commit (enqueue.Client.DeleteKeys), at
+         1 and at 8 goroutines; at 1 the variants take turns transaction by
+         transaction, at 8 in rotating blocks. It prints µs per transaction,
+         the µs each adds and the ratios, and as diagnostics the outbox row
+         without its NOTIFY (what the notification costs: PostgreSQL
+         serializes the commits of notifying transactions) and a bare SELECT
+         (one round trip, the floor under any statement sent alone).
   lag    outbox transactions at --lag-rate with a relay and a worker running:
          commit -> key gone (p50, p90, p99, max). The worker polls every
          --poll-interval (default here 1ms, its fastest sensible setting).
@@ -460,13 +463,24 @@ func printOutbox(w io.Writer, r *bench.Result) error {
 	fmt.Fprintf(w, "scenario    outbox (%s)\n", describeParams(r.Params))
 	for _, g := range []int{1, 8} {
 		us := func(v string) float64 { return r.TxUsPerTx[fmt.Sprintf("%s_%d", v, g)] }
-		alone, ob, enq, nn := us(bench.VariantAlone), us(bench.VariantOutbox), us(bench.VariantEnqueueAfterCommit), us(bench.VariantOutboxNoNotify)
-		fmt.Fprintf(w, "tx, %d goroutine(s), µs per transaction (same run, interleaved):\n", g)
+		alone, ob, enq := us(bench.VariantAlone), us(bench.VariantOutbox), us(bench.VariantEnqueueAfterCommit)
+		obb, nn, rt := us(bench.VariantOutboxBatched), us(bench.VariantOutboxNoNotify), us(bench.VariantRoundTrip)
+		how := "interleaved transaction by transaction"
+		if g > 1 {
+			how = "interleaved in rotating blocks"
+		}
+		fmt.Fprintf(w, "tx, %d goroutine(s), µs per transaction (same run, %s):\n", g, how)
 		fmt.Fprintf(w, "  alone                 %8.1f µs\n", alone)
 		fmt.Fprintf(w, "  outbox write          %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", ob, ob-alone, ob/alone)
+		fmt.Fprintf(w, "  outbox write batched  %8.1f µs   adds %+7.1f µs   x%.2f of alone   (in the UPDATE's pgx.Batch)\n", obb, obb-alone, obb/alone)
 		fmt.Fprintf(w, "  enqueue after commit  %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", enq, enq-alone, enq/alone)
 		fmt.Fprintf(w, "  outbox / enqueue after commit: x%.2f\n", ob/enq)
 		fmt.Fprintf(w, "  diagnostic: outbox row without its NOTIFY %8.1f µs   adds %+7.1f µs\n", nn, nn-alone)
+		fmt.Fprintf(w, "  diagnostic: one bare round trip (SELECT)  %8.1f µs   adds %+7.1f µs\n", rt, rt-alone)
+	}
+	if rs := r.AddedUsPerTxRounds; len(rs) > 0 {
+		fmt.Fprintf(w, "added at 1 goroutine per round: outbox write %.0f-%.0f µs, batched %.0f-%.0f µs\n",
+			rs[0], rs[len(rs)-1], r.AddedUsPerTxBatchedRounds[0], r.AddedUsPerTxBatchedRounds[len(rs)-1])
 	}
 	fmt.Fprintf(w, "lag         commit -> key gone at %v tx/s through relay and worker (poll %v): p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
 		r.Params["lag_rate"], r.Params["poll_interval"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)

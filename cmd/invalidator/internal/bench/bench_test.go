@@ -117,7 +117,8 @@ func TestOutbox(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "outbox", r.Scenario)
 	require.Equal(t, "1ms", r.Params["poll_interval"], "the worker's poll interval used is reported")
-	for _, v := range []string{bench.VariantAlone, bench.VariantOutbox, bench.VariantEnqueueAfterCommit, bench.VariantOutboxNoNotify} {
+	for _, v := range []string{bench.VariantAlone, bench.VariantOutbox, bench.VariantOutboxBatched,
+		bench.VariantEnqueueAfterCommit, bench.VariantOutboxNoNotify, bench.VariantRoundTrip} {
 		for _, g := range []string{"_1", "_8"} {
 			require.Positive(t, r.TxUsPerTx[v+g], v+g)
 		}
@@ -128,6 +129,10 @@ func TestOutbox(t *testing.T) {
 	require.GreaterOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[0]-1e-9, "the run's figure lies within its rounds'")
 	require.LessOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[2]+1e-9, "the run's figure lies within its rounds'")
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxEnqueueAfterCommit, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_batched_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxBatched, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["round_trip_1"]-r.TxUsPerTx["alone_1"], r.RoundTripUs, 1e-9)
+	require.Len(t, r.AddedUsPerTxBatchedRounds, 3, "one figure per cost round")
+	require.True(t, slices.IsSorted(r.AddedUsPerTxBatchedRounds))
 	require.InDelta(t, r.TxUsPerTx["outbox_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTx8, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxEnqueueAfterCommit8, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["outbox_1"]/r.TxUsPerTx["alone_1"], r.Ratios["outbox_vs_alone_1"], 1e-9)

@@ -129,11 +129,19 @@ type Result struct {
 	// figures run from a commit's return to its key's deletion.
 	TxUsPerTx    map[string]float64 `json:"tx_us_per_tx,omitempty"`
 	AddedUsPerTx float64            `json:"added_us_per_tx,omitempty"`
-	// AddedUsPerTxRounds is AddedUsPerTx per cost round (each round times
-	// the variants back to back), sorted: how far one run's figure moves
-	// with the machine, since the transaction alone is one durable commit
-	// whose flush time drifts between rounds.
-	AddedUsPerTxRounds              []float64 `json:"added_us_per_tx_rounds,omitempty"`
+	// AddedUsPerTxRounds is AddedUsPerTx per cost round, sorted: how far
+	// one run's figure moves with the machine. (At 1 goroutine the variants
+	// take turns transaction by transaction, so the drift of the commit's
+	// flush time hits them alike.)
+	AddedUsPerTxRounds []float64 `json:"added_us_per_tx_rounds,omitempty"`
+	// AddedUsPerTxBatched is what the outbox write adds at 1 goroutine
+	// when it is queued into the same pgx.Batch as the transaction's
+	// UPDATE (outbox.PgxBatch), and AddedUsPerTxBatchedRounds the same per
+	// cost round, sorted. RoundTripUs is what a bare SELECT sent on its own
+	// adds: one round trip, the floor under AddedUsPerTx.
+	AddedUsPerTxBatched             float64   `json:"added_us_per_tx_batched,omitempty"`
+	AddedUsPerTxBatchedRounds       []float64 `json:"added_us_per_tx_batched_rounds,omitempty"`
+	RoundTripUs                     float64   `json:"round_trip_us,omitempty"`
 	AddedUsPerTxEnqueueAfterCommit  float64   `json:"added_us_per_tx_enqueue_after_commit,omitempty"`
 	AddedUsPerTx8                   float64   `json:"added_us_per_tx_8,omitempty"`
 	AddedUsPerTxEnqueueAfterCommit8 float64   `json:"added_us_per_tx_enqueue_after_commit_8,omitempty"`

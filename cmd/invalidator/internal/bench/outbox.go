@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -37,6 +38,14 @@ const (
 	// at 8 goroutines on a durable server: PostgreSQL serializes the
 	// commits of notifying transactions, fsync included.
 	VariantOutboxNoNotify = "outbox_no_notify"
+	// VariantOutboxBatched queues the outbox write into the same pgx.Batch
+	// as the UPDATE (outbox.PgxBatch), so the write rides the UPDATE's
+	// round trip instead of taking one of its own.
+	VariantOutboxBatched = "outbox_batched"
+	// VariantRoundTrip is a diagnostic: a bare SELECT sent on its own after
+	// the UPDATE. What it adds is one round trip to the server, the floor
+	// of any statement sent alone, the outbox write's included.
+	VariantRoundTrip = "round_trip"
 )
 
 // The goroutine counts the outbox scenario's transactions run at.
@@ -60,8 +69,10 @@ type OutboxOptions struct {
 	// Tx is the transactions of each variant at each concurrency, spread
 	// over Rounds. Default 3000.
 	Tx int
-	// Rounds is how often the variants take turns, in an order that
-	// rotates every round, so machine noise hits them equally. Default 6.
+	// Rounds is how many rounds the transactions are spread over: at 1
+	// goroutine each round interleaves the variants transaction by
+	// transaction, at 8 it runs them in blocks whose order rotates every
+	// round, so machine noise hits them equally. Default 6.
 	Rounds int
 	// LagRate is the outbox transactions per second of the lag phase.
 	// Default 1000.
@@ -120,10 +131,11 @@ type outboxBench struct {
 // Outbox measures what the transactional outbox costs and how fast it
 // delivers, in one run:
 //
-//   - cost: the same small UPDATE transaction alone, with one outbox write,
-//     and with an enqueue after its commit (and, as a diagnostic, with the
-//     outbox row but no notification), at 1 and at 8 goroutines, the
-//     variants interleaved in rotating rounds; µs per transaction is the
+//   - cost: the same small UPDATE transaction alone, with one outbox write
+//     (its own statement, or queued in the UPDATE's batch), and with an
+//     enqueue after its commit (and, as diagnostics, with the outbox row but
+//     no notification, and with a bare SELECT: one round trip), at 1 and at
+//     8 goroutines, the variants interleaved (see cost); µs per transaction is the
 //     goroutines' busy time over the transactions (the mean latency a
 //     caller sees). No relay runs meanwhile; the rows are deleted between
 //     rounds.
@@ -259,10 +271,25 @@ func (b *outboxBench) tx(ctx context.Context, v string, id int, key string) erro
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op after the commit
-	if _, err := tx.Exec(ctx, b.update, id); err != nil {
+	if v == VariantOutboxBatched {
+		batch := &pgx.Batch{}
+		batch.Queue(b.update, id)
+		if err := b.w.DeleteKeys(ctx, outbox.PgxBatch(batch), key); err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("update and outbox write: %w", err)
+		}
+	} else if _, err := tx.Exec(ctx, b.update, id); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
 	switch v {
+	case VariantRoundTrip:
+		// With an argument, so it goes the extended protocol's way, as the
+		// outbox INSERT does.
+		if _, err := tx.Exec(ctx, "SELECT $1::integer", id); err != nil {
+			return fmt.Errorf("select: %w", err)
+		}
 	case VariantOutbox:
 		if err := b.w.DeleteKeys(ctx, outbox.Pgx(tx), key); err != nil {
 			return err
@@ -315,9 +342,39 @@ func (b *outboxBench) batch(ctx context.Context, v string, g, n int) (time.Durat
 	return elapsed, errors.Join(append(errs, ctx.Err())...)
 }
 
-// cost measures µs per transaction of each variant at both concurrencies.
+// interleaved runs n transactions of each variant on one goroutine, the
+// variants taking turns transaction by transaction, in a fresh random order
+// every turn, and returns each variant's summed latency. Every variant sees
+// the same moments of the machine, so the difference of two variants' means
+// is not the drift of the commit's flush time between two stretches of a
+// run, which decided the figure when the variants ran in blocks. The order
+// is random because a fixed rotation gives each variant the same
+// predecessor, and the predecessor matters: a transaction that follows the
+// enqueue after a commit, whose Redis call leaves PostgreSQL idle a moment
+// longer, took 100 µs more than the same transaction after another.
+func (b *outboxBench) interleaved(ctx context.Context, variants []string, n int) (map[string]time.Duration, error) {
+	busy := make(map[string]time.Duration, len(variants))
+	for i := range n {
+		for _, j := range rand.Perm(len(variants)) {
+			v := variants[j]
+			id := (i*len(variants) + j) % outboxRowsPerWorker
+			start := time.Now()
+			if err := b.tx(ctx, v, id, b.keys[id]); err != nil {
+				return nil, fmt.Errorf("%s transaction: %w", v, err)
+			}
+			busy[v] += time.Since(start)
+		}
+	}
+	return busy, ctx.Err()
+}
+
+// cost measures µs per transaction of each variant at both concurrencies:
+// at 1 goroutine the variants take turns transaction by transaction; at 8
+// the goroutines run one variant at a time, in blocks whose order rotates
+// every round, since mixing them would make each variant's cost the mix's.
 func (b *outboxBench) cost(ctx context.Context, res *Result) error {
-	variants := []string{VariantAlone, VariantOutbox, VariantEnqueueAfterCommit, VariantOutboxNoNotify}
+	variants := []string{VariantAlone, VariantOutbox, VariantOutboxBatched, VariantEnqueueAfterCommit,
+		VariantOutboxNoNotify, VariantRoundTrip}
 	// A warm-up, not counted: connections opened, statements prepared.
 	for _, g := range []int{outboxLow, outboxHigh} {
 		for _, v := range variants {
@@ -328,30 +385,45 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 	}
 	busy := map[string]time.Duration{}
 	done := map[string]int{}
-	var roundAdded []float64 // per round: outbox_1 - alone_1, µs per transaction
+	// Per round, µs per transaction at 1 goroutine over the same
+	// transaction alone: the outbox write, and the write in the batch.
+	var roundAdded, roundAddedBatched []float64
 	for r := range b.o.Rounds {
 		perTx := map[string]float64{}
 		n := b.o.Tx / b.o.Rounds
 		if r < b.o.Tx%b.o.Rounds {
 			n++
 		}
-		for _, g := range []int{outboxLow, outboxHigh} {
-			for i := range variants {
-				v := variants[(i+r)%len(variants)] // rotate who goes first
-				if err := b.clearOutbox(ctx); err != nil {
-					return err
-				}
-				d, err := b.batch(ctx, v, g, n)
-				if err != nil {
-					return fmt.Errorf("bench outbox: %w", err)
-				}
-				name := costName(v, g)
-				busy[name] += d * time.Duration(g)
-				done[name] += n
-				perTx[name] = float64((d * time.Duration(g)).Nanoseconds()) / 1000 / float64(n)
-			}
+		count := func(v string, g int, d time.Duration) {
+			name := costName(v, g)
+			busy[name] += d
+			done[name] += n
+			perTx[name] = float64(d.Nanoseconds()) / 1000 / float64(n)
 		}
-		roundAdded = append(roundAdded, perTx[costName(VariantOutbox, outboxLow)]-perTx[costName(VariantAlone, outboxLow)])
+		if err := b.clearOutbox(ctx); err != nil {
+			return err
+		}
+		low, err := b.interleaved(ctx, variants, n)
+		if err != nil {
+			return fmt.Errorf("bench outbox: %w", err)
+		}
+		for v, d := range low {
+			count(v, outboxLow, d)
+		}
+		for i := range variants {
+			v := variants[(i+r)%len(variants)] // rotate who goes first
+			if err := b.clearOutbox(ctx); err != nil {
+				return err
+			}
+			d, err := b.batch(ctx, v, outboxHigh, n)
+			if err != nil {
+				return fmt.Errorf("bench outbox: %w", err)
+			}
+			count(v, outboxHigh, d*outboxHigh)
+		}
+		alone := perTx[costName(VariantAlone, outboxLow)]
+		roundAdded = append(roundAdded, perTx[costName(VariantOutbox, outboxLow)]-alone)
+		roundAddedBatched = append(roundAddedBatched, perTx[costName(VariantOutboxBatched, outboxLow)]-alone)
 		b.e.progressf("outbox: cost round %d/%d done", r+1, b.o.Rounds)
 	}
 	if err := b.clearOutbox(ctx); err != nil {
@@ -364,7 +436,8 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 		return fmt.Errorf("bench outbox: vacuum the outbox: %w", err)
 	}
 	slices.Sort(roundAdded)
-	res.AddedUsPerTxRounds = roundAdded
+	slices.Sort(roundAddedBatched)
+	res.AddedUsPerTxRounds, res.AddedUsPerTxBatchedRounds = roundAdded, roundAddedBatched
 	res.TxUsPerTx = make(map[string]float64, len(busy))
 	for name, d := range busy {
 		res.TxUsPerTx[name] = float64(d.Nanoseconds()) / 1000 / float64(done[name])
@@ -382,6 +455,8 @@ func (b *outboxBench) cost(ctx context.Context, res *Result) error {
 		res.Ratios[costName("outbox_vs_enqueue_after_commit", g)] = ob / enq
 		if g == outboxLow {
 			res.AddedUsPerTx, res.AddedUsPerTxEnqueueAfterCommit = ob-alone, enq-alone
+			res.AddedUsPerTxBatched = res.TxUsPerTx[costName(VariantOutboxBatched, g)] - alone
+			res.RoundTripUs = res.TxUsPerTx[costName(VariantRoundTrip, g)] - alone
 		} else {
 			res.AddedUsPerTx8, res.AddedUsPerTxEnqueueAfterCommit8 = ob-alone, enq-alone
 		}

@@ -43,9 +43,17 @@ type Config struct {
 	// Now stamps tasks with their enqueue time. Default: time.Now.
 	Now func() time.Time
 
-	// Coalesce, when set, merges concurrent DeleteKeys calls into shared
-	// tasks; see CoalesceConfig. Default: nil, every call makes its own.
+	// Coalesce tunes how concurrent DeleteKeys calls merge into shared
+	// tasks (group commit; see CoalesceConfig). A lone call never waits:
+	// calls merge only while an enqueue of the same overrides is in
+	// flight. Default: nil, which is coalescing with DefaultCoalesceWindow
+	// and up to tasks.MaxKeysPerTask keys a task.
 	Coalesce *CoalesceConfig
+
+	// NoCoalesce turns coalescing off: every DeleteKeys call makes its own
+	// tasks and gets their IDs alone. It costs the queue a task per call,
+	// which caps a worker process at about 17k calls/s. Default: false.
+	NoCoalesce bool
 
 	// InlineDelete, when set, is the cache Redis that Target names (the
 	// worker's Cache for "", else its Targets[Target]; the Client cannot
@@ -83,6 +91,9 @@ func (cfg *Config) validate() error {
 	if cfg.InlineTimeout < 0 {
 		return fmt.Errorf("enqueue: config: InlineTimeout %v is negative; leave it 0 for %v", cfg.InlineTimeout, DefaultInlineTimeout)
 	}
+	if cfg.Coalesce != nil && cfg.NoCoalesce {
+		return errors.New("enqueue: config: Coalesce and NoCoalesce are both set; set one")
+	}
 	if cfg.Coalesce != nil {
 		if err := cfg.Coalesce.validate(); err != nil {
 			return fmt.Errorf("enqueue: config: %w", err)
@@ -102,7 +113,7 @@ type Client struct {
 	aq    *asynq.Client
 	owned redis.UniversalClient // closed by Close; nil when the caller owns the connection
 	b     *Builder              // validates and builds every task
-	co    *coalescer            // nil unless Config.Coalesce is set; shared with With
+	co    *coalescer            // nil with Config.NoCoalesce; shared with With
 	in    *inline               // nil unless Config.InlineDelete is set
 	wake  *wake.Pusher          // nil with Config.NoWake; shared with With
 }
@@ -142,8 +153,12 @@ func newClient(rdb, owned redis.UniversalClient, cfg Config) *Client {
 	if !cfg.NoWake {
 		c.wake = wake.NewPusher(rdb, cfg.Logger)
 	}
-	if cfg.Coalesce != nil {
-		c.co = newCoalescer(*cfg.Coalesce)
+	if !cfg.NoCoalesce {
+		cc := CoalesceConfig{Window: DefaultCoalesceWindow}
+		if cfg.Coalesce != nil {
+			cc = *cfg.Coalesce
+		}
+		c.co = newCoalescer(cc)
 	}
 	return c
 }
@@ -187,8 +202,8 @@ func (c *Client) Builder() *Builder { return c.b }
 // IDs of the tasks already enqueued are returned with it; calling again with
 // all the keys is safe, because deletes are idempotent.
 //
-// With Config.Coalesce set, a call of up to CoalesceConfig.MaxKeys keys
-// shares one task with the concurrent calls of the same overrides (see
+// Unless Config.NoCoalesce is set, a call of up to CoalesceConfig.MaxKeys
+// keys shares one task with the concurrent calls of the same overrides (see
 // CoalesceConfig) and returns that task's ID.
 func (c *Client) DeleteKeys(ctx context.Context, keys ...string) ([]string, error) {
 	chunks, class, err := c.b.keysPlan(keys)

@@ -17,6 +17,11 @@ import (
 // trading correctness for throughput.
 const MaxCoalesceWindow = 10 * time.Millisecond
 
+// DefaultCoalesceWindow is the window of a Client whose Config.Coalesce is
+// nil: about a loaded round trip to the queue Redis, so a batch waits for
+// the enqueue ahead of it, not for a timer, unless that enqueue is slow.
+const DefaultCoalesceWindow = time.Millisecond
+
 // coalesceMaxBytes bounds the summed encoded size of one batch's keys. It
 // stays below the budget tasks.SplitKeys uses (MaxPayloadBytes minus the
 // largest header, under 200 bytes), so a batch always makes exactly one task
@@ -29,7 +34,8 @@ const coalesceMaxBytes = tasks.MaxPayloadBytes - 1024
 // load and a lone call pays no wait at all.
 const coalesceMaxInFlight = 1
 
-// CoalesceConfig turns on producer coalescing (group commit): a DeleteKeys
+// CoalesceConfig tunes producer coalescing (group commit), which is on
+// unless Config.NoCoalesce is set: a DeleteKeys
 // call is enqueued at once when no task of its overrides is being enqueued;
 // calls that arrive while one is gather into one batch, enqueued as one task
 // as soon as that enqueue finishes. This is how single-key invalidations
@@ -52,8 +58,8 @@ type CoalesceConfig struct {
 
 func (cc *CoalesceConfig) validate() error {
 	if cc.Window <= 0 || cc.Window > MaxCoalesceWindow {
-		return fmt.Errorf("coalesce window %v is outside (0, %v]; 1ms to 2ms is typical, or leave Coalesce nil to turn coalescing off",
-			cc.Window, MaxCoalesceWindow)
+		return fmt.Errorf("coalesce window %v is outside (0, %v]; 1ms to 2ms is typical (leave Coalesce nil for %v, or set NoCoalesce to turn coalescing off)",
+			cc.Window, MaxCoalesceWindow, DefaultCoalesceWindow)
 	}
 	if cc.MaxKeys < 0 || cc.MaxKeys > tasks.MaxKeysPerTask {
 		return fmt.Errorf("coalesce max keys %d is outside [1, %d] (0 means %d)",

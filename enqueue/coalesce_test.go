@@ -290,6 +290,43 @@ func TestCoalesceConfigIsValidated(t *testing.T) {
 	require.NoError(t, c.Close())
 }
 
+// Coalescing is the default; NoCoalesce turns it off, and asking for both
+// is refused rather than one of them silently winning.
+func TestCoalesceIsOnByDefault(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	c, err := New(rdb, Config{})
+	require.NoError(t, err)
+	require.NotNil(t, c.co, "a Client coalesces unless told not to")
+	require.Equal(t, DefaultCoalesceWindow, c.co.window)
+	require.Equal(t, tasks.MaxKeysPerTask, c.co.maxKeys)
+	require.NoError(t, c.Close())
+	_, err = c.DeleteKeys(context.Background(), "after-close")
+	require.ErrorIs(t, err, ErrClosed)
+
+	off, err := New(rdb, Config{NoCoalesce: true})
+	require.NoError(t, err)
+	require.Nil(t, off.co)
+	ids := make([][]string, 16)
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() { ids[i], errs[i] = off.DeleteKeys(context.Background(), fmt.Sprint("own", i)) })
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range ids {
+		require.NoError(t, errs[i])
+		require.Len(t, ids[i], 1)
+		seen[ids[i][0]] = true
+	}
+	require.Len(t, seen, len(ids), "without coalescing every call is a task of its own")
+	require.NoError(t, off.Close())
+
+	_, err = New(rdb, Config{NoCoalesce: true, Coalesce: &CoalesceConfig{Window: time.Millisecond}})
+	require.ErrorContains(t, err, "Coalesce and NoCoalesce are both set")
+}
+
 func TestCoalesceLoneCallerIsFlushedAtOnce(t *testing.T) {
 	t.Parallel()
 	b := coalesceSetup(t, CoalesceConfig{Window: MaxCoalesceWindow}, false)

@@ -27,13 +27,14 @@
 // key, and a reader could then cache the old value again. A duplicate
 // invalidation costs one cache miss; a dropped one serves stale data.
 //
-// Many request handlers that each invalidate one key make one task each, and
-// a worker process runs about 17k tasks/s. Config.Coalesce merges concurrent
-// DeleteKeys calls into shared tasks:
+// A worker process runs about 17k tasks/s, so many request handlers that
+// each invalidate one key must not make one task each. A Client merges
+// concurrent DeleteKeys calls into shared tasks, unless Config.NoCoalesce is
+// set; Config.Coalesce tunes it:
 //
 //	inv, err := enqueue.New(rdb, enqueue.Config{
 //		Policy:   policy,
-//		Coalesce: &enqueue.CoalesceConfig{Window: time.Millisecond},
+//		Coalesce: &enqueue.CoalesceConfig{Window: 2 * time.Millisecond}, // default: DefaultCoalesceWindow
 //	})
 //
 // Coalescing is group commit, per set of With overrides: a call is enqueued

@@ -49,7 +49,8 @@ func Example_readmeCoalesce() {
 func readmeCoalesce(rdb redis.UniversalClient, policy *keyspec.Policy) error {
 	inv, err := enqueue.New(rdb, enqueue.Config{
 		Policy:   policy,
-		Coalesce: &enqueue.CoalesceConfig{Window: time.Millisecond}, // MaxKeys: 1000 by default
+		Coalesce: &enqueue.CoalesceConfig{Window: 2 * time.Millisecond}, // default: 1ms, MaxKeys 1000
+		// NoCoalesce: true, // every call its own task and ID
 	})
 	if err != nil {
 		return err

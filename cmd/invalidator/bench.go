@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/worker"
 )
@@ -95,6 +96,8 @@ the end. --shards N spreads the bench class over N shard queues.`,
 				return usagef("--keys must be at least 1, got %d", tp.Keys)
 			case tp.Coalesce < 0:
 				return usagef("--coalesce must be 0 (off) or more, got %s", tp.Coalesce)
+			case tp.Coalesce == 0:
+				tp.Coalesce = -1 // bench.ThroughputOptions' "off"
 			}
 			return nil
 		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
@@ -104,7 +107,8 @@ the end. --shards N spreads the bench class over N shard queues.`,
 	tpCmd.Flags().IntVar(&tp.Producers, "producers", 32, "concurrent DeleteKeys callers (1 or more)")
 	tpCmd.Flags().IntVar(&tp.KeysPerCall, "keys-per-call", 1, "keys in each DeleteKeys call (1 or more)")
 	tpCmd.Flags().IntVar(&tp.Keys, "keys", 200000, "keys to delete in all (1 or more)")
-	tpCmd.Flags().DurationVar(&tp.Coalesce, "coalesce", 0, "producer coalescing window, e.g. 1ms (0: off)")
+	tpCmd.Flags().DurationVar(&tp.Coalesce, "coalesce", enqueue.DefaultCoalesceWindow,
+		"producer coalescing window, as enqueue.CoalesceConfig's (0: off, every call its own task)")
 
 	var fam bench.FamilyOptions
 	famCmd := &cobra.Command{

@@ -97,7 +97,9 @@ classes:
 
 	policy, err := keyspec.Parse(policyPath, []byte(policyBody))
 	require.NoError(t, err)
-	inv, err := enqueue.New(queueDB.Client, enqueue.Config{Policy: policy})
+	// One task per key: the dead letter must hold past 10,000 tasks, which
+	// coalesced calls would not make.
+	inv, err := enqueue.New(queueDB.Client, enqueue.Config{Policy: policy, NoCoalesce: true})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

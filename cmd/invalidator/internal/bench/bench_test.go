@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/invalidator/invalidator/cmd/invalidator/internal/bench"
+	"github.com/invalidator/invalidator/enqueue"
 	"github.com/invalidator/invalidator/internal/pgtest"
 	"github.com/invalidator/invalidator/internal/redistest"
 )
@@ -80,15 +81,17 @@ func requireOrderedLag(t *testing.T, f bench.LagFigures, name string) {
 func TestThroughput(t *testing.T) {
 	t.Parallel()
 	e := bench.Env{Redis: redistest.Client(t)}
-	r, err := bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 4, KeysPerCall: 7, Keys: 3000})
+	r, err := bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 4, KeysPerCall: 7, Keys: 3000, Coalesce: -1})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 3000)
+	require.Equal(t, "off", r.Params["coalesce"])
 	// 429 calls of 7 keys, one task each: the count comes from asynq's
 	// counters of the bench's queue.
 	require.EqualValues(t, 429, r.Tasks)
-	r, err = bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 8, Keys: 2000, Coalesce: time.Millisecond})
+	r, err = bench.Throughput(context.Background(), e, bench.ThroughputOptions{Producers: 8, Keys: 2000})
 	require.NoError(t, err)
 	requireSane(t, r, "throughput", 2000)
+	require.Equal(t, enqueue.DefaultCoalesceWindow.String(), r.Params["coalesce"], "coalescing is enqueue's default")
 	require.True(t, r.Tasks > 0 && r.Tasks <= 2000, "coalesced calls share tasks: %d tasks for 2000 keys", r.Tasks)
 	require.GreaterOrEqual(t, r.ClientCPUSeconds, 0.0)
 }

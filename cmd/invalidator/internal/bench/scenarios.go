@@ -64,9 +64,10 @@ func (e Env) deleteQueues(queues ...string) {
 	}
 }
 
-// start starts the workers and returns an enqueue client (coalescing with
-// that window, if not 0) and a function that closes the client and stops the
-// workers.
+// start starts the workers and returns an enqueue client and a function
+// that closes the client and stops the workers. The client coalesces as
+// enqueue's default does when coalesce is 0, with that window when it is
+// above 0, and not at all when it is below.
 func (e Env) start(ctx context.Context, coalesce time.Duration) (*enqueue.Client, func(), error) {
 	return e.startWith(ctx, coalesce, false)
 }
@@ -82,8 +83,11 @@ func (e Env) startWith(ctx context.Context, coalesce time.Duration, inline bool)
 	if inline {
 		cfg.InlineDelete = e.Redis
 	}
-	if coalesce > 0 {
+	switch {
+	case coalesce > 0:
 		cfg.Coalesce = &enqueue.CoalesceConfig{Window: coalesce}
+	case coalesce < 0:
+		cfg.NoCoalesce = true
 	}
 	client, err := enqueue.New(e.Redis, cfg)
 	if err != nil {
@@ -350,8 +354,21 @@ type ThroughputOptions struct {
 	Producers   int // concurrent callers; default 32
 	KeysPerCall int // default 1
 	Keys        int // total keys; default 200,000
-	// Coalesce turns on producer coalescing with this window; 0 is off.
+	// Coalesce is the producers' coalescing window: 0 is enqueue's
+	// default (enqueue.DefaultCoalesceWindow), below 0 is off (one task per
+	// call).
 	Coalesce time.Duration
+}
+
+// coalesceParam is how a report names ThroughputOptions.Coalesce.
+func coalesceParam(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "off"
+	case d == 0:
+		return enqueue.DefaultCoalesceWindow.String()
+	}
+	return d.String()
 }
 
 // Throughput has Producers callers delete Keys keys, KeysPerCall per
@@ -369,7 +386,7 @@ func Throughput(ctx context.Context, e Env, o ThroughputOptions) (*Result, error
 	}
 	res := &Result{Scenario: "throughput", Params: map[string]any{
 		"producers": o.Producers, "keys_per_call": o.KeysPerCall, "keys": o.Keys, "workers": e.Workers,
-		"coalesce": o.Coalesce.String(), "shards": max(e.Shards, 1)}}
+		"coalesce": coalesceParam(o.Coalesce), "shards": max(e.Shards, 1)}}
 	var err error
 	if res.Baselines, err = baselines(ctx, e, o.Keys); err != nil {
 		return nil, err

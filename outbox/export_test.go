@@ -11,6 +11,9 @@ import (
 // before the round commits.
 func SetAfterEnqueue(r *Relay, f func(ctx context.Context, tx pgx.Tx)) { r.afterEnqueue = f }
 
+// SetAfterRound sets the hook Run calls after each round; call it before Run.
+func SetAfterRound(r *Relay, f func(rows int)) { r.afterRound = f }
+
 // Collectors of m, for testutil.
 func (m *Metrics) RelayErrors(stage string) prometheus.Collector {
 	return m.errors.WithLabelValues(stage)

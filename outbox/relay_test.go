@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,50 @@ func TestNotificationWakesTheRelay(t *testing.T) {
 	}
 	// The relay deletes its rows in the commit that follows their enqueue.
 	eventually(t, func() bool { return b.rows(t) == 0 }, "the relayed rows deleted")
+}
+
+// After a round that took a full batch the relay goes straight on to the
+// next; after one that took fewer rows, which were all there were, it
+// waits BusyPoll (or a notification), so that rows trickling in gather into
+// fewer rounds. Here the waits are an hour long and only the first write
+// notifies: five rows in batches of two make rounds of 2, 2 and 1, and no
+// round after them (going straight on made an empty fourth one).
+func TestRelayGoesOnAfterAFullBatchOnlyAndWaitsAfterAPartialOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	b.w = b.writer(t, outbox.WithNotifyInterval(time.Hour))
+	r := b.relay(t, func(c *outbox.RelayConfig) { c.PollInterval, c.BusyPoll, c.BatchSize = time.Hour, time.Hour, 2 })
+	var mu sync.Mutex
+	var rounds []int
+	outbox.SetAfterRound(r, func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		rounds = append(rounds, n)
+	})
+	got := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(rounds)
+	}
+	runRelay(t, r)
+	// The start's round, and one more when the LISTEN begins (for rows
+	// committed before it): both empty.
+	eventually(t, func() bool { return r.Ready(ctx) == nil && len(got()) >= 1 }, "the relay listens, its first round done")
+	time.Sleep(300 * time.Millisecond)
+	start := len(got())
+	require.Equal(t, make([]int, start), got(), "rounds of an empty table")
+	b.inTx(t, func(tx pgx.Tx) error {
+		for i := range 5 {
+			if err := b.w.DeleteKeys(ctx, outbox.Pgx(tx), fmt.Sprint("k", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	eventually(t, func() bool { return len(b.queuedKeys(t, "invalidator-standard")) == 5 }, "the five rows relayed")
+	time.Sleep(300 * time.Millisecond) // room for a round that should not come
+	require.Equal(t, []int{2, 2, 1}, got()[start:], "rows per round after the notification")
 }
 
 // A row whose transaction skipped its NOTIFY (the Writer notified just

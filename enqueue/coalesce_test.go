@@ -776,3 +776,39 @@ func TestCoalesceNextBatchIsFlushedByTheSameGoroutine(t *testing.T) {
 	require.Len(t, ids, 2)
 	require.Equal(t, ids[0], ids[1], "the batch behind a flush is sent by the flush's goroutine")
 }
+
+// A caller that a flush has just told, and that calls again at once, joins
+// the batch that goes out next, not the one after it: the flush tells its
+// callers before it takes the next batch, and yields in between. Its call
+// pays no window. Before, callers told last split into two groups taking
+// turns, and a task of 32 single-key producers carried about 14 keys.
+func TestCoalesceCallerToldByAFlushJoinsTheNextBatch(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "lead")
+	behind := call(context.Background(), b.client, "behind")
+	b.waitPending(t, 1)
+
+	var again <-chan result
+	var once sync.Once
+	b.client.co.yield = func() {
+		once.Do(func() { // the lead's flush
+			// The lead's result is known before the next batch is taken.
+			require.NoError(t, await(t, lead).err)
+			again = call(context.Background(), b.client, "again")
+			b.waitPending(t, 2)
+		})
+	}
+	close(held.release)
+	next := g.next(t)
+	require.Equal(t, 2, next.b.calls, "the call made as the flush ended joined the batch that went next")
+	require.ElementsMatch(t, []string{"behind", "again"}, next.b.keys)
+	require.Equal(t, 1, b.timers.count(), "one window for the next batch, opened by its first call")
+	require.True(t, b.timers.stopped(0), "and never fired: the batch went out right after the flush ahead of it")
+	close(next.release)
+	rb, ra := await(t, behind), await(t, again)
+	require.NoError(t, rb.err)
+	require.NoError(t, ra.err)
+	require.Equal(t, rb.ids, ra.ids, "one task for both")
+}

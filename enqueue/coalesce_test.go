@@ -303,7 +303,12 @@ func TestCoalesceLoneCallerIsFlushedAtOnce(t *testing.T) {
 		require.Equal(t, []string{fmt.Sprint("alone", i)}, dk.Keys)
 		require.True(t, b.base.Add(time.Duration(i+1)*time.Millisecond).Equal(dk.EnqueuedAt))
 	}
-	require.Zero(t, b.timers.count(), "a lone call opens no window")
+	// No timer is fired, and none is left running. (A call made while the
+	// flush ahead of it yields, after telling its callers, opens a window
+	// that this flush stops: it goes out at once all the same.)
+	for i := range b.timers.count() {
+		require.True(t, b.timers.stopped(i), "a lone call left window %d running", i)
+	}
 	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
 }
 

@@ -817,3 +817,46 @@ func TestCoalesceCallerToldByAFlushJoinsTheNextBatch(t *testing.T) {
 	require.NoError(t, ra.err)
 	require.Equal(t, rb.ids, ra.ids, "one task for both")
 }
+
+// A flush yields again while the batch behind it grows, and at most
+// coalesceMaxYields times; once it stops growing, the batch goes out.
+func TestCoalesceFlushYieldsWhileTheNextBatchGrows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		joins      int // calls that join during the first yields, one per yield
+		wantYields int
+	}{
+		{"nothing joins", 0, 1},
+		{"two join", 2, 3},
+		{"more than the cap", 10, coalesceMaxYields},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+			g := b.holdFlushes(t)
+			lead, held := b.lead(t, g, b.client, "lead")
+			behind := call(context.Background(), b.client, "behind")
+			b.waitPending(t, 1)
+			var yields atomic.Int32
+			var joined []<-chan result
+			b.client.co.yield = func() {
+				if int(yields.Add(1)) <= tc.joins {
+					joined = append(joined, call(context.Background(), b.client, fmt.Sprint("j", len(joined))))
+					b.waitPending(t, 1+len(joined))
+				}
+			}
+			close(held.release)
+			next := g.next(t)
+			require.EqualValues(t, tc.wantYields, yields.Load())
+			require.Equal(t, 1+min(tc.joins, coalesceMaxYields), next.b.calls)
+			b.client.co.yield = func() {}
+			g.passAll()
+			require.NoError(t, await(t, lead).err)
+			require.NoError(t, await(t, behind).err)
+			for _, ch := range joined {
+				require.NoError(t, await(t, ch).err)
+			}
+		})
+	}
+}

@@ -340,7 +340,12 @@ func TestCoalesceLoneCallerIsFlushedAtOnce(t *testing.T) {
 		require.Equal(t, []string{fmt.Sprint("alone", i)}, dk.Keys)
 		require.True(t, b.base.Add(time.Duration(i+1)*time.Millisecond).Equal(dk.EnqueuedAt))
 	}
-	require.Zero(t, b.timers.count(), "a lone call opens no window")
+	// No timer is fired, and none is left running. (A call made while the
+	// flush ahead of it yields, after telling its callers, opens a window
+	// that this flush stops: it goes out at once all the same.)
+	for i := range b.timers.count() {
+		require.True(t, b.timers.stopped(i), "a lone call left window %d running", i)
+	}
 	require.Equal(t, 3, b.pending(t, "invalidator-standard"))
 }
 
@@ -812,4 +817,83 @@ func TestCoalesceNextBatchIsFlushedByTheSameGoroutine(t *testing.T) {
 	defer mu.Unlock()
 	require.Len(t, ids, 2)
 	require.Equal(t, ids[0], ids[1], "the batch behind a flush is sent by the flush's goroutine")
+}
+
+// A caller that a flush has just told, and that calls again at once, joins
+// the batch that goes out next, not the one after it: the flush tells its
+// callers before it takes the next batch, and yields in between. Its call
+// pays no window. Before, callers told last split into two groups taking
+// turns, and a task of 32 single-key producers carried about 14 keys.
+func TestCoalesceCallerToldByAFlushJoinsTheNextBatch(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, held := b.lead(t, g, b.client, "lead")
+	behind := call(context.Background(), b.client, "behind")
+	b.waitPending(t, 1)
+
+	var again <-chan result
+	var once sync.Once
+	b.client.co.yield = func() {
+		once.Do(func() { // the lead's flush
+			// The lead's result is known before the next batch is taken.
+			require.NoError(t, await(t, lead).err)
+			again = call(context.Background(), b.client, "again")
+			b.waitPending(t, 2)
+		})
+	}
+	close(held.release)
+	next := g.next(t)
+	require.Equal(t, 2, next.b.calls, "the call made as the flush ended joined the batch that went next")
+	require.ElementsMatch(t, []string{"behind", "again"}, next.b.keys)
+	require.Equal(t, 1, b.timers.count(), "one window for the next batch, opened by its first call")
+	require.True(t, b.timers.stopped(0), "and never fired: the batch went out right after the flush ahead of it")
+	close(next.release)
+	rb, ra := await(t, behind), await(t, again)
+	require.NoError(t, rb.err)
+	require.NoError(t, ra.err)
+	require.Equal(t, rb.ids, ra.ids, "one task for both")
+}
+
+// A flush yields again while the batch behind it grows, and at most
+// coalesceMaxYields times; once it stops growing, the batch goes out.
+func TestCoalesceFlushYieldsWhileTheNextBatchGrows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		joins      int // calls that join during the first yields, one per yield
+		wantYields int
+	}{
+		{"nothing joins", 0, 1},
+		{"two join", 2, 3},
+		{"more than the cap", 10, coalesceMaxYields},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+			g := b.holdFlushes(t)
+			lead, held := b.lead(t, g, b.client, "lead")
+			behind := call(context.Background(), b.client, "behind")
+			b.waitPending(t, 1)
+			var yields atomic.Int32
+			var joined []<-chan result
+			b.client.co.yield = func() {
+				if int(yields.Add(1)) <= tc.joins {
+					joined = append(joined, call(context.Background(), b.client, fmt.Sprint("j", len(joined))))
+					b.waitPending(t, 1+len(joined))
+				}
+			}
+			close(held.release)
+			next := g.next(t)
+			require.EqualValues(t, tc.wantYields, yields.Load())
+			require.Equal(t, 1+min(tc.joins, coalesceMaxYields), next.b.calls)
+			b.client.co.yield = func() {}
+			g.passAll()
+			require.NoError(t, await(t, lead).err)
+			require.NoError(t, await(t, behind).err)
+			for _, ch := range joined {
+				require.NoError(t, await(t, ch).err)
+			}
+		})
+	}
 }

@@ -21,12 +21,12 @@ var errBatchFailed = errors.New("pipeline failed without a command error; the ke
 // batcher merges the keys of concurrently running DeleteKeys tasks for one
 // cache target into pipelined multi-key UNLINKs.
 //
-// There is no timer and no background goroutine. A submit that finds a free
-// in-flight slot starts a sender at once, so at low load a task's keys go out
-// immediately. While every slot is busy, submits queue up; a sender that
+// A batch never waits for more keys. A submit that finds a free in-flight
+// slot hands its keys to a sender at once, so at low load a task's keys go
+// out immediately. While every slot is busy, submits queue up; a sender that
 // finishes its batch takes everything waiting (up to maxKeys) as its next
-// batch. Batches thus grow with the load and never wait for more keys, and a
-// sender goroutine lives only while it has something to send, so an idle
+// batch. Batches thus grow with the load. A sender with nothing left to send
+// stays parked for senderLinger, for the next submit, then ends: an idle
 // batcher holds no goroutine and needs no Close.
 //
 // Each submit returns when the commands that carried its own keys have
@@ -41,10 +41,18 @@ type batcher struct {
 	target   string   // the cache target's name, for metrics
 	metrics  *Metrics // nil: none
 
-	mu      sync.Mutex // guards pending and senders
+	mu      sync.Mutex // guards pending, senders and parked
 	pending []*deleteRequest
-	senders int // batches in flight, at most inFlight
+	senders int                     // sender goroutines, sending or parked; at most inFlight
+	parked  []chan []*deleteRequest // senders waiting for a batch, the latest last
 }
+
+// senderLinger is how long a sender with nothing to send waits for the next
+// submit before it ends. A fresh goroutine per batch grew its stack through
+// go-redis's pipeline at every task (about a twentieth of the worker's CPU
+// at full load); a parked one is woken by a channel send instead. Under load
+// tasks come well within this; an idle worker's senders end after it.
+const senderLinger = 10 * time.Millisecond
 
 // deleteRequest is one task's keys, waiting to be sent or in flight.
 type deleteRequest struct {
@@ -78,14 +86,23 @@ func (b *batcher) unlink(ctx context.Context, keys []string) error {
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
 	var batch []*deleteRequest
-	if b.senders < b.inFlight {
+	var parked chan []*deleteRequest
+	switch {
+	case len(b.parked) > 0:
+		parked = b.parked[len(b.parked)-1]
+		b.parked = b.parked[:len(b.parked)-1]
+		batch = b.takeLocked()
+	case b.senders < b.inFlight:
 		b.senders++
 		batch = b.takeLocked()
 	}
 	b.mu.Unlock()
-	if batch != nil {
-		// A goroutine of its own, so that this task can still leave on
-		// cancellation while its batch is on the wire.
+	// A sender of its own, never this goroutine, so that this task can
+	// still leave on cancellation while its batch is on the wire.
+	switch {
+	case parked != nil:
+		parked <- batch // buffered: never blocks
+	case batch != nil:
 		go b.send(batch)
 	}
 	select {
@@ -114,18 +131,41 @@ func (b *batcher) takeLocked() []*deleteRequest {
 }
 
 // send flushes batch, then keeps its in-flight slot for whatever queued up
-// meanwhile, and gives the slot back once nothing is waiting.
+// meanwhile, then parks for senderLinger, and gives the slot back once
+// nothing came.
 func (b *batcher) send(batch []*deleteRequest) {
+	next := make(chan []*deleteRequest, 1)
+	var linger *time.Timer
 	for {
 		b.flush(batch)
 		b.mu.Lock()
-		if len(b.pending) == 0 {
+		if len(b.pending) > 0 {
+			batch = b.takeLocked()
+			b.mu.Unlock()
+			continue
+		}
+		b.parked = append(b.parked, next)
+		b.mu.Unlock()
+		if linger == nil {
+			linger = time.NewTimer(senderLinger)
+		} else {
+			linger.Reset(senderLinger)
+		}
+		select {
+		case batch = <-next:
+			linger.Stop()
+			continue
+		case <-linger.C:
+		}
+		b.mu.Lock()
+		if i := slices.Index(b.parked, next); i >= 0 {
+			b.parked = slices.Delete(b.parked, i, i+1)
 			b.senders--
 			b.mu.Unlock()
 			return
 		}
-		batch = b.takeLocked()
 		b.mu.Unlock()
+		batch = <-next // a submit took this sender as its linger ended
 	}
 }
 

@@ -23,7 +23,9 @@ func (w *Worker) applyDeleteKeys(ctx context.Context, st *policyState, t tasks.D
 	if err := cache.batch.unlink(ctx, t.Keys); err != nil {
 		return fmt.Errorf("delete %d keys: %w", len(t.Keys), err)
 	}
-	log.Debug("keys deleted", "keys", len(t.Keys))
+	if debugOn(log) {
+		log.Debug("keys deleted", "keys", len(t.Keys))
+	}
 	if at.Headers()[tasks.HeaderSecond] != "" {
 		return nil
 	}

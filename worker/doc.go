@@ -11,7 +11,8 @@
 //     task's keys are sent at once and under load batches grow up to
 //     BatchMaxKeys. Each task returns only when its own keys are gone; a
 //     failed command fails (and retries) only the tasks whose keys it
-//     carried. The batcher keeps no goroutine while idle, so ProcessTask
+//     carried. A sender with nothing to send waits 10ms for the next task,
+//     then ends: the batcher keeps no goroutine while idle, so ProcessTask
 //     works without Run and a Worker needs no Close.
 //   - invalidate:family: SCAN MATCH on every master (ForEachMaster on a
 //     cluster) with chunked UNLINKs and an optional rate limit. The cursor

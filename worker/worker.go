@@ -312,7 +312,7 @@ func (w *Worker) ProcessTask(ctx context.Context, at *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	queue, _ := asynq.GetQueueName(ctx)
-	log := w.log.With("task_id", id, "kind", at.Type(), "retry", retried, "queue", queue)
+	log := taskLogger(w.log, id, at.Type(), retried, queue)
 	defer w.inflight.begin(id, queue)()
 
 	st := w.state.Load()
@@ -390,6 +390,9 @@ func (w *Worker) apply(ctx context.Context, st *policyState, at *asynq.Task, id 
 }
 
 func logApplied(log *slog.Logger, start, enqueuedAt time.Time) {
+	if !debugOn(log) {
+		return
+	}
 	attrs := []any{"took", time.Since(start).String()}
 	if !enqueuedAt.IsZero() {
 		attrs = append(attrs, "lag_ms", float64(time.Since(enqueuedAt).Microseconds())/1000)

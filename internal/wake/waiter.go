@@ -557,7 +557,10 @@ func classify(args []any) (call, bool) {
 	}
 	script, _ := args[1].(string)
 	numKeys, ok := args[2].(int)
-	if !ok || numKeys < 0 || len(args) < 3+numKeys {
+	// Only the dequeue (4 keys) and forward (2 keys) scripts are of
+	// interest; every other script call of the asynq server (an ack per
+	// task) leaves here, before the keys are copied.
+	if !ok || (numKeys != 4 && numKeys != 2) || len(args) < 3+numKeys {
 		return call{}, false
 	}
 	keys := make([]string, numKeys)

@@ -48,10 +48,11 @@
 // window plus the enqueue round trip and gets the shared task's ID and
 // error. The task's EnqueuedAt is the earliest caller's time, so lag is
 // never under-reported. Duplicate keys within a batch are kept, as SplitKeys
-// keeps them: a second UNLINK of a key costs Redis one lookup. A caller
-// whose ctx ends first returns at once with an error wrapping ctx.Err(), but
-// its keys stay in the batch and are enqueued with it (a harmless extra
-// delete). Close enqueues the pending batches at once and waits for them;
+// keeps them: a second UNLINK of a key costs Redis one lookup. A lone call
+// is enqueued on its own goroutine with its own ctx, as without coalescing.
+// A caller in a shared batch whose ctx ends first returns at once with an
+// error wrapping ctx.Err(), but its keys stay in the batch and are enqueued
+// with it (a harmless extra delete). Close enqueues the pending batches at once and waits for them;
 // later DeleteKeys calls fail with ErrClosed. Batches never use asynq's
 // Unique or TaskID either: calls are merged only while they wait together,
 // never with a task already enqueued.

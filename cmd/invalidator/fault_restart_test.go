@@ -64,7 +64,9 @@ func TestFaultQueueRestartWithAOF(t *testing.T) {
 		"--poll-interval", "2ms", "--retry-check-interval", "50ms")
 	waitLog(t, worker, "worker started")
 	qc := queue.NewClient() // reconnects after the restart
-	client, err := enqueue.New(qc, enqueue.Config{Policy: policy})
+	// One task per key (no coalescing): the backlog at the kill is counted
+	// in tasks.
+	client, err := enqueue.New(qc, enqueue.Config{Policy: policy, NoCoalesce: true})
 	require.NoError(t, err)
 	insp := asynq.NewInspectorFromRedisClient(qc)
 

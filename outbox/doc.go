@@ -24,8 +24,8 @@
 //
 // A write sent on its own costs the transaction one round trip. With pgx,
 // queue it with the transaction's own statements instead (PgxBatch): it
-// then rides their round trip, which on a 2-core machine made it add 33-75
-// µs to a small transaction instead of 92-135 µs (`invalidator bench
+// then rides their round trip, which on a 2-core machine made it add 33-96
+// µs to a small transaction instead of 92-191 µs (`invalidator bench
 // outbox`).
 //
 // With database/sql, wrap the *sql.Tx with outbox.SQL instead. The four

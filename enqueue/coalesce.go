@@ -253,7 +253,25 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 // BenchmarkDeleteKeys). Batches that gathered behind it go on in a
 // goroutine, as behind any flush, so the caller waits for no one else's.
 func (co *coalescer) flushLone(ctx context.Context, b *batch) {
+	sent := false
+	defer func() {
+		if !sent {
+			// The send panicked, on the caller's goroutine, which may
+			// recover (net/http does): end the flush as a failed one, or
+			// its in-flight count would make every later call of these
+			// overrides wait out a window, and Close wait forever. The
+			// panic goes on.
+			b.err = errors.New("the enqueue panicked")
+			co.endLone(b)
+		}
+	}()
 	b.id, b.err = co.send(ctx, b)
+	sent = true
+	co.endLone(b)
+}
+
+// endLone tells b's caller and ends its flush (see flushLone).
+func (co *coalescer) endLone(b *batch) {
 	close(b.done)
 	if co.openCalls(b.key) == 0 {
 		next := co.finish(b.key) // a batch opened since is flushed like any other

@@ -848,6 +848,50 @@ func TestCoalesceLoneCallIsSentByItsCallerAndTheBatchesBehindByOneGoroutine(t *t
 	require.Nil(t, sends[1].ctxValue, "a shared batch runs on a context of its own")
 }
 
+// A lone call's enqueue runs on its caller's goroutine, so a panic there
+// may be recovered by the caller (net/http recovers a handler's). The
+// coalescer must come out of it as from a failed enqueue: the next call
+// goes out at once, alone, and Close returns.
+func TestCoalesceRecoveredPanicInALoneSendLeavesNoFlushInFlight(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: 2 * time.Millisecond}, false)
+	send := b.client.co.send
+	var panicked atomic.Bool
+	b.client.co.send = func(ctx context.Context, bt *batch) (string, error) {
+		if panicked.CompareAndSwap(false, true) {
+			panic("a hook blew up")
+		}
+		return send(ctx, bt)
+	}
+	require.PanicsWithValue(t, "a hook blew up", func() { _, _ = b.client.DeleteKeys(context.Background(), "k0") },
+		"the panic goes on to the caller")
+	co := b.client.co
+	co.mu.Lock()
+	left := co.inFlight[batchKey{}]
+	co.mu.Unlock()
+	if left != 0 {
+		// Unstick it, so that the cleanup's Close returns, and fail.
+		co.mu.Lock()
+		delete(co.inFlight, batchKey{})
+		co.mu.Unlock()
+		for range left {
+			co.flushes.Done()
+		}
+		t.Fatalf("%d flushes left in flight after a recovered panic in a lone send", left)
+	}
+	r := await(t, call(context.Background(), b.client, "k1"))
+	require.NoError(t, r.err)
+	require.Zero(t, b.timers.count(), "the next call went out alone, with no window")
+	closed := make(chan error, 1)
+	go func() { closed <- b.client.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return after a recovered panic in a lone send")
+	}
+}
+
 // A caller that a flush has just told, and that calls again at once, joins
 // the batch that goes out next, not the one after it: the flush tells its
 // callers before it takes the next batch, and yields in between. Its call

@@ -70,6 +70,10 @@ the end. --shards N spreads the bench class over N shard queues.`,
 				return usagef("--rate must be at least 1 invalidation/s, got %d", lag.Rate)
 			case lag.Duration <= 0:
 				return usagef("--duration must be above 0, got %s", lag.Duration)
+			case lag.Coalesce < 0:
+				return usagef("--coalesce must be 0 (off) or more, got %s", lag.Coalesce)
+			case lag.Coalesce == 0:
+				lag.Coalesce = -1 // bench.LagOptions' "off"
 			}
 			return nil
 		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
@@ -78,6 +82,8 @@ the end. --shards N spreads the bench class over N shard queues.`,
 	}
 	lagCmd.Flags().IntVar(&lag.Rate, "rate", 1000, "invalidations per second (1 or more)")
 	lagCmd.Flags().DurationVar(&lag.Duration, "duration", 10*time.Second, "how long to send (above 0)")
+	lagCmd.Flags().DurationVar(&lag.Coalesce, "coalesce", enqueue.DefaultCoalesceWindow,
+		"producer coalescing window, as enqueue.CoalesceConfig's (0: off, every call its own task)")
 	lagCmd.Flags().BoolVar(&lag.InlineDelete, "inline-delete", false, "the producer also deletes each key itself before enqueueing it (enqueue.Config.InlineDelete); the lag is then the inline delete's")
 
 	var tp bench.ThroughputOptions

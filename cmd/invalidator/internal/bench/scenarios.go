@@ -105,6 +105,9 @@ type LagOptions struct {
 	// (enqueue.Config.InlineDelete) before enqueueing it, so the lag is
 	// the inline delete's; the workers still run every task.
 	InlineDelete bool
+	// Coalesce is the producer's coalescing window, as
+	// ThroughputOptions.Coalesce: 0 is enqueue's default, below 0 off.
+	Coalesce time.Duration
 }
 
 // Lag enqueues one single-key invalidation at a time at Rate per second and
@@ -127,12 +130,13 @@ func Lag(ctx context.Context, e Env, o LagOptions) (*Result, error) {
 	n := int(float64(o.Rate) * o.Duration.Seconds())
 	baseDur := min(o.Duration, BaselineDuration)
 	res := &Result{Scenario: "lag", Params: map[string]any{"rate": o.Rate, "duration": o.Duration.String(), "workers": e.Workers,
-		"inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly, "baseline_duration": baseDur.String()}}
+		"inline_delete": o.InlineDelete, "shards": max(e.Shards, 1), "poll_only": e.PollOnly, "baseline_duration": baseDur.String(),
+		"coalesce": coalesceParam(o.Coalesce)}}
 	var err error
 	if res.LagBaselines, err = lagBaselines(ctx, e, o.Rate, baseDur); err != nil {
 		return nil, err
 	}
-	client, stop, err := e.startWith(ctx, 0, o.InlineDelete)
+	client, stop, err := e.startWith(ctx, o.Coalesce, o.InlineDelete)
 	if err != nil {
 		return nil, err
 	}

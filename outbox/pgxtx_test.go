@@ -308,3 +308,46 @@ func (b *bundle) rowsIn(t *testing.T, tx pgx.Tx) int {
 	require.NoError(t, tx.QueryRow(context.Background(), "SELECT count(*) FROM "+outbox.DefaultTable).Scan(&n))
 	return n
 }
+
+// A COMMIT that fails on its own (here a deferred foreign key) returns its
+// error as pgx's Commit does: nothing is committed, and the connection,
+// out of the transaction, stays in the pool.
+func TestPgxTxCommitError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	_, err := b.db.Pool.Exec(ctx, `CREATE TABLE child (pid int REFERENCES items DEFERRABLE INITIALLY DEFERRED)`)
+	require.NoError(t, err)
+	pool, _ := b.pool(t, pgx.QueryExecModeCacheStatement)
+	tx := begin(t, pool)
+	_, err = tx.Exec(ctx, `INSERT INTO child VALUES (7)`) // no item 7: checked at the COMMIT
+	require.NoError(t, err)
+	require.NoError(t, b.w.DeleteKeys(ctx, tx, "k"))
+	err = tx.Commit(ctx)
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr), "%v", err)
+	require.Equal(t, "23503", pgErr.Code, "the COMMIT's foreign key violation: %v", err)
+	require.NotContains(t, err.Error(), "outbox", "the writes went in; the COMMIT failed")
+	require.Zero(t, b.rows(t))
+	require.Zero(t, pool.Stat().AcquiredConns())
+	require.EqualValues(t, 1, pool.Stat().TotalConns(), "the connection was kept")
+}
+
+// A Commit whose context is already done commits nothing and does not
+// hand a connection in a transaction back to the pool.
+func TestPgxTxCommitCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pool, _ := b.pool(t, pgx.QueryExecModeCacheStatement)
+	tx := begin(t, pool)
+	require.NoError(t, b.w.DeleteKeys(context.Background(), tx, "k"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, tx.Commit(ctx), context.Canceled)
+	// pgxpool destroys a connection in the background; until then it
+	// counts as acquired.
+	require.Eventually(t, func() bool { return pool.Stat().TotalConns() == 0 }, 5*time.Second, 5*time.Millisecond,
+		"destroyed, not returned in its transaction")
+	require.Zero(t, b.rows(t))
+	require.ErrorIs(t, tx.Rollback(context.Background()), pgx.ErrTxClosed)
+}

@@ -140,12 +140,12 @@ type outboxBench struct {
 //
 //   - cost: the same small UPDATE transaction alone, with one outbox write
 //     (riding the COMMIT, its own statement, or queued in the UPDATE's
-//     batch), and with an enqueue after its commit (and, as diagnostics, with the outbox row but
-//     no notification, and with a bare SELECT: one round trip), at 1 and at
-//     8 goroutines, the variants interleaved (see cost); µs per transaction is the
-//     goroutines' busy time over the transactions (the mean latency a
-//     caller sees). No relay runs meanwhile; the rows are deleted between
-//     rounds.
+//     batch), and with an enqueue after its commit (and, as diagnostics,
+//     with the outbox row but no notification, and with a bare SELECT: one
+//     round trip), at 1 and at 8 goroutines, the variants interleaved (see
+//     cost); µs per transaction is the goroutines' busy time over the
+//     transactions (the mean latency a caller sees). No relay runs
+//     meanwhile; the rows are deleted between rounds.
 //   - lag: outbox transactions at LagRate per second with a relay and a
 //     worker running; the time from each commit's return to its key's
 //     deletion, seen through keyspace notifications.

@@ -31,6 +31,12 @@ import (
 // (it acquires it from the pool, and releases it when the transaction ends)
 // and commits on it itself.
 //
+// The batch works in every pgx exec mode, the simple protocol of pgbouncer
+// users included. Where pgx describes a statement before running it
+// (QueryExecModeDescribeExec each time, the statement cache on a
+// connection's first use) the batch takes that extra round trip too, as
+// any statement would.
+//
 // A queued write is sent only by Commit. An INSERT that fails there (a
 // constraint, a missing table) fails Commit with an error naming the write;
 // the transaction is then rolled back, data and writes alike. A
@@ -45,8 +51,8 @@ import (
 // once, inside it.
 //
 // Like a pgx.Tx, a PgxTx is for one goroutine at a time. Once it has ended
-// (Commit or Rollback), its methods return pgx.ErrTxClosed, as pgx's do, and
-// so do those of its savepoints. A pgx.LargeObjects taken from it must not
+// (Commit or Rollback), its methods but Conn return pgx.ErrTxClosed, as
+// pgx's do, and so do those of its savepoints. A pgx.LargeObjects taken from it must not
 // be used after it ends: the connection may be in another's hands by then.
 type PgxTx struct {
 	// The real transaction while open; once it has ended, a closed one, so

@@ -13,26 +13,34 @@
 //	...
 //	w, err := outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: policy}), outbox.Config{})
 //	...
-//	tx, err := pool.Begin(ctx)
+//	tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
 //	...
+//	defer tx.Rollback(ctx) // a no-op after Commit
 //	_, err = tx.Exec(ctx, `UPDATE products SET price = $1 WHERE id = $2`, price, id)
 //	...
-//	if err := w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": id}); err != nil {
+//	if err := w.Publish(ctx, tx, "product.updated", map[string]string{"id": id}); err != nil {
 //		return err // refused at the write site (unknown event, missing attribute): roll back
 //	}
-//	err = tx.Commit(ctx)
+//	err = tx.Commit(ctx) // the INSERT rides the COMMIT: one round trip for both
 //
-// A write sent on its own costs the transaction one round trip. With pgx,
-// queue it with the transaction's own statements instead (PgxBatch): it
-// then rides their round trip, which on a 2-core machine made it add 33-96
-// µs to a small transaction instead of 92-191 µs (`invalidator bench
-// outbox`).
+// Every transaction makes one round trip whatever it does: its COMMIT. A
+// *PgxTx (BeginPgx, BeginPgxConn), a pgx.Tx on a connection of its own,
+// queues its outbox writes and sends them with the COMMIT, so a write costs
+// no round trip of its own; this is the way to write with pgx. The other
+// ways, by what they cost (`invalidator bench outbox` measures them):
 //
-// With database/sql, wrap the *sql.Tx with outbox.SQL instead. The four
-// kinds are those of enqueue.Client: DeleteKeys, DeleteFamily, BumpVersion
-// and Publish, validated by the same enqueue.Builder, so the outbox refuses
-// exactly what enqueue refuses, with the same errors (prefixed "outbox "),
-// and stores the same binary-safe payloads.
+//   - PgxBatch queues the write into a pgx.Batch the caller sends in its
+//     transaction anyway, riding that batch's round trip;
+//   - Pgx(tx) wraps a pgx.Tx you are handed and cannot begin yourself (a
+//     framework's, a savepoint): each write is its own statement, one round
+//     trip;
+//   - SQL(tx) wraps a database/sql transaction: one round trip per write,
+//     since database/sql has no batch.
+//
+// The four kinds are those of enqueue.Client: DeleteKeys, DeleteFamily,
+// BumpVersion and Publish, validated by the same enqueue.Builder, so the
+// outbox refuses exactly what enqueue refuses, with the same errors
+// (prefixed "outbox "), and stores the same binary-safe payloads.
 //
 // # Why a package, not an enqueue option
 //

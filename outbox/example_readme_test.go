@@ -8,6 +8,7 @@ package outbox_test
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invalidator/invalidator/enqueue"
@@ -24,10 +25,11 @@ func Example_readmeWriter() {
 
 	w, err := outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: policy}), outbox.Config{})
 
-	tx, err := pool.Begin(ctx) // pgx; with database/sql, wrap the *sql.Tx with outbox.SQL(tx)
+	tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{}) // with database/sql, wrap the *sql.Tx with outbox.SQL(tx)
 	_, err = tx.Exec(ctx, `UPDATE products SET price = $1 WHERE id = $2`, price, id)
-	err = w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": id}) // or DeleteKeys, DeleteFamily, BumpVersion
-	// the invalidation commits with the data, or neither does:
+	err = w.Publish(ctx, tx, "product.updated", map[string]string{"id": id}) // or DeleteKeys, DeleteFamily, BumpVersion: queued
+	// the invalidation commits with the data, or neither does; it rides the
+	// COMMIT's round trip:
 	err = tx.Commit(ctx)
 
 	_ = err

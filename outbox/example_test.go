@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -30,7 +31,8 @@ func ExampleWriter() {
 		log.Fatal(err)
 	}
 
-	tx, err := pool.Begin(ctx)
+	// The outbox writes ride the COMMIT: no round trip of their own.
+	tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -39,10 +41,35 @@ func ExampleWriter() {
 		log.Fatal(err)
 	}
 	// Refused here (unknown event, missing attribute) means: roll back.
-	if err := w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": "42"}); err != nil {
+	if err := w.Publish(ctx, tx, "product.updated", map[string]string{"id": "42"}); err != nil {
 		log.Fatal(err)
 	}
+	// Sends the queued INSERT and the COMMIT together. A failed INSERT
+	// fails it, and the transaction is rolled back.
 	if err := tx.Commit(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A pgx.Tx you are handed and cannot begin yourself: each write is its own
+// statement, one round trip.
+func ExamplePgx() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, "postgres://app@db.internal/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	w, err := outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{}), outbox.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE users SET name = $1 WHERE id = $2`, "Ada", 7); err != nil {
+			return err
+		}
+		return w.DeleteKeys(ctx, outbox.Pgx(tx), "user:{7}:profile")
+	})
+	if err != nil {
 		log.Fatal(err)
 	}
 }

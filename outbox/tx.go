@@ -8,15 +8,32 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Tx is the caller's open transaction, which a Writer writes into: wrap a
-// pgx transaction with Pgx, a database/sql one with SQL, or queue the write
-// into a pgx.Batch with PgxBatch. Only these implement it, so a write can
-// never go outside a transaction by mistake.
+// Tx is the caller's open transaction, which a Writer writes into: a
+// *PgxTx (BeginPgx), whose writes ride its COMMIT; a pgx transaction
+// wrapped with Pgx, or a database/sql one with SQL, whose writes are sent
+// at once; or a pgx.Batch the caller sends in its transaction (PgxBatch).
+// Only these implement it, so a write can never go outside a transaction by
+// mistake.
 type Tx interface {
-	exec(ctx context.Context, sql string, args ...any) error
+	exec(ctx context.Context, s stmt) error
 }
 
-// Pgx wraps a jackc/pgx v5 transaction (from pgx.Conn or pgxpool.Pool Begin).
+// stmt is one write's INSERT.
+type stmt struct {
+	what string // names the write in errors: "delete keys", "publish \"x\""
+	sql  string
+	args []any
+	// release, set when the INSERT carries the Writer's NOTIFY, frees the
+	// Writer's notify gate: a *PgxTx calls it when its queued write will
+	// never commit, as write does when an INSERT sent at once fails.
+	release func()
+}
+
+// Pgx wraps a jackc/pgx v5 transaction (from pgx.Conn or pgxpool.Pool
+// Begin). Each write is sent at once, its own statement: one round trip.
+// Where you begin the transaction yourself, begin it with BeginPgx instead,
+// whose writes ride the COMMIT; Pgx is for a pgx.Tx you are handed, and for
+// a savepoint (tx.Begin), whose writes must go inside it.
 func Pgx(tx pgx.Tx) Tx { return pgxTx{tx} }
 
 // SQL wraps a database/sql transaction on a PostgreSQL driver (pgx's
@@ -38,30 +55,30 @@ func PgxBatch(b *pgx.Batch) Tx { return pgxBatch{b} }
 
 type pgxBatch struct{ b *pgx.Batch }
 
-func (q pgxBatch) exec(_ context.Context, sql string, args ...any) error {
+func (q pgxBatch) exec(_ context.Context, s stmt) error {
 	if q.b == nil {
 		return errors.New("nil pgx.Batch")
 	}
-	q.b.Queue(sql, args...)
+	q.b.Queue(s.sql, s.args...)
 	return nil
 }
 
 type pgxTx struct{ tx pgx.Tx }
 
-func (t pgxTx) exec(ctx context.Context, sql string, args ...any) error {
+func (t pgxTx) exec(ctx context.Context, s stmt) error {
 	if t.tx == nil {
 		return errors.New("nil pgx.Tx")
 	}
-	_, err := t.tx.Exec(ctx, sql, args...)
+	_, err := t.tx.Exec(ctx, s.sql, s.args...)
 	return err
 }
 
 type sqlTx struct{ tx *sql.Tx }
 
-func (t sqlTx) exec(ctx context.Context, sql string, args ...any) error {
+func (t sqlTx) exec(ctx context.Context, s stmt) error {
 	if t.tx == nil {
 		return errors.New("nil *sql.Tx")
 	}
-	_, err := t.tx.ExecContext(ctx, sql, args...)
+	_, err := t.tx.ExecContext(ctx, s.sql, s.args...)
 	return err
 }

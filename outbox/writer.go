@@ -17,11 +17,11 @@ import (
 // enqueue.Client refuses, with the same errors, before anything is written:
 // the caller can roll back. It is safe for concurrent use.
 //
-//	tx, err := pool.Begin(ctx)
+//	tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
 //	...
 //	_, err = tx.Exec(ctx, `UPDATE products SET price = $1 WHERE id = $2`, price, id)
 //	...
-//	err = w.Publish(ctx, outbox.Pgx(tx), "product.updated", map[string]string{"id": id})
+//	err = w.Publish(ctx, tx, "product.updated", map[string]string{"id": id})
 //	...
 //	err = tx.Commit(ctx) // the invalidation commits with the write, or neither does
 type Writer struct {
@@ -172,21 +172,20 @@ func (w *Writer) Publish(ctx context.Context, tx Tx, event string, attrs map[str
 	return w.write(ctx, tx, fmt.Sprintf("publish %q", event), m)
 }
 
-// write inserts msgs in one statement. An error leaves the transaction
-// aborted (PostgreSQL's rule), so the caller must roll back.
+// write inserts msgs in one statement: sent at once, or queued for the
+// commit by a *PgxTx. An error of an INSERT sent at once leaves the
+// transaction aborted (PostgreSQL's rule), so the caller must roll back.
 func (w *Writer) write(ctx context.Context, tx Tx, what string, msgs ...enqueue.Message) error {
 	if tx == nil {
-		return fmt.Errorf("outbox %s: nil Tx (wrap the transaction with outbox.Pgx or outbox.SQL)", what)
+		return fmt.Errorf("outbox %s: nil Tx (begin with outbox.BeginPgx, or wrap the transaction with outbox.Pgx or outbox.SQL)", what)
 	}
 	notify := w.notify.take()
-	var err error
+	s := stmt{what: what}
 	if len(msgs) == 1 {
 		m := msgs[0]
-		args := []any{m.Kind, m.Payload, m.Queue, int32(m.MaxRetry), m.Timeout.Milliseconds()}
+		s.sql, s.args = w.insertOne, []any{m.Kind, m.Payload, m.Queue, int32(m.MaxRetry), m.Timeout.Milliseconds()}
 		if notify {
-			err = tx.exec(ctx, w.insertOneNotify, append(args, w.channel)...)
-		} else {
-			err = tx.exec(ctx, w.insertOne, args...)
+			s.sql = w.insertOneNotify
 		}
 	} else {
 		kinds, payloads, queues := make([]string, len(msgs)), make([][]byte, len(msgs)), make([]string, len(msgs))
@@ -195,14 +194,16 @@ func (w *Writer) write(ctx context.Context, tx Tx, what string, msgs ...enqueue.
 			kinds[i], payloads[i], queues[i] = m.Kind, m.Payload, m.Queue
 			retries[i], timeouts[i] = int32(m.MaxRetry), m.Timeout.Milliseconds()
 		}
-		args := []any{kinds, payloads, queues, retries, timeouts}
+		s.sql, s.args = w.insertMany, []any{kinds, payloads, queues, retries, timeouts}
 		if notify {
-			err = tx.exec(ctx, w.insertManyNotify, append(args, w.channel)...)
-		} else {
-			err = tx.exec(ctx, w.insertMany, args...)
+			s.sql = w.insertManyNotify
 		}
 	}
-	if err != nil {
+	if notify {
+		s.args = append(s.args, w.channel)
+		s.release = w.notify.release
+	}
+	if err := tx.exec(ctx, s); err != nil {
 		if notify {
 			w.notify.release()
 		}

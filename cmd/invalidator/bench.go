@@ -146,18 +146,24 @@ the end. --shards N spreads the bench class over N shard queues.`,
 in one run:
 
   cost   the same small UPDATE transaction (a scratch table of the bench's own)
-         alone, with one outbox write (outbox.Writer.DeleteKeys of one key),
-         with that write queued in the UPDATE's pgx.Batch (outbox.PgxBatch),
-         and with an enqueue after its commit (enqueue.Client.DeleteKeys), at
-         1 and at 8 goroutines; at 1 the variants take turns transaction by
-         transaction, at 8 in rotating blocks. It prints µs per transaction,
-         the µs each adds and the ratios, and as diagnostics the outbox row
-         without its NOTIFY (what the notification costs: PostgreSQL
-         serializes the commits of notifying transactions) and a bare SELECT
-         (one round trip, the floor under any statement sent alone).
+         alone; with one outbox write (outbox.Writer.DeleteKeys of one key)
+         the recommended pgx way, begun with outbox.BeginPgx so the write
+         rides the COMMIT (added_us_per_tx); with that write as a statement
+         of its own (outbox.Pgx(tx), added_us_per_tx_statement); with it
+         queued in the UPDATE's pgx.Batch (outbox.PgxBatch,
+         added_us_per_tx_batched); and with an enqueue after its commit
+         (enqueue.Client.DeleteKeys), at 1 and at 8 goroutines; at 1 the
+         variants take turns transaction by transaction, at 8 in rotating
+         blocks. It prints µs per transaction, the µs each adds and the
+         ratios, and as diagnostics the outbox row without its NOTIFY (what
+         the notification costs: PostgreSQL serializes the commits of
+         notifying transactions) and a bare SELECT (one round trip, the
+         floor under any statement sent alone).
   lag    outbox transactions at --lag-rate with a relay and a worker running:
-         commit -> key gone (p50, p90, p99, max). The worker polls every
-         --poll-interval (default here 1ms, its fastest sensible setting).
+         commit -> key gone (p50, p90, p99, max). Their write is its own
+         statement, as in earlier versions of this bench. The worker polls
+         every --poll-interval (default here 1ms, its fastest sensible
+         setting).
   relay  --relay-rows single-key rows pre-filled, then one relay drain:
          invalidations/s.
 
@@ -474,23 +480,25 @@ func printOutbox(w io.Writer, r *bench.Result) error {
 	for _, g := range []int{1, 8} {
 		us := func(v string) float64 { return r.TxUsPerTx[fmt.Sprintf("%s_%d", v, g)] }
 		alone, ob, enq := us(bench.VariantAlone), us(bench.VariantOutbox), us(bench.VariantEnqueueAfterCommit)
-		obb, nn, rt := us(bench.VariantOutboxBatched), us(bench.VariantOutboxNoNotify), us(bench.VariantRoundTrip)
+		obs, obb := us(bench.VariantOutboxStatement), us(bench.VariantOutboxBatched)
+		nn, rt := us(bench.VariantOutboxNoNotify), us(bench.VariantRoundTrip)
 		how := "interleaved transaction by transaction"
 		if g > 1 {
 			how = "interleaved in rotating blocks"
 		}
 		fmt.Fprintf(w, "tx, %d goroutine(s), µs per transaction (same run, %s):\n", g, how)
 		fmt.Fprintf(w, "  alone                 %8.1f µs\n", alone)
-		fmt.Fprintf(w, "  outbox write          %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", ob, ob-alone, ob/alone)
+		fmt.Fprintf(w, "  outbox write          %8.1f µs   adds %+7.1f µs   x%.2f of alone   (rides the COMMIT: outbox.BeginPgx)\n", ob, ob-alone, ob/alone)
+		fmt.Fprintf(w, "  outbox statement      %8.1f µs   adds %+7.1f µs   x%.2f of alone   (its own statement: outbox.Pgx)\n", obs, obs-alone, obs/alone)
 		fmt.Fprintf(w, "  outbox write batched  %8.1f µs   adds %+7.1f µs   x%.2f of alone   (in the UPDATE's pgx.Batch)\n", obb, obb-alone, obb/alone)
 		fmt.Fprintf(w, "  enqueue after commit  %8.1f µs   adds %+7.1f µs   x%.2f of alone\n", enq, enq-alone, enq/alone)
 		fmt.Fprintf(w, "  outbox / enqueue after commit: x%.2f\n", ob/enq)
 		fmt.Fprintf(w, "  diagnostic: outbox row without its NOTIFY %8.1f µs   adds %+7.1f µs\n", nn, nn-alone)
 		fmt.Fprintf(w, "  diagnostic: one bare round trip (SELECT)  %8.1f µs   adds %+7.1f µs\n", rt, rt-alone)
 	}
-	if rs := r.AddedUsPerTxRounds; len(rs) > 0 {
-		fmt.Fprintf(w, "added at 1 goroutine per round: outbox write %.0f-%.0f µs, batched %.0f-%.0f µs\n",
-			rs[0], rs[len(rs)-1], r.AddedUsPerTxBatchedRounds[0], r.AddedUsPerTxBatchedRounds[len(rs)-1])
+	if rs, st, bt := r.AddedUsPerTxRounds, r.AddedUsPerTxStatementRounds, r.AddedUsPerTxBatchedRounds; len(rs) > 0 && len(st) > 0 && len(bt) > 0 {
+		fmt.Fprintf(w, "added at 1 goroutine per round: outbox write %.0f-%.0f µs, its own statement %.0f-%.0f µs, batched %.0f-%.0f µs\n",
+			rs[0], rs[len(rs)-1], st[0], st[len(st)-1], bt[0], bt[len(bt)-1])
 	}
 	fmt.Fprintf(w, "lag         commit -> key gone at %v tx/s through relay and worker (poll %v): p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms\n",
 		r.Params["lag_rate"], r.Params["poll_interval"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)

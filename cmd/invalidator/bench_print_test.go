@@ -58,3 +58,27 @@ func TestBenchReportThroughput(t *testing.T) {
 	require.Contains(t, got, "  raw_unlink          2000000 keys/s   ours/baseline 0.05\n")
 	require.Contains(t, got, "  naive_asynq            8000 keys/s   ours/baseline 12.50\n")
 }
+
+// The outbox report names each way of writing, the recommended one first,
+// and the per-round spread of all three.
+func TestBenchReportOutbox(t *testing.T) {
+	t.Parallel()
+	tx := map[string]float64{}
+	for _, g := range []string{"_1", "_8"} {
+		for v, us := range map[string]float64{bench.VariantAlone: 400, bench.VariantOutbox: 450,
+			bench.VariantOutboxStatement: 520, bench.VariantOutboxBatched: 460, bench.VariantEnqueueAfterCommit: 560,
+			bench.VariantOutboxNoNotify: 500, bench.VariantRoundTrip: 470} {
+			tx[v+g] = us
+		}
+	}
+	r := &bench.Result{Scenario: "outbox", Params: map[string]any{"tx": 3000}, TxUsPerTx: tx,
+		AddedUsPerTxRounds: []float64{40, 60}, AddedUsPerTxStatementRounds: []float64{110, 130},
+		AddedUsPerTxBatchedRounds: []float64{50, 70}}
+	var out bytes.Buffer
+	require.NoError(t, printResult(&out, r))
+	got := out.String()
+	require.Contains(t, got, "  outbox write             450.0 µs   adds   +50.0 µs   x1.12 of alone   (rides the COMMIT: outbox.BeginPgx)\n")
+	require.Contains(t, got, "  outbox statement         520.0 µs   adds  +120.0 µs   x1.30 of alone   (its own statement: outbox.Pgx)\n")
+	require.Contains(t, got, "  outbox write batched     460.0 µs   adds   +60.0 µs   x1.15 of alone   (in the UPDATE's pgx.Batch)\n")
+	require.Contains(t, got, "added at 1 goroutine per round: outbox write 40-60 µs, its own statement 110-130 µs, batched 50-70 µs\n")
+}

@@ -120,7 +120,7 @@ func TestOutbox(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "outbox", r.Scenario)
 	require.Equal(t, "1ms", r.Params["poll_interval"], "the worker's poll interval used is reported")
-	for _, v := range []string{bench.VariantAlone, bench.VariantOutbox, bench.VariantOutboxBatched,
+	for _, v := range []string{bench.VariantAlone, bench.VariantOutbox, bench.VariantOutboxStatement, bench.VariantOutboxBatched,
 		bench.VariantEnqueueAfterCommit, bench.VariantOutboxNoNotify, bench.VariantRoundTrip} {
 		for _, g := range []string{"_1", "_8"} {
 			require.Positive(t, r.TxUsPerTx[v+g], v+g)
@@ -132,11 +132,18 @@ func TestOutbox(t *testing.T) {
 	require.GreaterOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[0]-1e-9, "the run's figure lies within its rounds'")
 	require.LessOrEqual(t, r.AddedUsPerTx, r.AddedUsPerTxRounds[2]+1e-9, "the run's figure lies within its rounds'")
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxEnqueueAfterCommit, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_statement_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxStatement, 1e-9)
+	require.Len(t, r.AddedUsPerTxStatementRounds, 3, "one figure per cost round")
+	require.True(t, slices.IsSorted(r.AddedUsPerTxStatementRounds))
+	require.GreaterOrEqual(t, r.AddedUsPerTxStatement, r.AddedUsPerTxStatementRounds[0]-1e-9)
+	require.LessOrEqual(t, r.AddedUsPerTxStatement, r.AddedUsPerTxStatementRounds[2]+1e-9)
 	require.InDelta(t, r.TxUsPerTx["outbox_batched_1"]-r.TxUsPerTx["alone_1"], r.AddedUsPerTxBatched, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["round_trip_1"]-r.TxUsPerTx["alone_1"], r.RoundTripUs, 1e-9)
 	require.Len(t, r.AddedUsPerTxBatchedRounds, 3, "one figure per cost round")
 	require.True(t, slices.IsSorted(r.AddedUsPerTxBatchedRounds))
 	require.InDelta(t, r.TxUsPerTx["outbox_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTx8, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_statement_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxStatement8, 1e-9)
+	require.InDelta(t, r.TxUsPerTx["outbox_batched_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxBatched8, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["enqueue_after_commit_8"]-r.TxUsPerTx["alone_8"], r.AddedUsPerTxEnqueueAfterCommit8, 1e-9)
 	require.InDelta(t, r.TxUsPerTx["outbox_1"]/r.TxUsPerTx["alone_1"], r.Ratios["outbox_vs_alone_1"], 1e-9)
 	require.InDelta(t, r.TxUsPerTx["outbox_8"]/r.TxUsPerTx["enqueue_after_commit_8"], r.Ratios["outbox_vs_enqueue_after_commit_8"], 1e-9)
@@ -176,8 +183,11 @@ func TestOutbox(t *testing.T) {
 	require.NoError(t, err)
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(b, &got))
-	for _, f := range []string{"added_us_per_tx", "added_us_per_tx_enqueue_after_commit", "lag_p50_ms", "lag_p99_ms",
-		"lag_max_ms", "relay_invalidations_per_s", "added_us_per_tx_8", "added_us_per_tx_enqueue_after_commit_8", "tx_us_per_tx"} {
+	for _, f := range []string{"added_us_per_tx", "added_us_per_tx_rounds", "added_us_per_tx_statement",
+		"added_us_per_tx_statement_rounds", "added_us_per_tx_batched", "added_us_per_tx_batched_rounds",
+		"added_us_per_tx_enqueue_after_commit", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "relay_invalidations_per_s",
+		"added_us_per_tx_8", "added_us_per_tx_statement_8", "added_us_per_tx_batched_8",
+		"added_us_per_tx_enqueue_after_commit_8", "tx_us_per_tx"} {
 		require.Contains(t, got, f)
 	}
 

@@ -121,7 +121,8 @@ type Result struct {
 	// The outbox scenario's transaction costs. TxUsPerTx is µs per
 	// transaction by variant and goroutines (alone_1, outbox_1,
 	// enqueue_after_commit_1, alone_8, ...). AddedUsPerTx is what one
-	// outbox write adds to the transaction at 1 goroutine, against the same
+	// outbox write, the recommended pgx way (outbox.BeginPgx: it rides the
+	// COMMIT), adds to the transaction at 1 goroutine, against the same
 	// transaction alone in the same run; AddedUsPerTxEnqueueAfterCommit
 	// what an enqueue after the commit adds; the ...8 fields are the same
 	// at 8 goroutines. For the outbox scenario Keys, Seconds and KeysPerSec
@@ -134,16 +135,23 @@ type Result struct {
 	// take turns transaction by transaction, so the drift of the commit's
 	// flush time hits them alike.)
 	AddedUsPerTxRounds []float64 `json:"added_us_per_tx_rounds,omitempty"`
-	// AddedUsPerTxBatched is what the outbox write adds at 1 goroutine
-	// when it is queued into the same pgx.Batch as the transaction's
-	// UPDATE (outbox.PgxBatch), and AddedUsPerTxBatchedRounds the same per
-	// cost round, sorted. RoundTripUs is what a bare SELECT sent on its own
-	// adds: one round trip, the floor under AddedUsPerTx.
+	// AddedUsPerTxStatement is what the outbox write adds at 1 goroutine
+	// as a statement of its own (outbox.Pgx(tx); AddedUsPerTx before the
+	// write could ride the COMMIT), AddedUsPerTxBatched when it is queued
+	// into the same pgx.Batch as the transaction's UPDATE
+	// (outbox.PgxBatch); their ...Rounds the same per cost round, sorted,
+	// and their ...8 the same at 8 goroutines. RoundTripUs is what a bare
+	// SELECT sent on its own adds: one round trip, the floor under
+	// AddedUsPerTxStatement.
+	AddedUsPerTxStatement           float64   `json:"added_us_per_tx_statement,omitempty"`
+	AddedUsPerTxStatementRounds     []float64 `json:"added_us_per_tx_statement_rounds,omitempty"`
 	AddedUsPerTxBatched             float64   `json:"added_us_per_tx_batched,omitempty"`
 	AddedUsPerTxBatchedRounds       []float64 `json:"added_us_per_tx_batched_rounds,omitempty"`
 	RoundTripUs                     float64   `json:"round_trip_us,omitempty"`
 	AddedUsPerTxEnqueueAfterCommit  float64   `json:"added_us_per_tx_enqueue_after_commit,omitempty"`
 	AddedUsPerTx8                   float64   `json:"added_us_per_tx_8,omitempty"`
+	AddedUsPerTxStatement8          float64   `json:"added_us_per_tx_statement_8,omitempty"`
+	AddedUsPerTxBatched8            float64   `json:"added_us_per_tx_batched_8,omitempty"`
 	AddedUsPerTxEnqueueAfterCommit8 float64   `json:"added_us_per_tx_enqueue_after_commit_8,omitempty"`
 	// RelayInvalidationsPerS is single-key outbox rows one relay moved to
 	// the queue per second (outbox scenario).

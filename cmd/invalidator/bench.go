@@ -160,8 +160,8 @@ in one run:
          notifying transactions) and a bare SELECT (one round trip, the
          floor under any statement sent alone).
   lag    outbox transactions at --lag-rate with a relay and a worker running:
-         commit -> key gone (p50, p90, p99, max). Their write is its own
-         statement, as in earlier versions of this bench. The worker polls
+         commit -> key gone (p50, p90, p99, max). Their write rides the
+         COMMIT (outbox.BeginPgx), as the cost's outbox variant. The worker polls
          every --poll-interval (default here 1ms, its fastest sensible
          setting).
   relay  --relay-rows single-key rows pre-filled, then one relay drain:

@@ -58,7 +58,7 @@ func openPG(ctx context.Context, db *pgxpool.Pool, policy *keyspec.Policy) (*pgS
 // write advances row and writes event's invalidation into the outbox, in
 // one transaction, and returns the committed version.
 func (p *pgSource) write(ctx context.Context, row, event string, attrs map[string]string) (int64, error) {
-	tx, err := p.db.Begin(ctx)
+	tx, err := outbox.BeginPgx(ctx, p.db, pgx.TxOptions{}) // the outbox write rides the COMMIT
 	if err != nil {
 		return 0, fmt.Errorf("write %s: begin: %w", row, err)
 	}
@@ -69,7 +69,7 @@ func (p *pgSource) write(ctx context.Context, row, event string, attrs map[strin
 		RETURNING version`, p.run, row).Scan(&v); err != nil {
 		return 0, fmt.Errorf("write %s: %w", row, err)
 	}
-	if err := p.w.Publish(ctx, outbox.Pgx(tx), event, attrs); err != nil {
+	if err := p.w.Publish(ctx, tx, event, attrs); err != nil {
 		return 0, fmt.Errorf("write %s: %w", row, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

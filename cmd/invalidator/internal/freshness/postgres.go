@@ -81,8 +81,10 @@ func (p *Postgres) Write(ctx context.Context, row string) (int64, error) {
 // writeTx advances row in a transaction, calls also (when not nil) inside
 // it, and commits: the row and whatever also wrote (the outbox row of its
 // invalidation) commit together or not at all.
-func (p *Postgres) writeTx(ctx context.Context, row string, also func(pgx.Tx) error) (int64, error) {
-	tx, err := p.pool.Begin(ctx)
+func (p *Postgres) writeTx(ctx context.Context, row string, also func(*outbox.PgxTx) error) (int64, error) {
+	// An outbox transaction, whose writes ride its COMMIT: the write path
+	// the outbox recommends is the one checked.
+	tx, err := outbox.BeginPgx(ctx, p.pool, pgx.TxOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("postgres source: write %s: begin: %w", row, err)
 	}

@@ -81,8 +81,8 @@ func TestPostgresSourceOutbox(t *testing.T) {
 	require.NoError(t, err)
 	w, err := outbox.NewWriter(enqueue.NewBuilder(enqueue.Config{Policy: policy}), p.outbox)
 	require.NoError(t, err)
-	_, err = p.writeTx(ctx, "r1", func(tx pgx.Tx) error {
-		require.NoError(t, w.DeleteKeys(ctx, outbox.Pgx(tx), "k1"))
+	_, err = p.writeTx(ctx, "r1", func(tx *outbox.PgxTx) error {
+		require.NoError(t, w.DeleteKeys(ctx, tx, "k1"))
 		return errors.New("refused")
 	})
 	require.ErrorContains(t, err, "refused")
@@ -91,7 +91,7 @@ func TestPostgresSourceOutbox(t *testing.T) {
 	require.Zero(t, v, "a failed write leaves no version")
 	require.Zero(t, outboxRows(), "and no outbox row")
 
-	v, err = p.writeTx(ctx, "r1", func(tx pgx.Tx) error { return w.DeleteKeys(ctx, outbox.Pgx(tx), "k1") })
+	v, err = p.writeTx(ctx, "r1", func(tx *outbox.PgxTx) error { return w.DeleteKeys(ctx, tx, "k1") })
 	require.NoError(t, err)
 	require.EqualValues(t, 1, v)
 	require.Equal(t, 1, outboxRows(), "the write committed with its outbox row")

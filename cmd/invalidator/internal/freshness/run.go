@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/invalidator/invalidator/cacheaside"
@@ -252,8 +251,8 @@ func (r *runner) writeOutbox(ctx context.Context, row string) (string, time.Time
 	}
 	marker := r.markers + strconv.FormatInt(r.markerNo.Add(1), 10)
 	keys = append(keys, marker)
-	v, err := r.pg.writeTx(ctx, row, func(tx pgx.Tx) error {
-		return r.ob.DeleteKeys(ctx, outbox.Pgx(tx), keys...)
+	v, err := r.pg.writeTx(ctx, row, func(tx *outbox.PgxTx) error {
+		return r.ob.DeleteKeys(ctx, tx, keys...)
 	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("write row %q with its outbox row: %w", row, err)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/invalidator/invalidator/keyspec"
 	"github.com/invalidator/invalidator/tasks"
 )
@@ -35,11 +37,32 @@ const coalesceMaxBytes = tasks.MaxPayloadBytes - 1024
 // load and a lone call pays no wait at all.
 const coalesceMaxInFlight = 1
 
+// coalesceMaxLone is how many lone flushes (one caller's keys, sent by that
+// caller) of one batch key may be in flight while no batch is: a call that
+// finds only lone flushes ahead of it, fewer than this, goes at once
+// instead of waiting for them. Lone flushes in flight are the sign of a
+// light load, where calls meet by chance (a burst from a timer, requests
+// at once), and a call that gathered behind them waited a round trip for
+// nothing to share. Under load the flush ahead is a batch, so this lane
+// stays closed and batches keep their size; it opens again only after a
+// lull, for at most this many tasks.
+const coalesceMaxLone = 4
+
+// coalesceLoneRate bounds, per second, the calls that go alone beside
+// another lone flush (burst: coalesceMaxLone). Producers calling in a loop
+// keep lone flushes in flight all the time, and with no bound each of
+// their calls was a task of its own: 4 producers made 100,000 tasks of
+// 100,000 keys, and 10-13 k keys/s against 36 k with the calls gathered,
+// the per-task ceiling that coalescing is there to avoid. Chance meetings
+// at 1,000 calls/s use the lane a few hundred times a second.
+const coalesceLoneRate = 1000
+
 // CoalesceConfig tunes producer coalescing (group commit), which is on
 // unless Config.NoCoalesce is set: a DeleteKeys
-// call is enqueued at once when no task of its overrides is being enqueued;
-// calls that arrive while one is gather into one batch, enqueued as one task
-// as soon as that enqueue finishes. This is how single-key invalidations
+// call is enqueued at once when no task of its overrides is being enqueued,
+// or only a few single calls' tasks are (a light load: calls met by
+// chance); calls that arrive otherwise gather into one batch, enqueued as
+// one task as soon as the enqueues ahead finish. This is how single-key invalidations
 // from many request handlers get past the queue's per-task ceiling (about
 // 17k tasks/s for one asynq worker process).
 type CoalesceConfig struct {
@@ -76,14 +99,19 @@ func (cc *CoalesceConfig) validate() error {
 //
 // A batch lives in three stages: open (in batches, taking keys, its window's
 // timer running), detached (being flushed, apart from any caller) and done
-// (result set, done closed). A call whose key has no flush in flight makes a
-// batch that is detached at once and never open. Otherwise its keys join the
+// (result set, done closed). A call whose key has no flush in flight, or
+// only lone ones and fewer than maxLone, makes a lone batch: detached at
+// once, never open, flushed by its caller. Otherwise its keys join the
 // open batch, which is detached by exactly one of: the end of the flush in
 // flight (and then flushed by that flush's goroutine), its timer, the call
 // that fills it, Close. Nothing runs while no call is waiting.
 type coalescer struct {
 	window  time.Duration
 	maxKeys int
+	maxLone int // coalesceMaxLone; 1 in the tests of the batches behind one flush
+	// lane allows the calls that go alone beside another lone flush
+	// (coalesceLoneRate).
+	lane *rate.Limiter
 	// afterFunc runs f after d and returns a function that cancels it, like
 	// time.AfterFunc(d, f).Stop. Tests replace it to end windows by hand.
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
@@ -95,11 +123,15 @@ type coalescer struct {
 	yield func()
 
 	mu       sync.Mutex
-	closed   bool                // guarded by mu
-	batches  map[batchKey]*batch // guarded by mu; the open batches
-	inFlight map[batchKey]int    // guarded by mu; detached batches not yet done, no zero entries
-	flushes  sync.WaitGroup      // detached batches not yet done; Add under mu
+	closed   bool                 // guarded by mu
+	batches  map[batchKey]*batch  // guarded by mu; the open batches
+	inFlight map[batchKey]flights // guarded by mu; detached batches not yet done, no zero entries
+	flushes  sync.WaitGroup       // detached batches not yet done; Add under mu
 }
+
+// flights counts the detached batches of one batch key not yet done: all of
+// them, and the lone ones among them (see coalesceMaxLone).
+type flights struct{ all, lone int }
 
 // batchKey separates calls that must not share a task: those made through
 // With with different overrides. The target and policy are the same for
@@ -124,6 +156,7 @@ type batch struct {
 	at       time.Time   // the earliest caller's time, so lag is never under-reported
 	stop     func() bool // stops the window's timer; nil for a batch never open
 	detached bool
+	lone     bool // never open: its caller's keys alone, flushed by that caller
 
 	done chan struct{}
 	id   string
@@ -137,13 +170,15 @@ func newCoalescer(cc CoalesceConfig) *coalescer {
 	return &coalescer{
 		window:  cc.Window,
 		maxKeys: cc.MaxKeys,
+		maxLone: coalesceMaxLone,
+		lane:    rate.NewLimiter(coalesceLoneRate, coalesceMaxLone),
 		afterFunc: func(d time.Duration, f func()) func() bool {
 			return time.AfterFunc(d, f).Stop
 		},
 		send:     enqueueBatch,
 		yield:    runtime.Gosched,
 		batches:  make(map[batchKey]*batch),
-		inFlight: make(map[batchKey]int),
+		inFlight: make(map[batchKey]flights),
 	}
 }
 
@@ -188,8 +223,9 @@ func (co *coalescer) deleteKeys(ctx context.Context, c *Client, class *keyspec.C
 }
 
 // join adds keys to a batch of c's overrides and returns it. With no flush
-// of those overrides in flight, the batch holds keys alone and is returned
-// detached with lone set, for the caller to flush itself (flushLone).
+// of those overrides in flight, or only lone ones and fewer than maxLone,
+// the batch holds keys alone and is returned detached with lone set, for
+// the caller to flush itself (flushLone).
 // Otherwise keys join the open batch, opening one (and starting its window)
 // if there is none; a batch that keys would overflow is flushed at once and
 // keys open the next, and a batch that keys fill is flushed at once too.
@@ -224,10 +260,15 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 			done:   make(chan struct{}),
 		}
 		// Open it only behind a flush in flight: there is nothing else
-		// to wait for, and a lone caller must not pay a window.
-		if co.inFlight[key] >= coalesceMaxInFlight {
+		// to wait for, and a lone caller must not pay a window. Behind
+		// lone flushes only, fewer than maxLone, it goes alone too, as
+		// often as the lane allows.
+		if f := co.inFlight[key]; f.all >= coalesceMaxInFlight &&
+			(f.lone < f.all || f.lone >= co.maxLone || !co.lane.Allow()) {
 			co.batches[key] = b
 			b.stop = co.afterFunc(co.window, func() { co.expire(key, b) })
+		} else {
+			b.lone = true
 		}
 	}
 	b.keys = append(b.keys, keys...)
@@ -237,7 +278,7 @@ func (co *coalescer) join(c *Client, class *keyspec.Class, keys []string, size i
 		b.at = at
 	}
 	switch {
-	case b.stop == nil: // never open: nobody else's keys are in it
+	case b.lone: // nobody else's keys are in it
 		co.markDetachedLocked(key, b)
 		return b, true, nil
 	case len(b.keys) == co.maxKeys:
@@ -274,8 +315,8 @@ func (co *coalescer) flushLone(ctx context.Context, b *batch) {
 func (co *coalescer) endLone(b *batch) {
 	close(b.done)
 	if co.openCalls(b.key) == 0 {
-		next := co.finish(b.key) // a batch opened since is flushed like any other
-		co.flushes.Done()        // after finish: the next batch's Add happens before it
+		next := co.finish(b) // a batch opened since is flushed like any other
+		co.flushes.Done()    // after finish: the next batch's Add happens before it
 		if next != nil {
 			go co.run(b.key, next)
 		}
@@ -285,7 +326,7 @@ func (co *coalescer) endLone(b *batch) {
 	// taking their batch, as flush does; not on the caller's time.
 	go func() {
 		co.yieldWhileGrowing(b.key)
-		next := co.finish(b.key)
+		next := co.finish(b)
 		co.flushes.Done()
 		co.run(b.key, next)
 	}()
@@ -335,7 +376,12 @@ func (co *coalescer) markDetachedLocked(key batchKey, b *batch) {
 	if co.batches[key] == b {
 		delete(co.batches, key)
 	}
-	co.inFlight[key]++
+	f := co.inFlight[key]
+	f.all++
+	if b.lone {
+		f.lone++
+	}
+	co.inFlight[key] = f
 	co.flushes.Add(1)
 }
 
@@ -367,7 +413,7 @@ func (co *coalescer) flush(key batchKey, b *batch) *batch {
 	// window's end if this goroutine is not scheduled again before.
 	close(b.done)
 	co.yieldWhileGrowing(key)
-	return co.finish(key)
+	return co.finish(b)
 }
 
 // yieldWhileGrowing yields while the open batch of key grows, at most
@@ -383,18 +429,23 @@ func (co *coalescer) yieldWhileGrowing(key batchKey) {
 	}
 }
 
-// finish ends a flush of key: one flush fewer in flight, and the batch that
+// finish ends the flush of b: one flush fewer in flight, and the batch that
 // gathered behind it, detached, for the caller to flush next, or nil.
-func (co *coalescer) finish(key batchKey) *batch {
+func (co *coalescer) finish(b *batch) *batch {
 	co.mu.Lock()
 	defer co.mu.Unlock()
-	n := co.inFlight[key] - 1
-	if n == 0 {
+	key := b.key
+	f := co.inFlight[key]
+	f.all--
+	if b.lone {
+		f.lone--
+	}
+	if f.all == 0 {
 		delete(co.inFlight, key) // keeps the map as small as the load
 	} else {
-		co.inFlight[key] = n
+		co.inFlight[key] = f
 	}
-	if next := co.batches[key]; next != nil && n < coalesceMaxInFlight {
+	if next := co.batches[key]; next != nil && f.all < coalesceMaxInFlight {
 		co.markDetachedLocked(key, next)
 		return next
 	}

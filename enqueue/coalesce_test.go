@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/invalidator/invalidator/internal/redistest"
 	"github.com/invalidator/invalidator/keyspec"
@@ -65,6 +66,10 @@ func coalesceSetupOn(t *testing.T, db *redistest.DB, rdb redis.UniversalClient, 
 		b.timers = &manualTimers{}
 		c.co.afterFunc = b.timers.afterFunc
 	}
+	// These tests hold one lone flush in flight (lead) and gather calls
+	// behind it; the lone flushes that go side by side at a light load
+	// have tests of their own, which set coalesceMaxLone back.
+	c.co.maxLone = 1
 	t.Cleanup(func() { _ = c.Close() })
 	return b
 }
@@ -867,7 +872,7 @@ func TestCoalesceRecoveredPanicInALoneSendLeavesNoFlushInFlight(t *testing.T) {
 		"the panic goes on to the caller")
 	co := b.client.co
 	co.mu.Lock()
-	left := co.inFlight[batchKey{}]
+	left := co.inFlight[batchKey{}].all
 	co.mu.Unlock()
 	if left != 0 {
 		// Unstick it, so that the cleanup's Close returns, and fail.
@@ -969,4 +974,103 @@ func TestCoalesceFlushYieldsWhileTheNextBatchGrows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// At a light load calls go side by side: a call that finds only lone
+// flushes in flight, fewer than coalesceMaxLone, is sent at once instead of
+// waiting a round trip for them. The next call gathers behind them, and its
+// batch goes out when all of them are done.
+func TestCoalesceCallsBehindLoneFlushesGoAtOnceUpToALimit(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	b.client.co.maxLone = coalesceMaxLone // the production setting
+	require.Greater(t, coalesceMaxLone, 1)
+	g := b.holdFlushes(t)
+	var lone []<-chan result
+	var held []heldFlush
+	for i := range coalesceMaxLone {
+		key := fmt.Sprint("lone", i)
+		lone = append(lone, call(context.Background(), b.client, key))
+		h := g.next(t) // while those before it are still held: it did not wait
+		require.Equal(t, []string{key}, h.b.keys)
+		held = append(held, h)
+	}
+	behind := call(context.Background(), b.client, "behind", "behind\xff")
+	b.waitPending(t, 1)
+	require.Equal(t, 1, b.timers.count(), "the call after the limit opens a batch, with its window")
+	for i, h := range held[:len(held)-1] {
+		close(h.release)
+		require.NoError(t, await(t, lone[i]).err)
+	}
+	g.requireNone(t) // one lone flush is still in flight: the batch waits for it
+	requireWaiting(t, behind)
+	close(held[len(held)-1].release)
+	require.NoError(t, await(t, lone[len(lone)-1]).err)
+	h := g.next(t) // no window was fired
+	require.Equal(t, []string{"behind", "behind\xff"}, h.b.keys)
+	close(h.release)
+	require.NoError(t, await(t, behind).err)
+	require.Equal(t, coalesceMaxLone+1, b.pending(t, "invalidator-standard"), "a task per lone call, and the batch")
+	require.Zero(t, b.client.co.pendingCalls())
+}
+
+// Behind a batch of several callers (a loaded producer) no call goes alone:
+// it gathers in the next batch, so batches keep their size under load.
+func TestCoalesceNoLoneCallGoesBehindABatch(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	g := b.holdFlushes(t)
+	lead, heldLead := b.lead(t, g, b.client, "lead") // maxLone 1: x1 and x2 gather behind it
+	x := call(context.Background(), b.client, "x1")
+	y := call(context.Background(), b.client, "x2")
+	b.waitPending(t, 2)
+	b.client.co.mu.Lock()
+	b.client.co.maxLone = coalesceMaxLone // the production setting from here on
+	b.client.co.mu.Unlock()
+	close(heldLead.release)
+	require.NoError(t, await(t, lead).err)
+	batch := g.next(t)
+	require.Equal(t, 2, batch.b.calls)
+
+	// The batch of x1 and x2 is in flight: a new call gathers, however
+	// long that flush takes, until its window ends.
+	z := call(context.Background(), b.client, "z")
+	b.waitPending(t, 1)
+	g.requireNone(t)
+	requireWaiting(t, z)
+	close(batch.release)
+	require.NoError(t, await(t, x).err)
+	require.NoError(t, await(t, y).err)
+	h := g.next(t)
+	require.Equal(t, []string{"z"}, h.b.keys)
+	close(h.release)
+	require.NoError(t, await(t, z).err)
+}
+
+// Calls go alone beside other lone flushes only as often as the lane's
+// rate allows; past it they gather, as under load. Without the bound,
+// producers calling in a loop made a task of every call.
+func TestCoalesceLoneLaneIsRateBound(t *testing.T) {
+	t.Parallel()
+	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond}, false)
+	b.client.co.mu.Lock()
+	b.client.co.maxLone = coalesceMaxLone
+	b.client.co.lane = rate.NewLimiter(0, 1) // one call beside, never another
+	b.client.co.mu.Unlock()
+	g := b.holdFlushes(t)
+	first, heldFirst := b.lead(t, g, b.client, "first")
+	second := call(context.Background(), b.client, "second")
+	heldSecond := g.next(t)
+	require.Equal(t, []string{"second"}, heldSecond.b.keys, "the lane's one call goes at once")
+	third := call(context.Background(), b.client, "third")
+	b.waitPending(t, 1) // two lone flushes, fewer than coalesceMaxLone, yet it gathers
+	g.requireNone(t)
+	close(heldFirst.release)
+	close(heldSecond.release)
+	require.NoError(t, await(t, first).err)
+	require.NoError(t, await(t, second).err)
+	h := g.next(t)
+	require.Equal(t, []string{"third"}, h.b.keys)
+	close(h.release)
+	require.NoError(t, await(t, third).err)
 }

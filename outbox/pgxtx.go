@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -39,7 +40,10 @@ import (
 //
 // A queued write is sent only by Commit. An INSERT that fails there (a
 // constraint, a missing table) fails Commit with an error naming the write;
-// the transaction is then rolled back, data and writes alike. A
+// the transaction is then rolled back, data and writes alike. A context or
+// connection that ends while the batch is in flight leaves the outcome
+// unknown, as for any COMMIT (the error says so): the data and the writes
+// committed together or not at all. A
 // transaction already aborted by an earlier error returns
 // pgx.ErrTxCommitRollback from Commit, as pgx does.
 //
@@ -194,6 +198,16 @@ func (t *PgxTx) Commit(ctx context.Context) error {
 func (t *PgxTx) readCommit(br pgx.BatchResults) error {
 	for _, s := range t.queued {
 		if _, err := br.Exec(); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err) {
+				// Not the server's answer to this INSERT but a context
+				// or connection that ended with the batch sent: the
+				// server may have run all of it, COMMIT included (the
+				// cancel request pgx sends can land too late, or not at
+				// all), so claiming a rollback could make the caller
+				// redo work that committed.
+				return fmt.Errorf("outbox: commit: no answer from the server to the batch of %d outbox writes and the COMMIT, which may have committed or not: %w", len(t.queued), err)
+			}
 			return fmt.Errorf("outbox %s: insert into the outbox at commit (the transaction is rolled back): %w", s.what, err)
 		}
 	}

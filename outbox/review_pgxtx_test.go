@@ -3,6 +3,9 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,5 +266,59 @@ func TestReviewPgxTxCancelMidBatch(t *testing.T) {
 				acquireOK(t, pool)
 			})
 		}
+	}
+}
+
+// Writes queued from several goroutines at once (say, handlers fanning
+// out inside one request's transaction): each write that returned nil
+// commits. pgx's own transaction fails such misuse loudly (conn busy); a
+// queue appended without a lock lost writes silently.
+func TestReviewPgxTxConcurrentWritesAllCommit(t *testing.T) {
+	ctx := context.Background()
+	b := setup(t)
+	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
+	tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
+	require.NoError(t, err)
+	const goroutines, each = 8, 50
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if b.w.DeleteKeys(ctx, tx, fmt.Sprintf("g%d:%d", g, i)) == nil {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, tx.Commit(ctx))
+	require.EqualValues(t, ok.Load(), b.rows(t))
+	acquireOK(t, pool)
+}
+
+// Commit and a write racing it: the write either commits or fails.
+func TestReviewPgxTxWriteRacingCommit(t *testing.T) {
+	ctx := context.Background()
+	b := setup(t)
+	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
+	for range 20 {
+		tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
+		require.NoError(t, err)
+		before := b.rows(t)
+		var ok atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 200 {
+				if b.w.DeleteKeys(ctx, tx, fmt.Sprintf("k%d", i)) == nil {
+					ok.Add(1)
+				}
+			}
+		}()
+		require.NoError(t, tx.Commit(ctx))
+		<-done
+		require.EqualValues(t, before+int(ok.Load()), b.rows(t), "a write returned nil but did not commit")
+		acquireOK(t, pool)
 	}
 }

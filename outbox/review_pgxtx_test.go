@@ -322,3 +322,32 @@ func TestReviewPgxTxWriteRacingCommit(t *testing.T) {
 		acquireOK(t, pool)
 	}
 }
+
+// Commit and Rollback racing (a deferred Rollback in another goroutine):
+// one ends the transaction, the other returns pgx.ErrTxClosed, and the one
+// connection is released once.
+func TestReviewPgxTxCommitRacingRollback(t *testing.T) {
+	ctx := context.Background()
+	b := setup(t)
+	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
+	for range 20 {
+		tx, err := outbox.BeginPgx(ctx, pool, pgx.TxOptions{})
+		require.NoError(t, err)
+		require.NoError(t, b.w.DeleteKeys(ctx, tx, "k"))
+		errs := make(chan error, 2)
+		go func() { errs <- tx.Commit(ctx) }()
+		go func() { errs <- tx.Rollback(ctx) }()
+		e1, e2 := <-errs, <-errs
+		closed := 0
+		for _, e := range []error{e1, e2} {
+			if errors.Is(e, pgx.ErrTxClosed) {
+				closed++
+			} else {
+				require.NoError(t, e)
+			}
+		}
+		require.Equal(t, 1, closed, "%v, %v", e1, e2)
+		acquireOK(t, pool)
+		require.EqualValues(t, 1, pool.Stat().TotalConns())
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -39,7 +41,10 @@ import (
 //
 // A queued write is sent only by Commit. An INSERT that fails there (a
 // constraint, a missing table) fails Commit with an error naming the write;
-// the transaction is then rolled back, data and writes alike. A
+// the transaction is then rolled back, data and writes alike. A context or
+// connection that ends while the batch is in flight leaves the outcome
+// unknown, as for any COMMIT (the error says so): the data and the writes
+// committed together or not at all. A
 // transaction already aborted by an earlier error returns
 // pgx.ErrTxCommitRollback from Commit, as pgx does.
 //
@@ -50,7 +55,10 @@ import (
 // part of the savepoint, write through outbox.Pgx(savepoint): it is sent at
 // once, inside it.
 //
-// Like a pgx.Tx, a PgxTx is for one goroutine at a time. Once it has ended
+// Like a pgx.Tx, a PgxTx is for one goroutine at a time, but for its
+// outbox writes: those may be made from several goroutines at once, and
+// each is either sent by Commit or fails (pgx.ErrTxClosed once Commit or
+// Rollback has begun), never lost. Once it has ended
 // (Commit or Rollback), its methods but Conn return pgx.ErrTxClosed, as
 // pgx's do, and so do those of its savepoints. A pgx.LargeObjects taken from it must not
 // be used after it ends: the connection may be in another's hands by then.
@@ -68,9 +76,15 @@ type PgxTx struct {
 	// release returns a pool's connection; nil for BeginPgxConn, and once
 	// called.
 	release func()
-	queued  []stmt          // the writes Commit sends
 	nested  []*pgxSavepoint // closed with the transaction
-	done    bool            // Commit or Rollback has run
+	// mu guards queued and done: a write made while another is, or while
+	// Commit runs (goroutines fanning out in one transaction), is either
+	// sent or fails with pgx.ErrTxClosed, never returns nil and vanishes,
+	// as an unguarded append let it (pgx fails such misuse loudly, conn
+	// busy; a queue would fail it silently).
+	mu     sync.Mutex
+	queued []stmt // the writes Commit sends
+	done   bool   // Commit or Rollback has begun
 }
 
 // realTx names the embedded pgx.Tx of PgxTx and pgxSavepoint.
@@ -125,8 +139,13 @@ func begin(ctx context.Context, conn *pgx.Conn, opts pgx.TxOptions) (*PgxTx, err
 
 // exec queues s for Commit.
 func (t *PgxTx) exec(_ context.Context, s stmt) error {
-	if t == nil || t.realTx == nil {
+	if t == nil {
 		return errors.New("nil *outbox.PgxTx (begin it with outbox.BeginPgx)")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.realTx == nil {
+		return errors.New("outbox.PgxTx not begun (begin it with outbox.BeginPgx)")
 	}
 	if t.done {
 		return pgx.ErrTxClosed
@@ -143,11 +162,12 @@ func (t *PgxTx) exec(_ context.Context, s stmt) error {
 // pgx does. Either way the transaction has ended and its connection is
 // released. A second Commit returns pgx.ErrTxClosed.
 func (t *PgxTx) Commit(ctx context.Context) error {
-	if t.done {
+	queued, ok := t.close()
+	if !ok {
 		return pgx.ErrTxClosed
 	}
 	defer t.end()
-	if len(t.queued) == 0 {
+	if len(queued) == 0 {
 		return t.realTx.Commit(ctx)
 	}
 	// The status is the one the server reported at the end of the last
@@ -157,28 +177,27 @@ func (t *PgxTx) Commit(ctx context.Context) error {
 	case 'E':
 		// Aborted by an earlier error: the INSERTs would only fail. The
 		// real COMMIT rolls back and reports it as pgx does.
-		t.forget()
+		forget(queued)
 		return t.realTx.Commit(ctx)
 	default:
-		n := len(t.queued)
-		t.forget()
+		n := len(queued)
+		forget(queued)
 		return fmt.Errorf("outbox: commit: the connection is not in the transaction (status %q: ended by a COMMIT or ROLLBACK sent through Exec, or the connection closed); its %d queued outbox writes were not written", status, n)
 	}
-	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(t.queued)+1)}
-	for _, s := range t.queued {
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(queued)+1)}
+	for _, s := range queued {
 		b.Queue(s.sql, s.args...)
 	}
 	b.Queue(t.commit)
 	br := t.conn.SendBatch(ctx, b)
-	err := t.readCommit(br)
+	err := readCommit(br, queued)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		t.queued = nil
 		return nil
 	}
-	t.forget()
+	forget(queued)
 	// A failed INSERT leaves the transaction aborted: the server skipped
 	// the rest of the batch, COMMIT included. A failed COMMIT (a deferred
 	// constraint, a serialization failure) has ended it already ('I'); a
@@ -191,9 +210,19 @@ func (t *PgxTx) Commit(ctx context.Context) error {
 }
 
 // readCommit checks the result of every statement of the commit batch.
-func (t *PgxTx) readCommit(br pgx.BatchResults) error {
-	for _, s := range t.queued {
+func readCommit(br pgx.BatchResults, queued []stmt) error {
+	for _, s := range queued {
 		if _, err := br.Exec(); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err) {
+				// Not the server's answer to this INSERT but a context
+				// or connection that ended with the batch sent: the
+				// server may have run all of it, COMMIT included (the
+				// cancel request pgx sends can land too late, or not at
+				// all), so claiming a rollback could make the caller
+				// redo work that committed.
+				return fmt.Errorf("outbox: commit: no answer from the server to the batch of %d outbox writes and the COMMIT, which may have committed or not: %w", len(queued), err)
+			}
 			return fmt.Errorf("outbox %s: insert into the outbox at commit (the transaction is rolled back): %w", s.what, err)
 		}
 	}
@@ -211,11 +240,12 @@ func (t *PgxTx) readCommit(br pgx.BatchResults) error {
 // After Commit or Rollback it returns pgx.ErrTxClosed, so a deferred
 // Rollback is fine.
 func (t *PgxTx) Rollback(ctx context.Context) error {
-	if t.done {
+	queued, ok := t.close()
+	if !ok {
 		return pgx.ErrTxClosed
 	}
 	defer t.end()
-	t.forget()
+	forget(queued)
 	return t.realTx.Rollback(ctx)
 }
 
@@ -240,24 +270,37 @@ func (t *PgxTx) track(sp pgx.Tx) *pgxSavepoint {
 	return n
 }
 
-// forget drops the queued writes, which will never commit, and frees the
+// close marks t done, so that later writes fail, and takes its queued
+// writes; false if Commit or Rollback had begun already.
+func (t *PgxTx) close() ([]stmt, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return nil, false
+	}
+	t.done = true
+	q := t.queued
+	t.queued = nil
+	return q, true
+}
+
+// forget drops queued writes, which will never commit, and frees the
 // notify gate of each Writer whose NOTIFY rode one of them, so that its
 // next write notifies.
-func (t *PgxTx) forget() {
-	for _, s := range t.queued {
+func forget(queued []stmt) {
+	for _, s := range queued {
 		if s.release != nil {
 			s.release()
 		}
 	}
-	t.queued = nil
 }
 
 // end closes t and its savepoints and releases the pool's connection, once.
 func (t *PgxTx) end() {
-	t.done = true
-	t.queued = nil
 	closed := closedTx()
+	t.mu.Lock()
 	t.realTx = closed
+	t.mu.Unlock()
 	for _, n := range t.nested {
 		n.realTx = closed
 	}

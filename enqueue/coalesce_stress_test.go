@@ -20,13 +20,13 @@ import (
 // many batch keys, Close midway. Every call that returns no error has its
 // keys in the task it was told; nothing stays in flight or open; Close
 // returns.
-func TestReviewCoalesceStress(t *testing.T) {
+func TestCoalesceStress(t *testing.T) {
 	for round := range 6 {
-		t.Run(fmt.Sprint(round), func(t *testing.T) { reviewStress(t, round%2 == 1) })
+		t.Run(fmt.Sprint(round), func(t *testing.T) { coalesceStress(t, round%2 == 1) })
 	}
 }
 
-func reviewStress(t *testing.T, closeMidway bool) {
+func coalesceStress(t *testing.T, closeMidway bool) {
 	b := coalesceSetup(t, CoalesceConfig{Window: time.Millisecond, MaxKeys: 9}, true)
 	co := b.client.co
 	co.maxLone = coalesceMaxLone
@@ -56,9 +56,9 @@ func reviewStress(t *testing.T, closeMidway bool) {
 		switch {
 		case n < 3 && bt.lone:
 			panics.Add(1)
-			panic("review: send blew up")
+			panic("stress: send blew up")
 		case n < 6:
-			return "", errors.New("review: send failed")
+			return "", errors.New("stress: send failed")
 		}
 		if err := ctx.Err(); err != nil && bt.lone {
 			return "", err
@@ -109,7 +109,7 @@ func reviewStress(t *testing.T, closeMidway bool) {
 				var err error
 				func() {
 					defer func() {
-						if r := recover(); r != nil && r != "review: send blew up" {
+						if r := recover(); r != nil && r != "stress: send blew up" {
 							panic(r)
 						} else if r != nil {
 							err = errors.New("panicked")

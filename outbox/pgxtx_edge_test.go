@@ -41,7 +41,7 @@ func acquireOK(t *testing.T, pool *pgxpool.Pool) {
 	c.Release()
 }
 
-func TestReviewPgxTxPathsReleaseOnce(t *testing.T) {
+func TestPgxTxPathsReleaseOnce(t *testing.T) {
 	for name, m := range execModes {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -179,7 +179,7 @@ func TestReviewPgxTxPathsReleaseOnce(t *testing.T) {
 
 // Two SERIALIZABLE transactions with a write skew: the loser fails at its
 // COMMIT (or an INSERT), and then neither its data nor its outbox row is in.
-func TestReviewPgxTxSerializationFailure(t *testing.T) {
+func TestPgxTxSerializationFailure(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
@@ -215,7 +215,7 @@ func TestReviewPgxTxSerializationFailure(t *testing.T) {
 // A Commit whose context ends while the batch runs (a slow INSERT, or a
 // slow deferred trigger at the COMMIT): the data is in iff the outbox row
 // is, and the single connection comes back or is destroyed.
-func TestReviewPgxTxCancelMidBatch(t *testing.T) {
+func TestPgxTxCancelMidBatch(t *testing.T) {
 	for _, where := range []string{"insert", "commit", "late"} {
 		for name, m := range execModes {
 			if where != "late" && name != "cache_statement" && name != "simple_protocol" {
@@ -276,7 +276,7 @@ func TestReviewPgxTxCancelMidBatch(t *testing.T) {
 // out inside one request's transaction): each write that returned nil
 // commits. pgx's own transaction fails such misuse loudly (conn busy); a
 // queue appended without a lock lost writes silently.
-func TestReviewPgxTxConcurrentWritesAllCommit(t *testing.T) {
+func TestPgxTxConcurrentWritesAllCommit(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
@@ -301,7 +301,7 @@ func TestReviewPgxTxConcurrentWritesAllCommit(t *testing.T) {
 }
 
 // Commit and a write racing it: the write either commits or fails.
-func TestReviewPgxTxWriteRacingCommit(t *testing.T) {
+func TestPgxTxWriteRacingCommit(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)
@@ -329,7 +329,7 @@ func TestReviewPgxTxWriteRacingCommit(t *testing.T) {
 // Commit and Rollback racing (a deferred Rollback in another goroutine):
 // one ends the transaction, the other returns pgx.ErrTxClosed, and the one
 // connection is released once.
-func TestReviewPgxTxCommitRacingRollback(t *testing.T) {
+func TestPgxTxCommitRacingRollback(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t)
 	pool := b.onePool(t, pgx.QueryExecModeCacheStatement)

@@ -70,20 +70,15 @@ the end. --shards N spreads the bench class over N shard queues.`,
 				return usagef("--rate must be at least 1 invalidation/s, got %d", lag.Rate)
 			case lag.Duration <= 0:
 				return usagef("--duration must be above 0, got %s", lag.Duration)
-			case lag.Coalesce < 0:
-				return usagef("--coalesce must be 0 (off) or more, got %s", lag.Coalesce)
-			case lag.Coalesce == 0:
-				lag.Coalesce = -1 // bench.LagOptions' "off"
 			}
-			return nil
+			return coalesceArg(&lag.Coalesce)
 		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Lag(ctx, e, lag)
 		}),
 	}
 	lagCmd.Flags().IntVar(&lag.Rate, "rate", 1000, "invalidations per second (1 or more)")
 	lagCmd.Flags().DurationVar(&lag.Duration, "duration", 10*time.Second, "how long to send (above 0)")
-	lagCmd.Flags().DurationVar(&lag.Coalesce, "coalesce", enqueue.DefaultCoalesceWindow,
-		"producer coalescing window, as enqueue.CoalesceConfig's (0: off, every call its own task)")
+	coalesceFlag(lagCmd, &lag.Coalesce)
 	lagCmd.Flags().BoolVar(&lag.InlineDelete, "inline-delete", false, "the producer also deletes each key itself before enqueueing it (enqueue.Config.InlineDelete); the lag is then the inline delete's")
 
 	var tp bench.ThroughputOptions
@@ -100,12 +95,8 @@ the end. --shards N spreads the bench class over N shard queues.`,
 				return usagef("--keys-per-call must be at least 1, got %d", tp.KeysPerCall)
 			case tp.Keys < 1:
 				return usagef("--keys must be at least 1, got %d", tp.Keys)
-			case tp.Coalesce < 0:
-				return usagef("--coalesce must be 0 (off) or more, got %s", tp.Coalesce)
-			case tp.Coalesce == 0:
-				tp.Coalesce = -1 // bench.ThroughputOptions' "off"
 			}
-			return nil
+			return coalesceArg(&tp.Coalesce)
 		}, func(ctx context.Context, e bench.Env) (*bench.Result, error) {
 			return bench.Throughput(ctx, e, tp)
 		}),
@@ -113,8 +104,7 @@ the end. --shards N spreads the bench class over N shard queues.`,
 	tpCmd.Flags().IntVar(&tp.Producers, "producers", 32, "concurrent DeleteKeys callers (1 or more)")
 	tpCmd.Flags().IntVar(&tp.KeysPerCall, "keys-per-call", 1, "keys in each DeleteKeys call (1 or more)")
 	tpCmd.Flags().IntVar(&tp.Keys, "keys", 200000, "keys to delete in all (1 or more)")
-	tpCmd.Flags().DurationVar(&tp.Coalesce, "coalesce", enqueue.DefaultCoalesceWindow,
-		"producer coalescing window, as enqueue.CoalesceConfig's (0: off, every call its own task)")
+	coalesceFlag(tpCmd, &tp.Coalesce)
 
 	var fam bench.FamilyOptions
 	famCmd := &cobra.Command{
@@ -504,5 +494,23 @@ func printOutbox(w io.Writer, r *bench.Result) error {
 		r.Params["lag_rate"], r.Params["poll_interval"], r.LagP50Ms, r.LagP90Ms, r.LagP99Ms, r.LagMaxMs)
 	fmt.Fprintf(w, "relay       %d single-key rows in %.2fs: %.0f invalidations/s\n", r.Keys, r.Seconds, r.RelayInvalidationsPerS)
 	fmt.Fprintf(w, "redis cpu   %.2fs busy during the scenario\n", r.RedisCPUSeconds)
+	return nil
+}
+
+// coalesceFlag adds --coalesce, the producers' coalescing window, to cmd.
+func coalesceFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "coalesce", enqueue.DefaultCoalesceWindow,
+		"producer coalescing window, as enqueue.CoalesceConfig's (0: off, every call its own task)")
+}
+
+// coalesceArg checks --coalesce and turns its 0 (off) into the bench
+// options' off, which is below 0 (their 0 is enqueue's default).
+func coalesceArg(d *time.Duration) error {
+	switch {
+	case *d < 0:
+		return usagef("--coalesce must be 0 (off) or more, got %s", *d)
+	case *d == 0:
+		*d = -1
+	}
 	return nil
 }

@@ -364,7 +364,8 @@ type ThroughputOptions struct {
 	Coalesce time.Duration
 }
 
-// coalesceParam is how a report names ThroughputOptions.Coalesce.
+// coalesceParam is how a report names a coalescing window of
+// ThroughputOptions or LagOptions.
 func coalesceParam(d time.Duration) string {
 	switch {
 	case d < 0:
